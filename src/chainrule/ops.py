@@ -1,0 +1,958 @@
+"""The primitive operations, each one's forward and backward side by side, and the ops composed of them.
+
+Every backward receives the upstream gradient `g` and returns the downstream gradient of each input
+(upstream × local). It is written with operators and methods that NumPy arrays and Tensors share, so
+the same lines run on arrays in a normal backward and on Tensors under `create_graph=True`. Gradients
+of broadcast inputs are summed back to the input's shape by the engine, not here.
+"""
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .function import Function
+from .tensor import Tensor, _dtype, _operand
+
+# -- helpers that accept an array or a Tensor (the two modes of backward) ---------------------------
+
+
+def _exp(x: Any) -> Any:
+    return x.exp() if isinstance(x, Tensor) else np.exp(x)
+
+
+def _log(x: Any) -> Any:
+    return x.log() if isinstance(x, Tensor) else np.log(x)
+
+
+def _where(condition: np.ndarray, x: Any, y: Any) -> Any:
+    if isinstance(x, Tensor) or isinstance(y, Tensor):
+        return Where.apply(condition, x, y)
+    return np.where(condition, x, y)
+
+
+def _broadcast_to(x: Any, shape: tuple[int, ...]) -> Any:
+    return BroadcastTo.apply(x, shape) if isinstance(x, Tensor) else np.broadcast_to(x, shape)
+
+
+def _scatter(g: Any, shape: tuple[int, ...], index: Any) -> Any:
+    return Scatter.apply(g, shape, index) if isinstance(g, Tensor) else Scatter.forward(None, g, shape, index)
+
+
+def _concatenate(pieces: Sequence[Any], axis: int) -> Any:
+    if builtins.any(isinstance(piece, Tensor) for piece in pieces):
+        return Concatenate.apply(*pieces, axis=axis)
+    return np.concatenate(pieces, axis=axis)
+
+
+def _normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)  # a 0-d tensor accepts axis 0 or -1
+    for a in axes:
+        if not low <= a <= high:
+            raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    return () if ndim == 0 else tuple(sorted({int(a) % ndim for a in axes}))
+
+
+def _single_axis(axis: int, ndim: int) -> Any:
+    axes = _normalize_axes(axis, ndim)
+    return axes[0] if axes else ()
+
+
+def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(1 if i in axes else size for i, size in enumerate(shape))
+
+
+# -- arithmetic --------------------------------------------------------------------------------------
+
+class Add(Function):
+    """z = x + y: the add node distributes the upstream gradient to both inputs unchanged."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x + y
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        return x - y
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, -g
+
+
+class Mul(Function):
+    """z = x * y: the multiply node swaps its inputs: dz/dx = y, dz/dy = x."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        need_x, need_y = ctx.inputs
+        return (g * y if need_x is not None else None), (g * x if need_y is not None else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x / y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        grad_x = g / y
+        # d(x/y)/dy = -x / y²
+        return grad_x, (-grad_x * x / y if ctx.inputs[1] is not None else None)
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        out = np.power(x, y)
+        ctx.save_for_backward(x, y, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y, out = ctx.saved_tensors
+        grad_x = grad_y = None
+        if ctx.inputs[0] is not None:
+            # d(x^y)/dx = y x^(y-1); a constant exponent of 0 has zero gradient even at x = 0
+            grad_x = g * 0.0 if isinstance(y, (int, float)) and y == 0 else g * y * x ** (y - 1)
+        if ctx.inputs[1] is not None:
+            grad_y = g * out * _log(x)  # d(x^y)/dy = x^y ln x
+        return grad_x, grad_y
+
+
+class MatMul(Function):
+    """z = x @ y (batched, broadcasting): dz/dx = g @ yᵀ, dz/dy = xᵀ @ g."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return np.matmul(x, y)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        if x.ndim == 1 and y.ndim == 1:
+            return g * y, g * x
+        x2 = x.reshape((1, x.shape[0])) if x.ndim == 1 else x
+        y2 = y.reshape((y.shape[0], 1)) if y.ndim == 1 else y
+        g2 = g
+        if x.ndim == 1:
+            g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:])
+        if y.ndim == 1:
+            g2 = g2.reshape(g2.shape + (1,))
+        grad_x = grad_y = None
+        if ctx.inputs[0] is not None:
+            grad_x = g2 @ y2.mT
+            if x.ndim == 1:
+                grad_x = grad_x.reshape(grad_x.shape[:-2] + grad_x.shape[-1:])
+        if ctx.inputs[1] is not None:
+            grad_y = x2.mT @ g2
+            if y.ndim == 1:
+                grad_y = grad_y.reshape(grad_y.shape[:-1])
+        return grad_x, grad_y
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+# -- elementwise functions ---------------------------------------------------------------------------
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g / x
+
+
+class Tanh(Function):
+    """The tanh node: dtanh(x)/dx = 1 - tanh(x)²."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * (1 - out * out)
+
+
+class Sigmoid(Function):
+    """The sigmoid node: dσ(x)/dx = σ(x) (1 - σ(x))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        # 1 / (1 + e^-x) written so that neither branch overflows
+        out = np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * out * (1 - out)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x > 0)
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (positive,) = ctx.saved_tensors
+        return g * positive
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(np.sign(x))
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (sign,) = ctx.saved_tensors
+        return g * sign
+
+
+class Clip(Function):
+    """Gradient 1 where low <= x <= high (PyTorch's clamp), 0 outside."""
+
+    @staticmethod
+    def forward(ctx, x, low, high):
+        inside = np.ones(x.shape, bool)
+        if low is not None:
+            inside &= x >= low
+        if high is not None:
+            inside &= x <= high
+        ctx.save_for_backward(inside)
+        return np.clip(x, low, high)
+
+    @staticmethod
+    def backward(ctx, g):
+        (inside,) = ctx.saved_tensors
+        return g * inside, None, None
+
+
+class Maximum(Function):
+    """Elementwise max; where x == y the gradient is split equally (as PyTorch does)."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        share_x = (x > y) + 0.5 * (x == y)
+        ctx.save_for_backward(share_x.astype(np.result_type(x, y), copy=False))
+        return np.maximum(x, y)
+
+    @staticmethod
+    def backward(ctx, g):
+        (share_x,) = ctx.saved_tensors
+        return g * share_x, g * (1 - share_x)
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, condition, x, y):
+        ctx.save_for_backward(condition)
+        return np.where(condition, x, y)
+
+    @staticmethod
+    def backward(ctx, g):
+        (condition,) = ctx.saved_tensors
+        return None, _where(condition, g, 0), _where(condition, 0, g)
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.input_dtype = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.input_dtype), None
+
+
+# -- reductions --------------------------------------------------------------------------------------
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        ctx.input_shape = x.shape
+        ctx.kept_shape = _kept_shape(x.shape, axes)
+        return np.sum(x, axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _broadcast_to(g.reshape(ctx.kept_shape), ctx.input_shape), None, None
+
+
+class Max(Function):
+    """Max over axes; tied maxima share the gradient equally (PyTorch's amax)."""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        if x.size == 0:
+            raise ValueError("max/min of an empty tensor has no identity")
+        out = np.max(x, axis=axes, keepdims=True)
+        is_max = x == out
+        ctx.save_for_backward(is_max / is_max.sum(axis=axes, keepdims=True).astype(x.dtype))
+        ctx.kept_shape = out.shape
+        return out if keepdims else np.squeeze(out, axis=axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        (share,) = ctx.saved_tensors
+        return g.reshape(ctx.kept_shape) * share, None, None
+
+
+class LogSumExp(Function):
+    """log Σ exp(x), shifted by the max so logits of 1e4 do not overflow; gradient softmax(x)."""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        shift = np.max(x, axis=axes, keepdims=True) if x.size else np.zeros(_kept_shape(x.shape, axes), x.dtype)
+        shift = np.where(np.isfinite(shift), shift, 0)
+        out = np.log(np.sum(np.exp(x - shift), axis=axes, keepdims=True)) + shift
+        ctx.kept_shape = out.shape
+        out = out if keepdims else np.squeeze(out, axis=axes)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        return g.reshape(ctx.kept_shape) * _exp(x - out.reshape(ctx.kept_shape)), None, None
+
+
+class Softmax(Function):
+    """The softmax node: dS/dx applied to g is S ⊙ (g - Σ g S)."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        out = e / np.sum(e, axis=axis, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return out * (g - (g * out).sum(axis=ctx.axis, keepdims=True)), None
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g - _exp(out) * g.sum(axis=ctx.axis, keepdims=True), None
+
+
+# -- shape and indexing ------------------------------------------------------------------------------
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.input_shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.input_shape), None
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, x, axes):
+        ctx.axes = axes
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        inverse = None if ctx.axes is None else tuple(np.argsort(ctx.axes))
+        return g.transpose(inverse), None
+
+
+class BroadcastTo(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None  # the engine sums g back to x's shape
+
+
+def _is_basic_index(index: Any) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return builtins.all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
+
+
+class GetItem(Function):
+    """x[index]; with repeated advanced indices the gradients of the repeats are summed."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.input_shape = x.shape
+        ctx.index = index
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        return _scatter(g, ctx.input_shape, ctx.index), None
+
+
+class Scatter(Function):
+    """The adjoint of GetItem: place g at `index` in zeros of `shape`, summing repeats."""
+
+    @staticmethod
+    def forward(ctx, g, shape, index):
+        if ctx is not None:
+            ctx.index = index
+        out = np.zeros(shape, g.dtype)
+        if _is_basic_index(index):
+            out[index] = g
+        else:
+            np.add.at(out, index, g)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.index], None, None
+
+
+class Concatenate(Function):
+    @staticmethod
+    def forward(ctx, *pieces, axis):
+        ctx.axis = axis
+        ctx.bounds = np.cumsum([0] + [piece.shape[axis] for piece in pieces])
+        return np.concatenate(pieces, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        lead = (slice(None),) * (ctx.axis % g.ndim)
+        return tuple(g[lead + (slice(start, stop),)] for start, stop in zip(ctx.bounds[:-1], ctx.bounds[1:]))
+
+
+class Split(Function):
+    """Cut x along an axis into pieces (a node with several outputs)."""
+
+    @staticmethod
+    def forward(ctx, x, sections, axis):
+        ctx.axis = axis
+        return tuple(np.split(x, sections, axis=axis))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _concatenate(grads, ctx.axis), None, None
+
+
+# -- public functions (PyTorch names; axis/keepdims with dim/keepdim as aliases) ----------------------
+
+def _axis_alias(axis: Any, keepdims: bool, dim: Any, keepdim: bool | None) -> tuple[Any, bool]:
+    if dim is not None:
+        axis = dim
+    if keepdim is not None:
+        keepdims = keepdim
+    return axis, bool(keepdims)
+
+
+def _as_tensor(x: Any, name: str) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (np.ndarray, int, float, np.generic, list)):
+        return Tensor(x)
+    raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
+
+
+def add(x: Any, y: Any) -> Tensor:
+    """x + y with broadcasting.
+
+    >>> import chainrule as cr
+    >>> cr.add(cr.ones(2), 1).tolist()
+    [2.0, 2.0]
+    """
+    return Add.apply(_operand(x, "+"), _operand(y, "+"))
+
+
+def sub(x: Any, y: Any) -> Tensor:
+    """x - y with broadcasting.
+
+    >>> import chainrule as cr
+    >>> cr.sub(cr.ones(2), 1).tolist()
+    [0.0, 0.0]
+    """
+    return Sub.apply(_operand(x, "-"), _operand(y, "-"))
+
+
+def mul(x: Any, y: Any) -> Tensor:
+    """x * y with broadcasting.
+
+    >>> import chainrule as cr
+    >>> cr.mul(cr.ones(2), 3).tolist()
+    [3.0, 3.0]
+    """
+    return Mul.apply(_operand(x, "*"), _operand(y, "*"))
+
+
+def div(x: Any, y: Any) -> Tensor:
+    """x / y with broadcasting.
+
+    >>> import chainrule as cr
+    >>> cr.div(cr.ones(2), 4).tolist()
+    [0.25, 0.25]
+    """
+    return Div.apply(_operand(x, "/"), _operand(y, "/"))
+
+
+def pow(x: Any, y: Any) -> Tensor:  # noqa: A001
+    """x ** y with broadcasting.
+
+    >>> import chainrule as cr
+    >>> cr.pow(cr.tensor([3.0]), 2).tolist()
+    [9.0]
+    """
+    return Pow.apply(_operand(x, "**"), _operand(y, "**"))
+
+
+def matmul(x: Any, y: Any) -> Tensor:
+    """Matrix product with NumPy's rules (1-D operands, broadcast batch dimensions).
+
+    >>> import chainrule as cr
+    >>> cr.matmul(cr.ones(2, 3), cr.ones(3, 4)).shape
+    (2, 4)
+    """
+    return MatMul.apply(_operand(x, "@"), _operand(y, "@"))
+
+
+def neg(x: Tensor) -> Tensor:
+    """-x.
+
+    >>> import chainrule as cr
+    >>> cr.neg(cr.ones(1)).tolist()
+    [-1.0]
+    """
+    return Neg.apply(_as_tensor(x, "neg"))
+
+
+def exp(x: Tensor) -> Tensor:
+    """e^x elementwise.
+
+    >>> import chainrule as cr
+    >>> cr.exp(cr.zeros(1)).tolist()
+    [1.0]
+    """
+    return Exp.apply(_as_tensor(x, "exp"))
+
+
+def log(x: Tensor) -> Tensor:
+    """Natural logarithm elementwise.
+
+    >>> import chainrule as cr
+    >>> cr.log(cr.ones(1)).tolist()
+    [0.0]
+    """
+    return Log.apply(_as_tensor(x, "log"))
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """√x elementwise (x ** 0.5).
+
+    >>> import chainrule as cr
+    >>> cr.sqrt(cr.tensor([4.0])).tolist()
+    [2.0]
+    """
+    return Pow.apply(_as_tensor(x, "sqrt"), 0.5)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent elementwise.
+
+    >>> import chainrule as cr
+    >>> cr.tanh(cr.zeros(1)).tolist()
+    [0.0]
+    """
+    return Tanh.apply(_as_tensor(x, "tanh"))
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + e^-x) elementwise, stable for large |x|.
+
+    >>> import chainrule as cr
+    >>> cr.sigmoid(cr.zeros(1)).tolist()
+    [0.5]
+    """
+    return Sigmoid.apply(_as_tensor(x, "sigmoid"))
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0) elementwise.
+
+    >>> import chainrule as cr
+    >>> cr.relu(cr.tensor([-1.0, 2.0])).tolist()
+    [0.0, 2.0]
+    """
+    return Relu.apply(_as_tensor(x, "relu"))
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001
+    """|x| elementwise (gradient sign(x), 0 at 0).
+
+    >>> import chainrule as cr
+    >>> cr.abs(cr.tensor([-2.0])).tolist()
+    [2.0]
+    """
+    return Abs.apply(_as_tensor(x, "abs"))
+
+
+def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    """Limit x to [min, max] (either bound may be None), as `torch.clamp`.
+
+    >>> import chainrule as cr
+    >>> cr.clip(cr.tensor([-2.0, 0.5, 3.0]), -1, 1).tolist()
+    [-1.0, 0.5, 1.0]
+    """
+    if min is None and max is None:
+        raise ValueError("clip: give at least one of min and max")
+    return Clip.apply(_as_tensor(x, "clip"), min, max)
+
+
+clamp = clip
+
+
+def maximum(x: Any, y: Any) -> Tensor:
+    """Elementwise maximum with broadcasting.
+
+    >>> import chainrule as cr
+    >>> cr.maximum(cr.tensor([1.0, 5.0]), cr.tensor([3.0, 2.0])).tolist()
+    [3.0, 5.0]
+    """
+    return Maximum.apply(_operand(x, "maximum"), _operand(y, "maximum"))
+
+
+def minimum(x: Any, y: Any) -> Tensor:
+    """Elementwise minimum with broadcasting: -maximum(-x, -y).
+
+    >>> import chainrule as cr
+    >>> cr.minimum(cr.tensor([1.0, 5.0]), cr.tensor([3.0, 2.0])).tolist()
+    [1.0, 2.0]
+    """
+    return -maximum(-_as_tensor(x, "minimum"), -_as_tensor(y, "minimum"))
+
+
+def where(condition: Any, x: Any, y: Any) -> Tensor:
+    """x where condition holds, else y (broadcasting all three).
+
+    >>> import chainrule as cr
+    >>> cr.where(cr.tensor([True, False]), cr.ones(2), cr.zeros(2)).tolist()
+    [1.0, 0.0]
+    """
+    condition = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if condition.dtype != np.bool_:
+        raise TypeError(f"where: the condition must be boolean, got {condition.dtype}")
+    return Where.apply(condition, _operand(x, "where"), _operand(y, "where"))
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """Convert to another dtype (differentiable between floating types).
+
+    >>> import chainrule as cr
+    >>> cr.astype(cr.ones(1), "float64").dtype
+    dtype('float64')
+    """
+    wanted = _dtype(dtype)
+    if x.dtype == wanted:
+        return x
+    if x.requires_grad and wanted.kind != "f":
+        return Tensor._from_array(x.data.astype(wanted))
+    return Cast.apply(x, wanted)
+
+
+def sum(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+        keepdim: bool | None = None) -> Tensor:
+    """Sum over `axis` (all axes by default).
+
+    >>> import chainrule as cr
+    >>> cr.sum(cr.ones(2, 3), axis=1).tolist()
+    [3.0, 3.0]
+    """
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    return Sum.apply(x, _normalize_axes(axis, x.ndim), keepdims)
+
+
+def mean(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+         keepdim: bool | None = None) -> Tensor:
+    """Mean over `axis` (all axes by default): the sum divided by the count.
+
+    >>> import chainrule as cr
+    >>> cr.mean(cr.tensor([1.0, 3.0])).item()
+    2.0
+    """
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    axes = _normalize_axes(axis, x.ndim)
+    count = int(np.prod([x.shape[a] for a in axes]))
+    if count == 0:
+        raise ValueError(f"mean over an empty axis of a tensor of shape {x.shape}")
+    return Sum.apply(x, axes, keepdims) / count
+
+
+def max(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+        keepdim: bool | None = None) -> Tensor:
+    """Largest value over `axis` (all axes by default); ties share the gradient.
+
+    >>> import chainrule as cr
+    >>> cr.max(cr.tensor([[1.0, 4.0], [3.0, 2.0]]), axis=0).tolist()
+    [3.0, 4.0]
+    """
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    return Max.apply(x, _normalize_axes(axis, x.ndim), keepdims)
+
+
+def min(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+        keepdim: bool | None = None) -> Tensor:
+    """Smallest value over `axis`: -max(-x).
+
+    >>> import chainrule as cr
+    >>> cr.min(cr.tensor([1.0, -4.0])).item()
+    -4.0
+    """
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    return -Max.apply(-x, _normalize_axes(axis, x.ndim), keepdims)
+
+
+def logsumexp(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+              keepdim: bool | None = None) -> Tensor:
+    """log(sum(exp(x))) over `axis`, computed without overflow.
+
+    >>> import chainrule as cr
+    >>> round(cr.logsumexp(cr.tensor([1e4, 1e4])).item(), 3)
+    10000.693
+    """
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    return LogSumExp.apply(x, _normalize_axes(axis, x.ndim), keepdims)
+
+
+def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis`, shifted by the max for stability.
+
+    >>> import chainrule as cr
+    >>> cr.softmax(cr.zeros(4)).tolist()
+    [0.25, 0.25, 0.25, 0.25]
+    """
+    axis = dim if dim is not None else axis
+    return Softmax.apply(x, _single_axis(axis, x.ndim))
+
+
+def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """x - logsumexp(x) along `axis`.
+
+    >>> import chainrule as cr
+    >>> round(cr.log_softmax(cr.zeros(2)).tolist()[0], 4)
+    -0.6931
+    """
+    axis = dim if dim is not None else axis
+    return LogSoftmax.apply(x, _single_axis(axis, x.ndim))
+
+
+def reshape(x: Tensor, shape: Any) -> Tensor:
+    """The same data in a new shape (one axis may be -1).
+
+    >>> import chainrule as cr
+    >>> cr.reshape(cr.ones(6), (2, 3)).shape
+    (2, 3)
+    """
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if shape == x.shape:
+        return x
+    return Reshape.apply(x, shape)
+
+
+def permute(x: Tensor, axes: Sequence[int] | None) -> Tensor:
+    """Reorder the axes (None reverses them).
+
+    >>> import chainrule as cr
+    >>> cr.permute(cr.ones(2, 3, 4), (2, 0, 1)).shape
+    (4, 2, 3)
+    """
+    if axes is not None:
+        axes = tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+        if sorted(axes) != list(range(x.ndim)):
+            raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {x.shape}")
+    return Permute.apply(x, axes)
+
+
+def swapaxes(x: Tensor, axis1: int, axis2: int) -> Tensor:
+    """Exchange two axes (PyTorch's `transpose(dim0, dim1)`).
+
+    >>> import chainrule as cr
+    >>> cr.swapaxes(cr.ones(2, 3, 4), 0, 2).shape
+    (4, 3, 2)
+    """
+    axes = list(range(x.ndim))
+    a, b = _single_axis(axis1, x.ndim), _single_axis(axis2, x.ndim)
+    if x.ndim < 2:
+        return x
+    axes[a], axes[b] = axes[b], axes[a]
+    return Permute.apply(x, tuple(axes))
+
+
+transpose = swapaxes
+
+
+def unsqueeze(x: Tensor, axis: int) -> Tensor:
+    """Insert an axis of size 1 at `axis`.
+
+    >>> import chainrule as cr
+    >>> cr.unsqueeze(cr.ones(3), 0).shape
+    (1, 3)
+    """
+    axis = axis if axis >= 0 else axis + x.ndim + 1
+    if not 0 <= axis <= x.ndim:
+        raise IndexError(f"unsqueeze: axis out of range for a tensor with {x.ndim} dimensions")
+    return Reshape.apply(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def squeeze(x: Tensor, axis: int | None = None) -> Tensor:
+    """Remove axes of size 1 (only `axis`, if given).
+
+    >>> import chainrule as cr
+    >>> cr.squeeze(cr.ones(1, 3, 1)).shape
+    (3,)
+    """
+    if axis is None:
+        shape = tuple(s for s in x.shape if s != 1)
+    else:
+        axis = _single_axis(axis, x.ndim)
+        shape = x.shape if x.ndim == 0 or x.shape[axis] != 1 else x.shape[:axis] + x.shape[axis + 1:]
+    return reshape(x, shape)
+
+
+def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """View x with the given (broadcast) shape; the gradient is summed back.
+
+    >>> import chainrule as cr
+    >>> cr.broadcast_to(cr.ones(3), (2, 3)).shape
+    (2, 3)
+    """
+    return BroadcastTo.apply(x, tuple(shape))
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0, *, dim: int | None = None) -> Tensor:
+    """Join tensors along an existing axis.
+
+    >>> import chainrule as cr
+    >>> cr.concatenate([cr.ones(2), cr.zeros(3)]).shape
+    (5,)
+    """
+    axis = dim if dim is not None else axis
+    tensors = [_as_tensor(t, "concatenate") for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate: expected at least one tensor")
+    if tensors[0].ndim == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated (use stack)")
+    axis = _single_axis(axis, tensors[0].ndim)
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+cat = concatenate
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0, *, dim: int | None = None) -> Tensor:
+    """Join tensors of one shape along a new axis (each gets a size-1 axis, then they are joined).
+
+    >>> import chainrule as cr
+    >>> cr.stack([cr.ones(3), cr.zeros(3)], axis=1).shape
+    (3, 2)
+    """
+    axis = dim if dim is not None else axis
+    tensors = [_as_tensor(t, "stack") for t in tensors]
+    if not tensors:
+        raise ValueError("stack: expected at least one tensor")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+    return Concatenate.apply(*(unsqueeze(t, axis) for t in tensors),
+                             axis=axis if axis >= 0 else axis + tensors[0].ndim + 1)
+
+
+def split(x: Tensor, split_size_or_sections: Any, axis: int = 0, *, dim: int | None = None) -> tuple:
+    """Cut x along `axis` into pieces of a given size (an int) or of the given sizes (a list), as PyTorch.
+
+    >>> import chainrule as cr
+    >>> [p.shape for p in cr.split(cr.ones(5, 2), [2, 3])]
+    [(2, 2), (3, 2)]
+    """
+    axis = dim if dim is not None else axis
+    if x.ndim == 0:
+        raise ValueError("split: a zero-dimensional tensor cannot be split")
+    axis = _single_axis(axis, x.ndim)
+    length = x.shape[axis]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: the piece size must be positive, got {split_size_or_sections}")
+        sizes = [split_size_or_sections] * (length // split_size_or_sections)
+        if length % split_size_or_sections:
+            sizes.append(length % split_size_or_sections)
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sizes) != length:
+            raise ValueError(f"split: sizes {sizes} add up to {builtins.sum(sizes)}, but axis {axis} "
+                             f"has length {length}")
+    boundaries = list(np.cumsum(sizes)[:-1])
+    return Split.apply(x, boundaries, axis)

@@ -1,0 +1,626 @@
+"""`Tensor`: a NumPy array that records the operations applied to it, and its constructors."""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import function as _function
+
+float16, float32, float64 = np.float16, np.float32, np.float64
+int8, int16, int32, int64, uint8, bool_ = np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_
+
+_OPERAND_TYPES = (int, float, bool, np.ndarray, np.generic)
+_FAST_OPERAND_TYPES = frozenset({int, float, np.ndarray})  # checked first; Tensor added below
+_DEFAULT_FLOAT = np.dtype(np.float32)
+
+
+def _dtype(dtype: Any) -> np.dtype | None:
+    if dtype is None:
+        return None
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"unknown dtype {dtype!r}; expected e.g. 'float32', 'float64', 'int64'") from None
+    if resolved.kind not in "biuf":
+        raise TypeError(f"unsupported dtype {resolved}; tensors hold bool, integer or floating data")
+    return resolved
+
+
+def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """Data of a new tensor: arrays keep their dtype, Python floats become float32 (PyTorch's rule)."""
+    wanted = _dtype(dtype)
+    if isinstance(data, Tensor):
+        array = data.data
+    elif isinstance(data, np.ndarray):
+        array = data
+    else:
+        if isinstance(data, str) or data is None:
+            raise TypeError(f"cannot make a tensor from {type(data).__name__}; expected a number, a "
+                            "(nested) list of numbers or a NumPy array")
+        try:
+            array = np.asarray(data)
+        except ValueError as error:
+            raise ValueError(f"cannot make a tensor from this data: {error} (ragged nested lists?)") from None
+        if array.dtype == np.float64 and wanted is None and not isinstance(data, np.generic):
+            array = array.astype(_DEFAULT_FLOAT)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"cannot make a tensor with dtype {array.dtype}; expected bool, integer or "
+                        "floating data")
+    if wanted is not None and array.dtype != wanted:
+        array = array.astype(wanted)
+    return array
+
+
+def _operand(value: Any, op: str) -> Any:
+    if value.__class__ in _FAST_OPERAND_TYPES or isinstance(value, (Tensor, *_OPERAND_TYPES)):
+        return value
+    if isinstance(value, numbers.Number):
+        return float(value)
+    raise TypeError(f"unsupported operand for {op}: Tensor and {type(value).__name__} "
+                    "(expected a Tensor, a Python number or a NumPy array)")
+
+
+def _index_operand(index: Any) -> Any:
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(item.data if isinstance(item, Tensor) else item for item in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed, so `backward()` can differentiate it.
+
+    >>> import chainrule as cr
+    >>> x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> loss = (x * x).sum()
+    >>> loss.backward()
+    >>> x.grad
+    array([2., 4., 6.], dtype=float32)
+    """
+
+    __slots__ = ("data", "_requires_grad", "grad", "_node", "_index", "__weakref__")
+    __array_ufunc__ = None  # NumPy defers `array + tensor` to Tensor.__radd__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        self.data = _as_array(data, dtype)
+        self.grad: np.ndarray | None = None
+        self._node: Any = None
+        self._index = 0
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad = True
+
+    @classmethod
+    def _from_array(cls, array: np.ndarray, node: Any = None, index: int = 0) -> Tensor:
+        tensor = object.__new__(Tensor)
+        tensor.data = array
+        tensor.grad = None
+        tensor._node = node
+        tensor._index = index
+        tensor._requires_grad = node is not None
+        return tensor
+
+    # -- autograd state -------------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self.data.dtype.kind != "f":
+            raise RuntimeError(f"only floating-point tensors can require gradients; this one is "
+                               f"{self.data.dtype}")
+        if not value and self._node is not None:
+            raise RuntimeError("requires_grad can only be switched off on leaf tensors; use .detach()")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set `requires_grad` in place and return self.
+
+        >>> import chainrule as cr
+        >>> cr.zeros(2).requires_grad_().requires_grad
+        True
+        """
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self) -> Any:
+        """The graph node that produced this tensor (None for leaves)."""
+        return self._node
+
+    def retain_grad(self) -> None:
+        """Keep the gradient of this intermediate tensor in `.grad` after backward.
+
+        >>> import chainrule as cr
+        >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
+        >>> h = x * 3
+        >>> h.retain_grad()
+        >>> (h * h).sum().backward()
+        >>> h.grad
+        array([ 6., 12.], dtype=float32)
+        """
+        if self._node is None:
+            return
+        if self._node._retained is None:
+            self._node._retained = {}
+        self._node._retained[self._index] = self
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, cut from the graph (used to carry RNN state across chunks).
+
+        >>> import chainrule as cr
+        >>> h = cr.ones(2, requires_grad=True) * 2
+        >>> h.detach().requires_grad
+        False
+        """
+        return Tensor._from_array(self.data)
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad`, as `torch.Tensor.backward`.
+
+        >>> import chainrule as cr
+        >>> a = cr.tensor(3.0, requires_grad=True)
+        >>> b = a * 2
+        >>> (b * b).backward()
+        >>> float(a.grad)
+        24.0
+        """
+        from .backward import _seed_gradient, run_backward
+
+        if not self._requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph "
+                               "(did you create it under no_grad, or forget requires_grad=True?)")
+        seed = _seed_gradient(self, gradient, False, "backward")
+        run_backward([self], [seed], retain_graph=retain_graph, create_graph=False)
+
+    # -- array facts ----------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        """Number of elements (NumPy's meaning; `numel()` is the PyTorch name)."""
+        return self.data.size
+
+    def numel(self) -> int:
+        return self.data.size
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (shared, not copied).
+
+        >>> import chainrule as cr
+        >>> cr.ones(2).numpy()
+        array([1., 1.], dtype=float32)
+        """
+        return self.data
+
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python number.
+
+        >>> import chainrule as cr
+        >>> cr.tensor([2.5]).item()
+        2.5
+        """
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to a Python number; "
+                             f"this one has shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extras = ""
+        if self.data.dtype != _DEFAULT_FLOAT:
+            extras += f", dtype={self.data.dtype}"
+        if self._node is not None:
+            extras += f", grad_fn=<{self._node.name}>"
+        elif self._requires_grad:
+            extras += ", requires_grad=True"
+        return f"tensor({body}{extras})"
+
+    __hash__ = object.__hash__
+
+    # -- arithmetic -----------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return _ops.Add.apply(self, _operand(other, "+"))
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _ops.Add.apply(_operand(other, "+"), self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _ops.Sub.apply(self, _operand(other, "-"))
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _ops.Sub.apply(_operand(other, "-"), self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _ops.Mul.apply(self, _operand(other, "*"))
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _ops.Mul.apply(_operand(other, "*"), self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _ops.Div.apply(self, _operand(other, "/"))
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _ops.Div.apply(_operand(other, "/"), self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _ops.Pow.apply(self, _operand(other, "**"))
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _ops.Pow.apply(_operand(other, "**"), self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _ops.MatMul.apply(self, _operand(other, "@"))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _ops.MatMul.apply(_operand(other, "@"), self)
+
+    def __neg__(self) -> Tensor:
+        return _ops.Neg.apply(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return _ops.Abs.apply(self)
+
+    # comparisons give boolean tensors outside the graph
+    def _compare(self, other: Any, ufunc: Any, op: str) -> Tensor:
+        other = _operand(other, op)
+        return Tensor._from_array(ufunc(self.data, other.data if isinstance(other, Tensor) else other))
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare(other, np.less, "<")
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare(other, np.less_equal, "<=")
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare(other, np.greater, ">")
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare(other, np.greater_equal, ">=")
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.equal, "==")
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.not_equal, "!=")
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return _ops.GetItem.apply(self, _index_operand(index))
+
+    # -- elementwise functions ------------------------------------------------------------------------
+    def exp(self) -> Tensor:
+        return _ops.Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return _ops.Log.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return _ops.Pow.apply(self, 0.5)
+
+    def tanh(self) -> Tensor:
+        return _ops.Tanh.apply(self)
+
+    def sigmoid(self) -> Tensor:
+        return _ops.Sigmoid.apply(self)
+
+    def relu(self) -> Tensor:
+        return _ops.Relu.apply(self)
+
+    def abs(self) -> Tensor:
+        return _ops.Abs.apply(self)
+
+    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+        return _ops.clip(self, min, max)
+
+    clamp = clip
+
+    def astype(self, dtype: Any) -> Tensor:
+        return _ops.astype(self, dtype)
+
+    def float(self) -> Tensor:
+        return _ops.astype(self, np.float32)
+
+    def double(self) -> Tensor:
+        return _ops.astype(self, np.float64)
+
+    # -- reductions -----------------------------------------------------------------------------------
+    def sum(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return _ops.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def mean(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+             keepdim: bool | None = None) -> Tensor:
+        return _ops.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def max(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return _ops.max(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def min(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return _ops.min(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def all(self) -> bool:
+        """True when every element is non-zero (a Python bool; not differentiable)."""
+        return bool(self.data.all())
+
+    def any(self) -> bool:
+        """True when some element is non-zero (a Python bool; not differentiable)."""
+        return bool(self.data.any())
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return Tensor._from_array(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdims)))
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return Tensor._from_array(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
+
+    def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return _ops.softmax(self, axis, dim=dim)
+
+    def log_softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return _ops.log_softmax(self, axis, dim=dim)
+
+    def logsumexp(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+                  keepdim: bool | None = None) -> Tensor:
+        return _ops.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    # -- shape ----------------------------------------------------------------------------------------
+    def reshape(self, *shape: Any) -> Tensor:
+        return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    view = reshape
+
+    def flatten(self) -> Tensor:
+        return _ops.reshape(self, (-1,))
+
+    def transpose(self, *axes: Any) -> Tensor:
+        """No axes: reverse them all (NumPy); two ints: swap those two (PyTorch); else a permutation."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            return _ops.permute(self, tuple(axes[0]))
+        if len(axes) == 1 and axes[0] is None:
+            return _ops.permute(self, None)
+        if len(axes) == 2:
+            return _ops.swapaxes(self, axes[0], axes[1])
+        return _ops.permute(self, axes or None)
+
+    def permute(self, *axes: Any) -> Tensor:
+        return _ops.permute(self, tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list))
+                            else axes)
+
+    def swapaxes(self, axis1: int, axis2: int) -> Tensor:
+        return _ops.swapaxes(self, axis1, axis2)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802
+        return _ops.permute(self, None)
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802
+        return _ops.swapaxes(self, -1, -2)
+
+    def unsqueeze(self, axis: int) -> Tensor:
+        return _ops.unsqueeze(self, axis)
+
+    def squeeze(self, axis: int | None = None) -> Tensor:
+        return _ops.squeeze(self, axis)
+
+    def split(self, split_size_or_sections: Any, axis: int = 0, *, dim: int | None = None) -> tuple:
+        return _ops.split(self, split_size_or_sections, axis, dim=dim)
+
+    def broadcast_to(self, shape: Sequence[int]) -> Tensor:
+        return _ops.broadcast_to(self, shape)
+
+    expand = broadcast_to
+
+    def matmul(self, other: Any) -> Tensor:
+        return self @ other
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
+
+
+# -- constructors -------------------------------------------------------------------------------------
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of `data`; Python floats become float32 unless `dtype` says otherwise.
+
+    >>> import chainrule as cr
+    >>> cr.tensor([[1, 2], [3, 4]]).dtype
+    dtype('int64')
+    >>> cr.tensor([0.5], dtype="float64", requires_grad=True).requires_grad
+    True
+    """
+    array = np.array(_as_array(data, dtype), copy=True)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A tensor sharing the memory of a NumPy array (its dtype kept).
+
+    >>> import numpy as np, chainrule as cr
+    >>> cr.from_numpy(np.zeros(3)).dtype
+    dtype('float64')
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a NumPy array, got {type(array).__name__}")
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def _shape_of(shape: tuple) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    for size in shape:
+        if not isinstance(size, (int, np.integer)) or size < 0:
+            raise ValueError(f"a shape is a sequence of non-negative integers; got {shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    return _dtype(dtype) if dtype is not None else _DEFAULT_FLOAT
+
+
+def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros (float32 by default).
+
+    >>> import chainrule as cr
+    >>> cr.zeros(2, 3).shape
+    (2, 3)
+    """
+    return Tensor(np.zeros(_shape_of(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones (float32 by default).
+
+    >>> import chainrule as cr
+    >>> cr.ones(2).tolist()
+    [1.0, 1.0]
+    """
+    return Tensor(np.ones(_shape_of(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor filled with one value.
+
+    >>> import chainrule as cr
+    >>> cr.full((2,), 7.0).tolist()
+    [7.0, 7.0]
+    """
+    return Tensor(np.full(_shape_of((shape,)), fill_value, _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def zeros_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros with the shape (and dtype, unless given) of `other`.
+
+    >>> import chainrule as cr
+    >>> cr.zeros_like(cr.ones(3)).tolist()
+    [0.0, 0.0, 0.0]
+    """
+    return Tensor(np.zeros(other.shape, _dtype(dtype) or other.dtype), requires_grad=requires_grad)
+
+
+def ones_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones with the shape (and dtype, unless given) of `other`.
+
+    >>> import chainrule as cr
+    >>> cr.ones_like(cr.zeros(2)).tolist()
+    [1.0, 1.0]
+    """
+    return Tensor(np.ones(other.shape, _dtype(dtype) or other.dtype), requires_grad=requires_grad)
+
+
+def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
+           requires_grad: bool = False) -> Tensor:
+    """Evenly spaced values in [start, stop); integers give int64, as in PyTorch.
+
+    >>> import chainrule as cr
+    >>> cr.arange(3).tolist()
+    [0, 1, 2]
+    """
+    values = np.arange(start, stop, step) if stop is not None else np.arange(start)
+    if dtype is None and values.dtype == np.float64:
+        values = values.astype(_DEFAULT_FLOAT)
+    return Tensor(values, requires_grad=requires_grad, dtype=dtype)
+
+
+class _RandomState:
+    generator = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed chainrule's global random generator (used by randn, rand, dropout and initialisation).
+
+    >>> import chainrule as cr
+    >>> _ = cr.manual_seed(0); a = cr.randn(2)
+    >>> _ = cr.manual_seed(0); bool((a == cr.randn(2)).all())
+    True
+    """
+    _RandomState.generator = np.random.default_rng(seed)
+    return _RandomState.generator
+
+
+def default_generator() -> np.random.Generator:
+    """The global random generator (NumPy `Generator`)."""
+    return _RandomState.generator
+
+
+def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False,
+          generator: np.random.Generator | None = None) -> Tensor:
+    """Standard normal samples (float32 by default).
+
+    >>> import chainrule as cr
+    >>> cr.randn(2, 3).shape
+    (2, 3)
+    """
+    rng = generator or _RandomState.generator
+    values = rng.standard_normal(_shape_of(shape)).astype(_float_dtype(dtype))
+    return Tensor(values, requires_grad=requires_grad)
+
+
+def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False,
+         generator: np.random.Generator | None = None) -> Tensor:
+    """Uniform samples in [0, 1) (float32 by default).
+
+    >>> import chainrule as cr
+    >>> bool((cr.rand(5) < 1).all())
+    True
+    """
+    rng = generator or _RandomState.generator
+    values = rng.random(_shape_of(shape)).astype(_float_dtype(dtype))
+    return Tensor(values, requires_grad=requires_grad)
+
+
+_FAST_OPERAND_TYPES = _FAST_OPERAND_TYPES | {Tensor}
+_function._register_tensor_class(Tensor)
+from . import ops as _ops  # noqa: E402  (ops needs Tensor defined first)

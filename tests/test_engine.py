@@ -1,0 +1,314 @@
+"""The backward pass: reuse, ordering, retain_graph, accumulation, modes, errors."""
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+
+def test_reuse_through_multiply_sums_both_paths():
+    # the source book's over-counting case: b = 2a, c = b*b at a = 3 -> dc/da = 8a = 24 (book: 36)
+    a = cr.tensor(3.0, requires_grad=True)
+    b = a * 2
+    c = b * b
+    c.backward()
+    assert a.grad == pytest.approx(24.0)
+
+
+def test_reuse_through_add_gives_two():
+    a = cr.tensor(3.0, requires_grad=True)
+    b = a * 1
+    (b + b).backward()
+    assert a.grad == pytest.approx(2.0)
+    leaf = cr.tensor(3.0, requires_grad=True)
+    (leaf + leaf).backward()
+    assert leaf.grad == pytest.approx(2.0)
+
+
+def test_diamond_each_node_backward_runs_once():
+    calls = []
+
+    class Spy(cr.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            calls.append(1)
+            return g
+
+    a = cr.tensor(2.0, requires_grad=True)
+    shared = Spy.apply(a)
+    left, right = shared * 3, shared.exp()
+    (left + right * left).backward()
+    assert len(calls) == 1
+    expected = 3 + np.exp(2.0) * 6 + np.exp(2.0) * 3
+    assert a.grad == pytest.approx(expected, rel=1e-6)
+
+
+def test_book_scalar_example_on_tensors():
+    a = cr.tensor(3.0, dtype="float64", requires_grad=True)
+    b = a * 4
+    c = b + 3
+    d = c * (a + 2)
+    d.backward()
+    assert d.item() == 75.0
+    assert a.grad == pytest.approx(35.0)
+
+
+def test_seed_article_f_equals_z_times_x_plus_y():
+    x, y, z = (cr.tensor(v, dtype="float64", requires_grad=True) for v in (-2.0, 5.0, -4.0))
+    q = x + y  # the add node distributes
+    f = q * z  # the multiply node swaps
+    f.backward()
+    assert f.item() == -12.0
+    assert (x.grad, y.grad, z.grad) == (-4.0, -4.0, 3.0)
+
+
+def test_softmax_nll_gradient_is_s_minus_one_at_target(rng):
+    logits = cr.tensor(rng.standard_normal(5), dtype="float64", requires_grad=True)
+    target = 3
+    loss = -cr.log_softmax(logits)[target]
+    loss.backward()
+    expected = np.exp(logits.data) / np.exp(logits.data).sum()
+    expected[target] -= 1.0
+    np.testing.assert_allclose(logits.grad, expected, rtol=1e-12)
+
+
+def test_chain_of_100000_ops_has_no_recursion_error():
+    x = cr.tensor([0.5], dtype="float64", requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.00001
+    y.sum().backward()
+    assert x.grad[0] == pytest.approx(1.00001 ** 100_000, rel=1e-9)
+
+
+def test_leaf_gradients_accumulate_until_zeroed():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    x.grad = None
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad, [3.0, 3.0])
+
+
+def test_second_backward_through_freed_graph_raises():
+    x = cr.tensor([1.0], requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = cr.tensor([1.0], requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad, [4 * np.e], rtol=1e-6)
+
+
+def test_saved_buffers_freed_after_backward():
+    x = cr.tensor([1.0], requires_grad=True)
+    y = x.exp()
+    y.sum().backward()
+    assert y.grad_fn.saved is None
+
+
+def test_backward_on_non_scalar_needs_gradient():
+    x = cr.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="scalar"):
+        (x * 2).backward()
+    with pytest.raises(RuntimeError, match=r"shape \(3,\)"):
+        (x * 2).backward(np.ones(4))
+    (x * 2).backward(np.ones(3))
+    np.testing.assert_allclose(x.grad, [2, 2, 2])
+
+
+def test_backward_without_graph_says_so():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        cr.ones(2).sum().backward()
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(RuntimeError, match="floating-point"):
+        cr.tensor([1, 2], requires_grad=True)
+    with pytest.raises(RuntimeError, match="floating-point"):
+        cr.arange(3).requires_grad_()
+
+
+def test_default_dtypes_follow_pytorch():
+    assert cr.tensor([1.0, 2.0]).dtype == np.float32
+    assert cr.tensor(1.5).dtype == np.float32
+    assert cr.tensor([1, 2]).dtype == np.int64
+    assert cr.tensor(np.zeros(2)).dtype == np.float64
+    assert cr.zeros(2).dtype == np.float32
+    assert cr.randn(2, dtype="float64").dtype == np.float64
+    x = cr.ones(2, requires_grad=True)
+    (x * 2.5).sum().backward()
+    assert (x * 2.5).dtype == np.float32 and x.grad.dtype == np.float32
+
+
+def test_float64_everywhere():
+    x = cr.randn(3, 4, dtype="float64", requires_grad=True)
+    out = (x.tanh() @ cr.randn(4, 2, dtype="float64")).softmax(axis=1).log().mean()
+    out.backward()
+    assert out.dtype == np.float64 and x.grad.dtype == np.float64
+
+
+def test_gradient_cast_back_to_input_dtype():
+    x = cr.ones(2, requires_grad=True)  # float32
+    y = x * np.ones(2, dtype=np.float64)  # promoted to float64
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_no_grad_and_enable_grad_as_context_and_decorator():
+    x = cr.ones(2, requires_grad=True)
+    with cr.no_grad():
+        assert not (x * 2).requires_grad
+        with cr.enable_grad():
+            assert (x * 2).requires_grad
+    assert cr.is_grad_enabled()
+
+    @cr.no_grad()
+    def double(t):
+        return t * 2
+
+    assert not double(x).requires_grad
+    assert cr.is_grad_enabled()
+
+
+def test_detach_cuts_the_graph():
+    x = cr.ones(2, requires_grad=True)
+    h = (x * 2).detach()
+    assert not h.requires_grad and h.is_leaf
+    out = (h * x).sum()
+    out.backward()
+    np.testing.assert_allclose(x.grad, [2.0, 2.0])
+
+
+def test_retain_grad_on_intermediate():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    h.retain_grad()
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad, [6.0, 12.0])
+
+
+def test_shape_mismatch_names_op_and_shapes():
+    with pytest.raises(ValueError, match=r"Add.*\(2, 3\).*\(4,\)"):
+        cr.ones(2, 3) + cr.ones(4)
+    with pytest.raises(ValueError, match=r"MatMul.*\(2, 3\).*\(4, 5\)"):
+        cr.ones(2, 3) @ cr.ones(4, 5)
+
+
+def test_unsupported_operand_type_is_named():
+    with pytest.raises(TypeError, match="str"):
+        cr.ones(2) + "a"
+    with pytest.raises(TypeError, match="list"):
+        cr.ones(2) * [1, 2]
+    with pytest.raises(TypeError, match="dtype"):
+        cr.tensor(["a"])
+
+
+def test_detect_anomaly_names_op_and_creation_site():
+    x = cr.tensor([0.0, 1.0], requires_grad=True)
+    with cr.detect_anomaly():
+        y = x.sqrt()  # d sqrt / dx at 0 is inf
+        with pytest.raises(FloatingPointError) as info:
+            y.sum().backward()
+    message = str(info.value)
+    assert "Pow" in message and "inf" in message
+    assert "test_engine.py" in message and "y = x.sqrt()" in message
+
+
+def test_custom_function_first_and_second_order():
+    class Cube(cr.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 3 * x ** 2
+
+    x = cr.tensor(2.0, dtype="float64", requires_grad=True)
+    (dy,) = cr.grad(Cube.apply(x), x, create_graph=True)
+    (d2y,) = cr.grad(dy, x)
+    assert dy.item() == pytest.approx(12.0) and d2y.item() == pytest.approx(12.0)
+    assert cr.gradcheck(Cube.apply, (cr.randn(4, dtype="float64", requires_grad=True),))
+    assert cr.gradgradcheck(Cube.apply, (cr.randn(4, dtype="float64", requires_grad=True),))
+
+
+def test_grad_function_does_not_touch_leaf_grads():
+    x = cr.ones(2, requires_grad=True)
+    (g,) = cr.grad((x * x).sum(), x)
+    np.testing.assert_allclose(g.data, [2, 2])
+    assert x.grad is None
+
+
+def test_grad_unused_input():
+    x, y = cr.ones(2, requires_grad=True), cr.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="not used"):
+        cr.grad((x * 2).sum(), [x, y])
+    gx, gy = cr.grad((x * 2).sum(), [x, y], allow_unused=True)
+    assert gy is None
+
+
+def test_grad_with_respect_to_intermediate():
+    x = cr.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    h = x * x
+    loss = (h * 3 + h).sum()
+    (gh,) = cr.grad(loss, h)
+    np.testing.assert_allclose(gh.data, [4.0, 4.0])
+
+
+def test_second_derivative_of_tanh():
+    x = cr.tensor([-1.0, 0.3, 2.0], dtype="float64", requires_grad=True)
+    (first,) = cr.grad(x.tanh().sum(), x, create_graph=True)
+    (second,) = cr.grad(first.sum(), x)
+    t = np.tanh(x.data)
+    np.testing.assert_allclose(first.data, 1 - t ** 2, rtol=1e-12)
+    np.testing.assert_allclose(second.data, -2 * t * (1 - t ** 2), rtol=1e-12)
+
+
+def test_hessian_vector_product(rng):
+    a = rng.standard_normal((4, 4))
+    hessian = a + a.T
+    x = cr.tensor(rng.standard_normal(4), requires_grad=True)
+    v = rng.standard_normal(4)
+    f = (x @ cr.tensor(a) @ x)  # xᵀAx, Hessian A + Aᵀ
+    (g,) = cr.grad(f, x, create_graph=True)
+    (hv,) = cr.grad((g * cr.tensor(v)).sum(), x)
+    np.testing.assert_allclose(hv.data, hessian @ v, rtol=1e-10)
+
+
+def test_reverse_topological_order_is_iterative_and_complete():
+    parents = {i: [i - 1] if i else [] for i in range(50_000)}
+    order = list(cr.reverse_topological_order([49_999], parents.__getitem__))
+    assert order == list(range(49_999, -1, -1))
+
+
+def test_logsumexp_and_softmax_are_stable_at_large_logits():
+    x = cr.tensor([1e4, 1e4 - 1, -1e4], dtype="float64", requires_grad=True)
+    lse = x.logsumexp()
+    assert np.isfinite(lse.item()) and lse.item() == pytest.approx(1e4 + np.log(1 + np.e ** -1))
+    lse.backward()
+    assert np.all(np.isfinite(x.grad))
+    assert np.all(np.isfinite(cr.softmax(x).data)) and np.all(np.isfinite(cr.log_softmax(x).data))
+
+
+def test_grad_of_several_outputs_where_one_feeds_the_other():
+    x = cr.tensor(2.0, dtype="float64", requires_grad=True)
+    y = x * x
+    z = y * 3
+    gx, = cr.grad([y, z], x)  # d(y + z)/dx = 2x + 6x
+    assert gx.item() == pytest.approx(16.0)
+    order = list(cr.reverse_topological_order(["z", "y"], {"z": ["y", "x"], "y": ["x"], "x": []}.__getitem__))
+    assert order == ["z", "y", "x"]
