@@ -312,3 +312,39 @@ def test_grad_of_several_outputs_where_one_feeds_the_other():
     assert gx.item() == pytest.approx(16.0)
     order = list(cr.reverse_topological_order(["z", "y"], {"z": ["y", "x"], "y": ["x"], "x": []}.__getitem__))
     assert order == ["z", "y", "x"]
+
+
+def test_reflected_operators_with_numpy_arrays_and_numbers():
+    x = cr.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    array = np.array([3.0, 4.0])
+    out = array + x, array - x, array * x, array / x, array ** x, 2 + x, 2 - x, 2 * x, 2 / x, 2 ** x
+    assert all(isinstance(o, cr.Tensor) for o in out)
+    np.testing.assert_allclose((array - x).data, [2.0, 2.0])
+    sum(o.sum() for o in out).backward()
+    expected = 1 - 1 + array - array / x.data ** 2 + array ** x.data * np.log(array) + 1 - 1 + 2 \
+        - 2 / x.data ** 2 + 2 ** x.data * np.log(2)
+    np.testing.assert_allclose(x.grad, expected)
+    m = np.ones((3, 2))
+    assert (m @ cr.ones(2, requires_grad=True)).shape == (3,)
+
+
+def test_gradcheck_reports_input_and_worst_element():
+    class WrongSquare(cr.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            wrong = 2 * x
+            wrong[1] += 0.5  # one element off
+            return g * wrong
+
+    y = cr.tensor([1.0, 2.0, 3.0], dtype="float64", requires_grad=True)
+    with pytest.raises(cr.GradcheckError, match=r"input 1 .*element \(1,\).*analytical 4\.5.*numerical 4"):
+        cr.gradcheck(lambda a, b: WrongSquare.apply(b) * a, (cr.ones(3, dtype="float64"), y))
+    assert cr.gradcheck(lambda b: WrongSquare.apply(b), (y,), raise_exception=False) is False
+    with pytest.raises(TypeError, match="float64"):
+        cr.gradcheck(cr.tanh, (cr.ones(2, requires_grad=True),))
