@@ -17,6 +17,7 @@ from .tensor import (Tensor, arange, bool_, default_generator, float16, float32,
                      full, int8, int16, int32, int64, manual_seed, ones, ones_like, rand, randn, tensor,
                      uint8, zeros, zeros_like)
 from .value import Value
+from . import nn, optim  # noqa: E402  (layers and optimizers on top of the engine)
 
 __version__ = "0.1.0"
 

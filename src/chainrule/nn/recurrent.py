@@ -1,0 +1,369 @@
+"""Recurrent cells and sequence layers: RNN, LSTM, GRU, with PyTorch's parameter names, shapes and gates.
+
+Sequence layers have two implementations that tests keep equal: "fused" (default: one graph node per
+layer and direction, hand-written BPTT, see `fused.py`) and "reference" (the cell equations of
+`functional.py`, one time step at a time, differentiated by the generic engine).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor
+from . import functional as F
+from .fused import FusedGRU, FusedLSTM, FusedRNN
+from .layers import uniform_parameter
+from .module import Module
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_IMPLEMENTATIONS = ("fused", "reference")
+
+
+def _check_size(name: str, value: Any) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# -- cells ------------------------------------------------------------------------------------------------
+
+class _CellBase(Module):
+    mode = ""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+        super().__init__()
+        _check_size("input_size", input_size)
+        _check_size("hidden_size", hidden_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        gates = _GATES[self.mode] * hidden_size
+        bound = 1.0 / math.sqrt(hidden_size)
+        self.weight_ih = uniform_parameter((gates, input_size), bound)
+        self.weight_hh = uniform_parameter((gates, hidden_size), bound)
+        self.bias_ih = uniform_parameter((gates,), bound) if bias else None
+        self.bias_hh = uniform_parameter((gates,), bound) if bias else None
+
+    def _prepare(self, x: Tensor, state: Any) -> tuple[Tensor, bool]:
+        name = type(self).__name__
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: expected input of shape [batch, {self.input_size}] or [{self.input_size}], "
+                             f"got {x.shape}")
+        batched = x.ndim == 2
+        return (x if batched else x.unsqueeze(0)), batched
+
+    def _state(self, state: Any, batch: int, dtype: Any, batched: bool, what: str) -> Tensor:
+        if state is None:
+            return Tensor(np.zeros((batch, self.hidden_size), dtype))
+        expected = (batch, self.hidden_size) if batched else (self.hidden_size,)
+        if state.shape != expected:
+            raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)}, got {list(state.shape)}")
+        return state if batched else state.unsqueeze(0)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
+
+
+class RNNCell(_CellBase):
+    """One step of an Elman RNN: h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) (or relu).
+
+    >>> import chainrule as cr
+    >>> RNNCell(3, 5)(cr.ones(2, 3)).shape
+    (2, 5)
+    """
+
+    mode = "RNN_TANH"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh") -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        x, batched = self._prepare(x, h)
+        h = self._state(h, x.shape[0], x.dtype, batched, "h")
+        out = F.rnn_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.nonlinearity)
+        return out if batched else out.squeeze(0)
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step; returns (h', c').
+
+    >>> import chainrule as cr
+    >>> h, c = LSTMCell(3, 5)(cr.ones(2, 3))
+    >>> h.shape, c.shape
+    ((2, 5), (2, 5))
+    """
+
+    mode = "LSTM"
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        x, batched = self._prepare(x, state)
+        h0, c0 = state if state is not None else (None, None)
+        h = self._state(h0, x.shape[0], x.dtype, batched, "h")
+        c = self._state(c0, x.shape[0], x.dtype, batched, "c")
+        h, c = F.lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(_CellBase):
+    """One GRU step.
+
+    >>> import chainrule as cr
+    >>> GRUCell(3, 5)(cr.ones(2, 3)).shape
+    (2, 5)
+    """
+
+    mode = "GRU"
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        x, batched = self._prepare(x, h)
+        h = self._state(h, x.shape[0], x.dtype, batched, "h")
+        out = F.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return out if batched else out.squeeze(0)
+
+
+# -- sequence layers -----------------------------------------------------------------------------------------
+
+def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
+    """[T, B, 1] boolean mask of the real (non-padding) steps, or None when every sequence is full."""
+    if lengths is None:
+        return None
+    values = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    if values.ndim != 1 or values.shape[0] != batch:
+        raise ValueError(f"lengths must be a vector with one length per sequence ({batch}), got shape {values.shape}")
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {values.dtype}")
+    if values.size and (values.min() < 1 or values.max() > steps):
+        raise ValueError(f"every length must be between 1 and the sequence length {steps}, got "
+                         f"min {values.min()} and max {values.max()}")
+    if (values == steps).all():
+        return None
+    return (np.arange(steps)[:, None] < values[None, :])[:, :, None]
+
+
+class _RecurrentBase(Module):
+    mode = ""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False,
+                 implementation: str = "fused") -> None:
+        super().__init__()
+        _check_size("input_size", input_size)
+        _check_size("hidden_size", hidden_size)
+        _check_size("num_layers", num_layers)
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        if implementation not in _IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
+        self.bidirectional, self.implementation = bidirectional, implementation
+        gates = _GATES[self.mode] * hidden_size
+        bound = 1.0 / math.sqrt(hidden_size)
+        directions = 2 if bidirectional else 1
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * directions
+            for suffix in ("", "_reverse")[:directions]:
+                setattr(self, f"weight_ih_l{layer}{suffix}", uniform_parameter((gates, layer_input), bound))
+                setattr(self, f"weight_hh_l{layer}{suffix}", uniform_parameter((gates, hidden_size), bound))
+                if bias:
+                    setattr(self, f"bias_ih_l{layer}{suffix}", uniform_parameter((gates,), bound))
+                    setattr(self, f"bias_hh_l{layer}{suffix}", uniform_parameter((gates,), bound))
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _weights(self, layer: int, suffix: str) -> tuple:
+        get = self.__dict__.get
+        return (get(f"weight_ih_l{layer}{suffix}"), get(f"weight_hh_l{layer}{suffix}"),
+                get(f"bias_ih_l{layer}{suffix}"), get(f"bias_hh_l{layer}{suffix}"))
+
+    def _check_input(self, x: Tensor) -> tuple[Tensor, bool]:
+        name = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+        layout = "[batch, seq, features]" if self.batch_first else "[seq, batch, features]"
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{name}: expected a 3-D input {layout} (or 2-D [seq, features] for one "
+                             f"sequence), got shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: expected input_size {self.input_size} in the last axis of {layout}, "
+                             f"got shape {x.shape}")
+        if x.data.dtype.kind != "f":
+            raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
+        batched = x.ndim == 3
+        if not batched:
+            return x.unsqueeze(1), False                  # [T, 1, I]
+        return (x.swapaxes(0, 1) if self.batch_first else x), True
+
+    def _initial_state(self, state: Any, batch: int, dtype: Any, batched: bool, what: str) -> list[Any]:
+        """Per (layer, direction): a [B, H] Tensor slice of the given state, or a zero array."""
+        count = self.num_layers * self.num_directions
+        expected = (count, batch, self.hidden_size) if batched else (count, self.hidden_size)
+        if state is None:
+            zeros = np.zeros((batch, self.hidden_size), dtype)
+            return [zeros] * count
+        if not isinstance(state, Tensor):
+            raise TypeError(f"{type(self).__name__}: {what} must be a Tensor, got {type(state).__name__}")
+        if state.shape != expected:
+            raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)} "
+                             f"([num_layers * num_directions, batch, hidden_size]), got {list(state.shape)}")
+        if not batched:
+            state = state.unsqueeze(1)
+        if not state.requires_grad:
+            return [state.data[k].astype(dtype, copy=False) for k in range(count)]
+        return [state[k] for k in range(count)]
+
+    def _run_direction(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
+                       reverse: bool) -> tuple:
+        if self.implementation == "fused":
+            return self._fused(x, states, weights, mask, reverse)
+        return self._reference(x, states, weights, mask, reverse)
+
+    def _reference(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
+                   reverse: bool) -> tuple:
+        steps = x.shape[0]
+        states = [s if isinstance(s, Tensor) else Tensor(s) for s in states]
+        outputs: list[Any] = [None] * steps
+        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+            new_states = self._cell_step(x[t], states, weights)
+            if mask is None:
+                states = new_states
+                outputs[t] = new_states[0]
+            else:
+                keep = mask[t]
+                outputs[t] = new_states[0] * keep.astype(x.dtype)
+                states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
+        return (ops.stack(outputs), *states)
+
+    def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple) -> list[Tensor]:
+        raise NotImplementedError
+
+    def _fused(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None, reverse: bool) -> tuple:
+        raise NotImplementedError
+
+    def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...]) -> tuple:
+        x, batched = self._check_input(x)
+        steps, batch = x.shape[0], x.shape[1]
+        if steps == 0:
+            raise ValueError(f"{type(self).__name__}: the input has no time steps")
+        mask = _lengths_mask(lengths, batch, steps)
+        initial = [self._initial_state(state, batch, x.dtype, batched, name)
+                   for state, name in zip(states, state_names)]
+        finals: list[list[Tensor]] = [[] for _ in state_names]
+        layer_input = x
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0 and self.training:
+                layer_input = F.dropout(layer_input, self.dropout, True)
+            direction_outputs = []
+            for direction, suffix in enumerate(("", "_reverse")[:self.num_directions]):
+                index = layer * self.num_directions + direction
+                result = self._run_direction(layer_input, [s[index] for s in initial],
+                                             self._weights(layer, suffix), mask, reverse=direction == 1)
+                direction_outputs.append(result[0])
+                for k, final in enumerate(result[1:]):
+                    finals[k].append(final)
+            layer_input = (direction_outputs[0] if len(direction_outputs) == 1
+                           else ops.concatenate(direction_outputs, axis=-1))
+        output = layer_input
+        final_states = [ops.stack(f) for f in finals]
+        if batched:
+            output = output.swapaxes(0, 1) if self.batch_first else output
+        else:
+            output = output.squeeze(1)
+            final_states = [f.squeeze(1) for f in final_states]
+        return output, final_states
+
+    def extra_repr(self) -> str:
+        extras = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            extras += f", num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", True), ("dropout", 0.0), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                extras += f", {name}={getattr(self, name)}"
+        return extras + (f", implementation='{self.implementation}'" if self.implementation != "fused" else "")
+
+
+class RNN(_RecurrentBase):
+    """Elman RNN over [batch, seq, features] (batch_first=True by default); returns (output, h_n).
+
+    output: [batch, seq, num_directions * hidden]; h_n: [num_layers * num_directions, batch, hidden].
+    `lengths` (one per sequence) makes the steps past each sequence's end padding: they leave the state
+    unchanged, give output 0 and receive no gradient; h_n is each sequence's state at its own last step.
+
+    >>> import chainrule as cr
+    >>> output, h_n = RNN(3, 5, num_layers=2)(cr.ones(4, 7, 3))
+    >>> output.shape, h_n.shape
+    ((4, 7, 5), (2, 4, 5))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False,
+                 implementation: str = "fused") -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         implementation)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: Tensor, h0: Tensor | None = None, lengths: Any = None) -> tuple[Tensor, Tensor]:
+        output, (h_n,) = self._forward(x, (h0,), lengths, ("h0",))
+        return output, h_n
+
+    def _cell_step(self, x_t, states, weights):
+        return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity)]
+
+    def _fused(self, x, states, weights, mask, reverse):
+        return FusedRNN.apply(x, states[0], *weights, mask, reverse, self.nonlinearity)
+
+
+class LSTM(_RecurrentBase):
+    """LSTM over [batch, seq, features]; returns (output, (h_n, c_n)). See `RNN` for shapes and lengths.
+
+    >>> import chainrule as cr
+    >>> output, (h_n, c_n) = LSTM(3, 5)(cr.ones(4, 7, 3))
+    >>> output.shape, h_n.shape, c_n.shape
+    ((4, 7, 5), (1, 4, 5), (1, 4, 5))
+    """
+
+    mode = "LSTM"
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None,
+                lengths: Any = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise TypeError("LSTM: the initial state must be a tuple (h0, c0)")
+        h0, c0 = state if state is not None else (None, None)
+        output, (h_n, c_n) = self._forward(x, (h0, c0), lengths, ("h0", "c0"))
+        return output, (h_n, c_n)
+
+    def _cell_step(self, x_t, states, weights):
+        return list(F.lstm_cell(x_t, states[0], states[1], *weights))
+
+    def _fused(self, x, states, weights, mask, reverse):
+        return FusedLSTM.apply(x, states[0], states[1], *weights, mask, reverse)
+
+
+class GRU(_RecurrentBase):
+    """GRU over [batch, seq, features]; returns (output, h_n). See `RNN` for shapes and lengths.
+
+    >>> import chainrule as cr
+    >>> output, h_n = GRU(3, 5, bidirectional=True)(cr.ones(4, 7, 3))
+    >>> output.shape, h_n.shape
+    ((4, 7, 10), (2, 4, 5))
+    """
+
+    mode = "GRU"
+
+    def forward(self, x: Tensor, h0: Tensor | None = None, lengths: Any = None) -> tuple[Tensor, Tensor]:
+        output, (h_n,) = self._forward(x, (h0,), lengths, ("h0",))
+        return output, h_n
+
+    def _cell_step(self, x_t, states, weights):
+        return [F.gru_cell(x_t, states[0], *weights)]
+
+    def _fused(self, x, states, weights, mask, reverse):
+        return FusedGRU.apply(x, states[0], *weights, mask, reverse)

@@ -1,0 +1,106 @@
+"""Learning-rate schedules: step, exponential, cosine (closed forms, as PyTorch's)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .optimizer import Optimizer
+
+
+class LRScheduler:
+    """Base class: call `step()` once per epoch (or step) after `optimizer.step()`.
+
+    >>> import chainrule as cr
+    >>> from chainrule import optim
+    >>> opt = optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0)
+    >>> schedule = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    >>> for _ in range(4): schedule.step()
+    >>> schedule.get_last_lr()
+    [0.25]
+    """
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__} needs a chainrule optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self.step()
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.lr_at(base, self.last_epoch)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.__dict__.update(state_dict)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.lr_at(base, self.last_epoch)
+
+
+class StepLR(LRScheduler):
+    """lr = base · gamma^(epoch // step_size).
+
+    >>> import chainrule as cr
+    >>> from chainrule import optim
+    >>> StepLR(optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0), step_size=10).get_last_lr()
+    [1.0]
+    """
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
+        if step_size <= 0:
+            raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(LRScheduler):
+    """lr = base · gamma^epoch.
+
+    >>> import chainrule as cr
+    >>> from chainrule import optim
+    >>> s = ExponentialLR(optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0), gamma=0.5); s.step()
+    >>> s.get_last_lr()
+    [0.5]
+    """
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return base_lr * self.gamma ** epoch
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base - eta_min) (1 + cos(π epoch / T_max)) / 2.
+
+    >>> import chainrule as cr
+    >>> from chainrule import optim
+    >>> s = CosineAnnealingLR(optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0), T_max=2)
+    >>> s.step(); s.get_last_lr()
+    [0.5]
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:  # noqa: N803
+        if T_max <= 0:
+            raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max}")
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

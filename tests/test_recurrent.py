@@ -1,0 +1,208 @@
+"""Recurrent layers: fused vs reference (float64, 1e-10), gradcheck, PyTorch parity, state, errors."""
+import itertools
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import nn
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CONFIGS = list(itertools.product(CELLS, [1, 2], [False, True], [False, True], [True, False]))
+
+
+def config_id(config):
+    cell, layers, bidirectional, with_lengths, batch_first = config
+    return f"{cell}-L{layers}-{'bi' if bidirectional else 'uni'}-{'len' if with_lengths else 'full'}-" \
+           f"{'bf' if batch_first else 'tf'}"
+
+
+def run(layer, x, state, lengths):
+    """Forward + a loss touching every output and final state; returns values and all gradients."""
+    layer.zero_grad()
+    x.grad = None
+    out, final = layer(x, state, lengths=lengths)
+    finals = final if isinstance(final, tuple) else (final,)
+    loss = (out * out.data.copy()).sum() + sum((f * (k + 2)).sum() * f.sum() for k, f in enumerate(finals))
+    loss.backward()
+    grads = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    return out.data.copy(), [f.data.copy() for f in finals], grads, x.grad.copy()
+
+
+def make_inputs(layer_cls, layers, bidirectional, batch_first, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    batch, steps, features, hidden = 3, 6, 4, 5
+    shape = (batch, steps, features) if batch_first else (steps, batch, features)
+    x = cr.tensor(rng.standard_normal(shape), dtype=dtype, requires_grad=True)
+    count = layers * (2 if bidirectional else 1)
+    h0 = cr.tensor(rng.standard_normal((count, batch, hidden)) * 0.5, dtype=dtype, requires_grad=True)
+    state = (h0, cr.tensor(rng.standard_normal((count, batch, hidden)) * 0.5, dtype=dtype,
+                           requires_grad=True)) if layer_cls is nn.LSTM else h0
+    return x, state, [6, 2, 4], (features, hidden)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_fused_matches_reference_float64(config):
+    cell, layers, bidirectional, with_lengths, batch_first = config
+    layer_cls = CELLS[cell]
+    x, state, lengths, (features, hidden) = make_inputs(layer_cls, layers, bidirectional, batch_first, "float64")
+    cr.manual_seed(1)
+    layer = layer_cls(features, hidden, num_layers=layers, bidirectional=bidirectional,
+                      batch_first=batch_first).double()
+    lengths = lengths if with_lengths else None
+    fused = run(layer, x, state, lengths)
+    layer.implementation = "reference"
+    reference = run(layer, x, state, lengths)
+    np.testing.assert_allclose(fused[0], reference[0], atol=1e-10, rtol=0)
+    for a, b in zip(fused[1], reference[1]):
+        np.testing.assert_allclose(a, b, atol=1e-10, rtol=0)
+    for name in fused[2]:
+        np.testing.assert_allclose(fused[2][name], reference[2][name], atol=1e-10, rtol=0, err_msg=name)
+    np.testing.assert_allclose(fused[3], reference[3], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fused_functions_gradcheck(cell, with_mask, reverse):
+    """The hand-written BPTT against central differences, for every input of the fused node."""
+    from chainrule.nn.fused import FusedGRU, FusedLSTM, FusedRNN
+    rng = np.random.default_rng(11)
+    steps, batch, features, hidden = 4, 2, 3, 2
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * hidden
+
+    def leaf(*shape):
+        return cr.tensor(rng.standard_normal(shape) * 0.7, dtype="float64", requires_grad=True)
+
+    x, h0, c0 = leaf(steps, batch, features), leaf(batch, hidden), leaf(batch, hidden)
+    weights = leaf(gates, features), leaf(gates, hidden), leaf(gates), leaf(gates)
+    mask = (np.arange(steps)[:, None] < np.array([4, 2])[None, :])[:, :, None] if with_mask else None
+    if cell == "lstm":
+        assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (x, h0, c0, *weights))
+    elif cell == "gru":
+        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (x, h0, *weights))
+    else:
+        assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, mask, reverse, "tanh"), (x, h0, *weights))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_layer_gradcheck_through_inputs_and_state(cell):
+    cr.manual_seed(2)
+    layer = CELLS[cell](2, 3, num_layers=2, bidirectional=True).double()
+    x = cr.randn(2, 4, 2, dtype="float64", requires_grad=True)
+    h0 = cr.randn(4, 2, 3, dtype="float64", requires_grad=True)
+
+    def forward(x, h0):
+        out, final = layer(x, (h0, h0 * 0.5) if cell == "lstm" else h0, lengths=[4, 3])
+        return (out,) + (final if isinstance(final, tuple) else (final,))
+
+    assert cr.gradcheck(forward, (x, h0))
+
+
+def test_relu_rnn_fused_matches_reference():
+    cr.manual_seed(12)
+    layer = nn.RNN(3, 4, nonlinearity="relu", num_layers=2).double()
+    x = cr.randn(2, 5, 3, dtype="float64", requires_grad=True)
+    fused = run(layer, x, None, [5, 3])
+    layer.implementation = "reference"
+    reference = run(layer, x, None, [5, 3])
+    np.testing.assert_allclose(fused[0], reference[0], atol=1e-10)
+    for name in fused[2]:
+        np.testing.assert_allclose(fused[2][name], reference[2][name], atol=1e-10)
+
+
+def test_fused_backward_refuses_create_graph():
+    layer = nn.LSTM(2, 3).double()
+    x = cr.randn(1, 3, 2, dtype="float64", requires_grad=True)
+    out, _ = layer(x)
+    with pytest.raises(RuntimeError, match="reference"):
+        cr.grad(out.sum(), x, create_graph=True)
+    layer.implementation = "reference"
+    out, _ = layer(x)
+    (g,) = cr.grad(out.sum(), x, create_graph=True)
+    (gg,) = cr.grad((g * g).sum(), x)
+    assert np.all(np.isfinite(gg.data))
+
+
+def test_padded_steps_get_no_gradient_and_h_n_is_last_real_step():
+    cr.manual_seed(3)
+    layer = nn.GRU(2, 3).double()
+    x = cr.randn(2, 5, 2, dtype="float64", requires_grad=True)
+    out, h_n = layer(x, lengths=[5, 2])
+    np.testing.assert_array_equal(out.data[1, 2:], 0.0)
+    np.testing.assert_allclose(h_n.data[0, 1], out.data[1, 1])
+    (out.sum() + h_n.sum()).backward()
+    np.testing.assert_array_equal(x.grad[1, 2:], 0.0)
+    alone, alone_h = layer(x[1:2, :2])  # the short sequence on its own
+    np.testing.assert_allclose(alone_h.data[0, 0], h_n.data[0, 1], atol=1e-12)
+
+
+def test_truncated_bptt_with_detached_state_equals_one_long_run_forward():
+    cr.manual_seed(4)
+    layer = nn.LSTM(3, 4, num_layers=2)
+    x = cr.randn(2, 12, 3)
+    full, (h_full, c_full) = layer(x)
+    state = None
+    pieces = []
+    for start in range(0, 12, 4):
+        out, state = layer(x[:, start:start + 4], state)
+        out.sum().backward()  # gradients stop at the chunk boundary
+        state = tuple(s.detach() for s in state)
+        pieces.append(out.data)
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full.data, atol=1e-6)
+    np.testing.assert_allclose(state[0].data, h_full.data, atol=1e-6)
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+def test_cells_match_sequence_layer_step():
+    cr.manual_seed(5)
+    for cell_cls, layer_cls in ((nn.RNNCell, nn.RNN), (nn.LSTMCell, nn.LSTM), (nn.GRUCell, nn.GRU)):
+        layer = layer_cls(3, 4).double()
+        cell = cell_cls(3, 4).double()
+        cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
+        x = cr.randn(2, 1, 3, dtype="float64")
+        out, _ = layer(x)
+        step = cell(x[:, 0])
+        step = step[0] if isinstance(step, tuple) else step
+        np.testing.assert_allclose(step.data, out.data[:, 0], atol=1e-12)
+        unbatched = cell(x[0, 0])
+        unbatched = unbatched[0] if isinstance(unbatched, tuple) else unbatched
+        np.testing.assert_allclose(unbatched.data, out.data[0, 0], atol=1e-12)
+
+
+def test_unbatched_input():
+    layer = nn.GRU(3, 4, num_layers=2)
+    out, h_n = layer(cr.randn(7, 3))
+    assert out.shape == (7, 4) and h_n.shape == (2, 4)
+
+
+def test_parameter_names_and_shapes_are_pytorchs():
+    layer = nn.LSTM(10, 20, num_layers=2, bidirectional=True)
+    shapes = {name: p.shape for name, p in layer.named_parameters()}
+    assert shapes["weight_ih_l0"] == (80, 10)
+    assert shapes["weight_hh_l0_reverse"] == (80, 20)
+    assert shapes["weight_ih_l1"] == (80, 40)
+    assert shapes["bias_hh_l1_reverse"] == (80,)
+    assert len(shapes) == 16
+    bound = 1 / np.sqrt(20)
+    assert all(np.abs(p.data).max() <= bound for p in layer.parameters())
+    assert nn.GRU(3, 5).weight_ih_l0.shape == (15, 3)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda: nn.LSTM(3, 4)(cr.randn(2, 5, 6)), r"input_size 3.*\(2, 5, 6\)"),
+    (lambda: nn.LSTM(3, 4)(cr.randn(2, 5)), r"input_size 3"),
+    (lambda: nn.LSTM(3, 4)(cr.randn(5)), r"3-D input"),
+    (lambda: nn.GRU(3, 4)(cr.randn(2, 5, 3), cr.zeros(1, 3, 4)), r"h0 of shape \[1, 2, 4\].*\[1, 3, 4\]"),
+    (lambda: nn.LSTM(3, 4)(cr.randn(2, 5, 3), cr.zeros(1, 2, 4)), r"tuple \(h0, c0\)"),
+    (lambda: nn.RNN(3, 4)(cr.randn(2, 5, 3), lengths=[5, 5, 5]), r"one length per sequence \(2\)"),
+    (lambda: nn.RNN(3, 4)(cr.randn(2, 5, 3), lengths=[6, 1]), r"between 1 and the sequence length 5"),
+    (lambda: nn.RNN(3, 4)(cr.randn(2, 5, 3), lengths=[0, 1]), r"between 1"),
+    (lambda: nn.RNN(3, 4, nonlinearity="sigmoid"), r"'tanh' or 'relu'"),
+    (lambda: nn.LSTM(3, 0), r"hidden_size must be a positive integer"),
+    (lambda: nn.LSTM(3, 4, implementation="cuda"), r"implementation"),
+    (lambda: nn.LSTMCell(3, 4)(cr.randn(2, 5)), r"\[batch, 3\]"),
+])
+def test_errors_say_what_was_expected(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        bad()
