@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import ops
 from ..function import Function
-from ..ops import _exp
 from ..tensor import Tensor, default_generator
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -135,7 +134,10 @@ class CrossEntropy(Function):
         if reduction == "none":
             return losses
         total = losses.sum(dtype=logits.dtype)
-        return total / count if reduction == "mean" else total  # mean of no targets: nan, as PyTorch
+        if reduction == "sum":
+            return total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / count  # the mean of no targets is nan, as in PyTorch
 
     @staticmethod
     def backward(ctx, g):
@@ -144,9 +146,11 @@ class CrossEntropy(Function):
         np.put_along_axis(onehot, ctx.target[..., None], 1.0, axis=-1)
         weight = ctx.valid.astype(logits.dtype)
         if ctx.reduction == "mean":
-            weight = weight / ctx.count
+            weight = weight / ctx.count if ctx.count else weight * np.nan
         scale = g[..., None] * weight[..., None] if ctx.reduction == "none" else g * weight[..., None]
-        return (_exp(logits - lse) - onehot) * scale, None, None, None
+        # under create_graph, lse (not an input or output) would be a constant: take softmax from logits
+        probabilities = logits.softmax(axis=-1) if isinstance(logits, Tensor) else np.exp(logits - lse)
+        return (probabilities - onehot) * scale, None, None, None
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
