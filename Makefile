@@ -3,16 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run demo test bench clean
 
 $(VENV)/.ready: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,plot]'
 	@# PyTorch is the test oracle and the benchmark's yardstick, never a runtime dependency.
 	$(PY) -m pip install --quiet torch==2.13.0 || echo "torch==2.13.0 not installed: PyTorch comparison tests will be skipped"
 	touch $@
 
+# The main job: train a 2x256 LSTM on the Python reference manual (ships with CPython) for 3 minutes.
 run: $(VENV)/.ready
+	$(PY) -m chainrule train --minutes 3 --out runs/$$(date +%Y%m%d-%H%M%S)
+
+demo: $(VENV)/.ready
 	$(PY) -m chainrule demo
 
 test: $(VENV)/.ready

@@ -1,0 +1,195 @@
+"""The character-level language model: characters -> (embedding or one-hot) -> RNN/LSTM/GRU -> logits."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from . import nn
+from .checkpoint import CheckpointError, load_checkpoint
+from .function import no_grad
+from .nn import functional as F
+from .tensor import Tensor
+from .text import Vocabulary
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass
+class ModelConfig:
+    """What defines a model's shape; stored in every checkpoint."""
+
+    vocabulary: str
+    model: str = "lstm"
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.0
+    embedding: int = 0  # 0: one-hot input
+
+    def __post_init__(self) -> None:
+        if self.model not in CELLS:
+            raise ValueError(f"model must be one of {sorted(CELLS)}, got {self.model!r}")
+        for name in ("hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.embedding < 0:
+            raise ValueError(f"embedding must be 0 (one-hot) or a positive size, got {self.embedding}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CharModel(nn.Module):
+    """Next-character model; parameter names: embedding.weight, rnn.*, head.weight, head.bias.
+
+    >>> import numpy as np
+    >>> model = CharModel(ModelConfig("abc", hidden=8, layers=1))
+    >>> logits, state = model(np.array([[0, 1, 2]]))
+    >>> logits.shape
+    (1, 3, 3)
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        size = len(config.vocabulary)
+        if config.embedding:
+            self.embedding = nn.Embedding(size, config.embedding)
+        else:
+            self.onehot = np.eye(size, dtype=np.float32)
+        self.rnn = CELLS[config.model](config.embedding or size, config.hidden, num_layers=config.layers,
+                                       dropout=config.dropout)
+        self.head = nn.Linear(config.hidden, size)
+
+    def forward(self, ids: np.ndarray, state: Any = None) -> tuple[Tensor, Any]:
+        inputs = self.embedding(ids) if self.config.embedding else Tensor(self.onehot[ids])
+        output, state = self.rnn(inputs, state)
+        if self.config.dropout and self.training:
+            output = F.dropout(output, self.config.dropout, True)
+        return self.head(output), state
+
+
+def detach_state(state: Any) -> Any:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def state_arrays(state: Any) -> list[np.ndarray]:
+    return [s.data for s in state] if isinstance(state, tuple) else [state.data]
+
+
+def state_from_arrays(arrays: list[np.ndarray], model: str) -> Any:
+    tensors = [Tensor(a) for a in arrays]
+    return tuple(tensors) if model == "lstm" else tensors[0]
+
+
+def load_model(path: Any) -> tuple[CharModel, Vocabulary, dict[str, Any]]:
+    """Build the model a checkpoint describes and load its weights; clear errors for any mismatch."""
+    arrays, meta = load_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint's model configuration is unusable: {error}") from None
+    model = CharModel(config)
+    weights = {key[len("model."):]: value for key, value in arrays.items() if key.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except ValueError as error:
+        raise CheckpointError(f"the checkpoint's weights do not fit its configuration: {error}") from None
+    model.eval()
+    return model, Vocabulary(config.vocabulary), meta
+
+
+def _choose(logits: np.ndarray, temperature: float, top_k: int | None, argmax: bool,
+            rng: np.random.Generator) -> int:
+    if argmax:
+        return int(np.argmax(logits))
+    scaled = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < scaled.size:
+        threshold = np.partition(scaled, -top_k)[-top_k]
+        scaled = np.where(scaled >= threshold, scaled, -np.inf)
+    probabilities = np.exp(scaled - scaled.max())
+    cumulative = np.cumsum(probabilities)
+    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), scaled.size - 1))
+
+
+def generate(model: CharModel, vocabulary: Vocabulary, prime: str = "", length: int = 500,
+             temperature: float = 1.0, top_k: int | None = None, argmax: bool = False,
+             seed: int | None = None) -> Iterator[str]:
+    """Yield `length` characters, one at a time, continuing `prime` (which is not repeated).
+
+    >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
+    >>> len("".join(generate(model, Vocabulary("ab"), "a", 10, seed=0)))
+    10
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top-k must be at least 1, got {top_k}")
+    if length < 0:
+        raise ValueError(f"length must be non-negative, got {length}")
+    rng = np.random.default_rng(seed)
+    ids = vocabulary.encode(prime, "prime text") if prime else np.array([rng.integers(len(vocabulary))])
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits, state = model(ids[None, :])
+            last = logits.data[0, -1]
+            for _ in range(length):
+                choice = _choose(last, temperature, top_k, argmax, rng)
+                yield vocabulary.characters[choice]
+                logits, state = model(np.array([[choice]]), state)
+                last = logits.data[0, -1]
+    finally:
+        model.train(was_training)
+
+
+@dataclass
+class Evaluation:
+    loss: float      # nats per character
+    characters: int  # how many predictions were scored
+
+    @property
+    def bits_per_character(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+
+def evaluate(model: CharModel, ids: np.ndarray, batch_size: int = 32, seq_len: int = 128) -> Evaluation:
+    """Mean next-character loss over `ids`, read as `batch_size` streams with the state carried along.
+
+    >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
+    >>> result = evaluate(model, np.array([0, 1] * 50), batch_size=2, seq_len=8)
+    >>> result.characters
+    98
+    """
+    if len(ids) < 2:
+        raise ValueError("evaluation needs at least two characters")
+    batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
+    stream_length = (len(ids) - 1) // batch_size
+    inputs = ids[:stream_length * batch_size].reshape(batch_size, stream_length)
+    targets = ids[1:stream_length * batch_size + 1].reshape(batch_size, stream_length)
+    was_training = model.training
+    model.eval()
+    total, state = 0.0, None
+    try:
+        with no_grad():
+            for start in range(0, stream_length, seq_len):
+                logits, state = model(inputs[:, start:start + seq_len], state)
+                total += float(F.cross_entropy(logits, targets[:, start:start + seq_len], reduction="sum").item())
+    finally:
+        model.train(was_training)
+    return Evaluation(total / targets.size, int(targets.size))

@@ -1,0 +1,120 @@
+"""Checkpoints: arrays in safetensors (never pickle) beside a JSON file, written atomically.
+
+A checkpoint named NAME in a folder is `NAME.json` plus the weights file it names,
+`NAME-<step>.safetensors`. Writing goes: new weights file (temporary name, fsync, rename), then the JSON
+(temporary name, fsync, rename), then the previous weights file is removed. A crash at any point leaves
+NAME.json naming a complete weights file whose SHA-256 it records, so a checkpoint is never half written;
+loading checks that hash and the file's structure and says plainly what is wrong.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "chainrule-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupted or does not match what it is loaded into."""
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def save_checkpoint(folder: str | Path, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write arrays and JSON-serialisable metadata as checkpoint `name` in `folder`; returns the JSON path.
+
+    >>> import tempfile, numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> path = save_checkpoint(folder, "latest", {"w": np.ones(2, np.float32)}, {"step": 3})
+    >>> arrays, meta = load_checkpoint(path)
+    >>> arrays["w"].tolist(), meta["step"]
+    ([1.0, 1.0], 3)
+    """
+    from safetensors.numpy import save
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    contiguous = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
+    payload = save(contiguous, metadata={"format": FORMAT})
+    json_path = folder / f"{name}.json"
+    previous = _weights_file_named_by(json_path)
+    weights_name = f"{name}-{int(meta.get('step', 0)):08d}.safetensors"
+    _write_atomically(folder / weights_name, payload)
+    record = {"format": FORMAT, "weights_file": weights_name,
+              "weights_sha256": hashlib.sha256(payload).hexdigest(), **meta}
+    _write_atomically(json_path, json.dumps(record, indent=1, sort_keys=False).encode("utf-8"))
+    if previous is not None and previous.name != weights_name and previous.exists():
+        previous.unlink()
+    return json_path
+
+
+def _weights_file_named_by(json_path: Path) -> Path | None:
+    try:
+        return json_path.parent / json.loads(json_path.read_text(encoding="utf-8"))["weights_file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint's JSON path from a JSON path or a run folder (its best checkpoint, else its latest)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.json", "latest.json"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"no checkpoint in {path} (expected best.json or latest.json)")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(f"{path}: pass the checkpoint's .json file (or its folder), not the weights file")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a checkpoint (JSON path or run folder): (arrays, metadata). Raises `CheckpointError` on any defect."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    json_path = resolve_checkpoint(path)
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{json_path} is not a readable checkpoint description ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{json_path} is not a chainrule checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r}, "
+                              f"expected {FORMAT!r})")
+    weights_path = json_path.parent / str(meta.get("weights_file", ""))
+    if not weights_path.is_file():
+        raise CheckpointError(f"{json_path} names the weights file {weights_path.name}, which is missing")
+    payload = weights_path.read_bytes()
+    if hashlib.sha256(payload).hexdigest() != meta.get("weights_sha256"):
+        raise CheckpointError(f"{weights_path} does not match the SHA-256 recorded in {json_path.name}: the file "
+                              "is truncated or corrupted")
+    try:
+        arrays = load(payload)
+    except (SafetensorError, ValueError, OSError) as error:
+        raise CheckpointError(f"{weights_path} is not a valid safetensors file ({error})") from None
+    return arrays, meta

@@ -1,0 +1,127 @@
+"""Text data for character-level language models: vocabulary, splits, and stateful BPTT batches."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_CORPUS_NAME = "python-reference-manual"
+
+
+def default_corpus() -> str:
+    """The Python reference manual's topics, shipped with every CPython (`pydoc_data.topics`): no download.
+
+    >>> len(default_corpus()) > 100_000
+    True
+    """
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file, with a clear error when it is missing, empty or not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not text:
+        raise ValueError(f"{path} is empty")
+    return text
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Vocabulary:
+    """The sorted set of characters of a text, with encoding to and from integer ids.
+
+    >>> vocab = Vocabulary.from_text("hello")
+    >>> vocab.characters, vocab.encode("hell").tolist(), vocab.decode([3, 2])
+    ('ehlo', [1, 0, 2, 2], 'ol')
+    """
+
+    def __init__(self, characters: Iterable[str]) -> None:
+        self.characters = "".join(characters)
+        if len(set(self.characters)) != len(self.characters):
+            raise ValueError("a vocabulary lists each character once")
+        self.index = {ch: i for i, ch in enumerate(self.characters)}
+
+    @classmethod
+    def from_text(cls, text: str) -> Vocabulary:
+        return cls(sorted(set(text)))
+
+    def __len__(self) -> int:
+        return len(self.characters)
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of `text` that are not in the vocabulary, in order of first appearance."""
+        return list(dict.fromkeys(ch for ch in text if ch not in self.index))
+
+    def encode(self, text: str, what: str = "text") -> np.ndarray:
+        missing = self.unknown(text)
+        if missing:
+            shown = ", ".join(repr(ch) for ch in missing[:20]) + (" ..." if len(missing) > 20 else "")
+            raise ValueError(f"the {what} has {len(missing)} character(s) that are not in the model's "
+                             f"vocabulary of {len(self)}: {shown}")
+        return np.fromiter((self.index[ch] for ch in text), dtype=np.int64, count=len(text))
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        return "".join(self.characters[int(i)] for i in ids)
+
+
+def split_text(text: str, validation_fraction: float) -> tuple[str, str]:
+    """The first (1 - f) of the text for training, the last f for validation (the corpus convention).
+
+    >>> split_text("abcdefghij", 0.2)
+    ('abcdefgh', 'ij')
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"the validation fraction must be in [0, 1), got {validation_fraction}")
+    cut = len(text) - int(round(len(text) * validation_fraction))
+    return text[:cut], text[cut:]
+
+
+@dataclass
+class TextStreams:
+    """A text cut into `batch_size` contiguous streams, read `seq_len` characters at a time.
+
+    Batch k of an epoch holds characters [k·T, (k+1)·T) of every stream and, as targets, the characters one
+    step later; so the final hidden state of one batch is the right initial state of the next (char-rnn's
+    stateful truncated BPTT).
+
+    >>> streams = TextStreams(np.arange(21), batch_size=2, seq_len=3)
+    >>> streams.batches_per_epoch
+    3
+    >>> x, y = streams.batch(1)
+    >>> x.tolist(), y.tolist()
+    ([[3, 4, 5], [13, 14, 15]], [[4, 5, 6], [14, 15, 16]])
+    """
+
+    ids: np.ndarray
+    batch_size: int
+    seq_len: int
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.seq_len < 1:
+            raise ValueError(f"batch size and sequence length must be positive, got {self.batch_size} and {self.seq_len}")
+        stream_length = len(self.ids) // self.batch_size
+        if stream_length < self.seq_len + 1:
+            raise ValueError(f"the text ({len(self.ids)} characters) is too short for {self.batch_size} streams "
+                             f"of at least {self.seq_len + 1} characters; lower --batch-size or --seq-len")
+        self.streams = np.ascontiguousarray(self.ids[:stream_length * self.batch_size].reshape(self.batch_size, -1))
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return (self.streams.shape[1] - 1) // self.seq_len
+
+    def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        start = index * self.seq_len
+        return self.streams[:, start:start + self.seq_len], self.streams[:, start + 1:start + self.seq_len + 1]
