@@ -9,3 +9,15 @@ settings.load_profile("default")
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def kernel_backend(request):
+    """Run a test with each fused-kernel backend (numba only where it is installed)."""
+    from chainrule.nn import kernels
+    if request.param == "numba" and not kernels.numba_available():
+        pytest.skip("numba is not installed (pip install 'chainrule[fast]')")
+    previous = kernels.backend_name()
+    kernels.use_backend(request.param)
+    yield request.param
+    kernels.use_backend(previous)

@@ -42,6 +42,7 @@ def make_inputs(layer_cls, layers, bidirectional, batch_first, dtype, seed=0):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+@pytest.mark.usefixtures("kernel_backend")
 def test_fused_matches_reference_float64(config):
     cell, layers, bidirectional, with_lengths, batch_first = config
     layer_cls = CELLS[cell]
@@ -64,28 +65,31 @@ def test_fused_matches_reference_float64(config):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.usefixtures("kernel_backend")
 def test_fused_functions_gradcheck(cell, with_mask, reverse):
     """The hand-written BPTT against central differences, for every input of the fused node."""
     from chainrule.nn.fused import FusedGRU, FusedLSTM, FusedRNN
     rng = np.random.default_rng(11)
-    steps, batch, features, hidden = 4, 2, 3, 2
+    steps, batch, hidden = 4, 2, 2
     gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * hidden
 
     def leaf(*shape):
         return cr.tensor(rng.standard_normal(shape) * 0.7, dtype="float64", requires_grad=True)
 
-    x, h0, c0 = leaf(steps, batch, features), leaf(batch, hidden), leaf(batch, hidden)
-    weights = leaf(gates, features), leaf(gates, hidden), leaf(gates), leaf(gates)
+    projected, h0, c0 = leaf(steps, batch, gates), leaf(batch, hidden), leaf(batch, hidden)
+    weight_hh, bias_hh = leaf(gates, hidden), leaf(gates)
     mask = (np.arange(steps)[:, None] < np.array([4, 2])[None, :])[:, :, None] if with_mask else None
     if cell == "lstm":
-        assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (x, h0, c0, *weights))
+        assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (projected, h0, c0, weight_hh))
     elif cell == "gru":
-        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (x, h0, *weights))
+        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (projected, h0, weight_hh, bias_hh))
     else:
-        assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, mask, reverse, "tanh"), (x, h0, *weights))
+        for nonlinearity in ("tanh", "relu"):
+            assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, mask, reverse, nonlinearity), (projected, h0, weight_hh))
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_backend")
 def test_fused_layer_gradcheck_through_inputs_and_state(cell):
     cr.manual_seed(2)
     layer = CELLS[cell](2, 3, num_layers=2, bidirectional=True).double()
@@ -99,6 +103,7 @@ def test_fused_layer_gradcheck_through_inputs_and_state(cell):
     assert cr.gradcheck(forward, (x, h0))
 
 
+@pytest.mark.usefixtures("kernel_backend")
 def test_relu_rnn_fused_matches_reference():
     cr.manual_seed(12)
     layer = nn.RNN(3, 4, nonlinearity="relu", num_layers=2).double()
@@ -206,3 +211,44 @@ def test_parameter_names_and_shapes_are_pytorchs():
 def test_errors_say_what_was_expected(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         bad()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("with_embedding", [False, True])
+@pytest.mark.usefixtures("kernel_backend")
+def test_forward_tokens_matches_reference_on_embedded_inputs(cell, with_embedding):
+    cr.manual_seed(13)
+    vocabulary, width = 7, 5
+    layer = CELLS[cell](width if with_embedding else vocabulary, 4, num_layers=2, bidirectional=True).double()
+    embedding = cr.randn(vocabulary, width, dtype="float64", requires_grad=True) if with_embedding else None
+    ids = np.random.default_rng(0).integers(0, vocabulary, (3, 6))
+    ids[0, :3] = 2  # repeated tokens: their table gradients must add up
+
+    def run_tokens():
+        layer.zero_grad()
+        if embedding is not None:
+            embedding.grad = None
+        out, final = layer.forward_tokens(ids, embedding, lengths=[6, 4, 2])
+        finals = final if isinstance(final, tuple) else (final,)
+        ((out * out).sum() + sum((f * f).sum() for f in finals)).backward()
+        grads = {n: p.grad.copy() for n, p in layer.named_parameters()}
+        return out.data.copy(), grads, None if embedding is None else embedding.grad.copy()
+
+    fused = run_tokens()
+    layer.implementation = "reference"
+    reference = run_tokens()
+    np.testing.assert_allclose(fused[0], reference[0], atol=1e-10)
+    for name in fused[1]:
+        np.testing.assert_allclose(fused[1][name], reference[1][name], atol=1e-10, err_msg=name)
+    if embedding is not None:
+        np.testing.assert_allclose(fused[2], reference[2], atol=1e-10)
+
+
+def test_forward_tokens_errors():
+    layer = nn.LSTM(4, 3)
+    with pytest.raises(IndexError, match="token id 9 is out of range for 4"):
+        layer.forward_tokens(np.array([[1, 9]]))
+    with pytest.raises(TypeError, match="2-D integer"):
+        layer.forward_tokens(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="4 columns"):
+        layer.forward_tokens(np.array([[1, 2]]), cr.randn(10, 5))

@@ -11,6 +11,7 @@ TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+@pytest.mark.usefixtures("kernel_backend")
 def test_matches_torch(config):
     cell, layers, bidirectional, with_lengths, batch_first = config
     rng = np.random.default_rng(7)

@@ -178,11 +178,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                         grad = Tensor._from_array(np.asarray(grad))
                 elif type(grad) is not np.ndarray:
                     grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
-                data = tensor.data
-                if grad.shape != data.shape:
-                    grad = _reduce_to_shape(grad, data.shape)
-                if grad.dtype != data.dtype:
-                    grad = grad.astype(data.dtype)
+                shape, dtype = tensor.shape, tensor.dtype
+                if grad.shape != shape:
+                    grad = _reduce_to_shape(grad, shape)
+                if grad.dtype != dtype:
+                    grad = grad.astype(dtype)
                 if _Modes.anomaly:
                     _check_finite(node, index, grad)
                 send(tensor, grad)

@@ -65,15 +65,14 @@ class CharModel(nn.Module):
         size = len(config.vocabulary)
         if config.embedding:
             self.embedding = nn.Embedding(size, config.embedding)
-        else:
-            self.onehot = np.eye(size, dtype=np.float32)
         self.rnn = CELLS[config.model](config.embedding or size, config.hidden, num_layers=config.layers,
                                        dropout=config.dropout)
         self.head = nn.Linear(config.hidden, size)
 
     def forward(self, ids: np.ndarray, state: Any = None) -> tuple[Tensor, Any]:
-        inputs = self.embedding(ids) if self.config.embedding else Tensor(self.onehot[ids])
-        output, state = self.rnn(inputs, state)
+        # the recurrent layer looks up its first projection in a [vocabulary, gates] table (see forward_tokens)
+        embedding = self.embedding.weight if self.config.embedding else None
+        output, state = self.rnn.forward_tokens(ids, embedding, state)
         if self.config.dropout and self.training:
             output = F.dropout(output, self.config.dropout, True)
         return self.head(output), state

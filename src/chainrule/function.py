@@ -113,6 +113,20 @@ def _creation_site() -> list[traceback.FrameSummary]:
     return user_frames[-6:] or frames[-6:]
 
 
+class Edge:
+    """An intermediate input of a node: the node and output index it came from, its shape and dtype.
+
+    The graph keeps edges rather than the input tensors, so an intermediate array that no backward saved
+    is freed as soon as the forward pass is done with it (as PyTorch's graph does).
+    """
+
+    __slots__ = ("_node", "_index", "shape", "dtype", "data_id")
+
+    def __init__(self, tensor: Any) -> None:
+        self._node, self._index = tensor._node, tensor._index
+        self.shape, self.dtype, self.data_id = tensor.data.shape, tensor.data.dtype, id(tensor.data)
+
+
 class Function:
     """Base class of every operation; subclass it to define a custom op, as `torch.autograd.Function`.
 
@@ -137,8 +151,9 @@ class Function:
     12.0
     """
 
-    # Set on recorded nodes: `inputs` holds, per positional argument, the Tensor if it requires a
-    # gradient and None otherwise; `output_meta` the (shape, dtype) of every output.
+    # Set on recorded nodes: `inputs` holds, per positional argument, None if it needs no gradient, the
+    # Tensor itself for a leaf, and an `Edge` for an intermediate; `output_meta` the (shape, dtype) of
+    # every output.
     inputs: tuple = ()
     saved: tuple | None = ()
     output_meta: tuple = ((None, None),)  # (shape, dtype) per output; only multi-output nodes fill it
@@ -183,9 +198,12 @@ class Function:
         """Map a saved array back to the graph Tensor it is the data of (for create_graph)."""
         if not isinstance(value, np.ndarray):
             return value
-        for tensor in self.inputs:
-            if tensor is not None and tensor.data is value:
-                return tensor
+        for source in self.inputs:
+            if type(source) is Edge:
+                if source.data_id == id(value):
+                    return _tensor_class._from_array(value, source._node, source._index)
+            elif source is not None and source.data is value:
+                return source
         output_ids = self._output_ids if type(self._output_ids) is tuple else (self._output_ids,)
         for index, output_id in enumerate(output_ids):
             if output_id == id(value):
@@ -205,7 +223,7 @@ class Function:
                 arrays.append(arg.data)
                 if arg._requires_grad:
                     record = True
-                    inputs.append(arg)
+                    inputs.append(arg if arg._node is None else Edge(arg))
                     continue
             else:
                 arrays.append(arg)

@@ -458,6 +458,28 @@ class GetItem(Function):
         return _scatter(g, ctx.input_shape, ctx.index), None
 
 
+def _scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np.ndarray:
+    """Sum the rows of g into the rows `index` names (x[index] with an integer array, e.g. an embedding).
+
+    A few rows: one matrix product with the one-hot matrix (onehotᵀ g); many: sort and add runs.
+    """
+    rows = shape[0]
+    flat = index.reshape(-1) % rows if index.size and index.min() < 0 else index.reshape(-1)
+    values = g.reshape(flat.size, -1)
+    if rows * flat.size <= 1 << 24:
+        onehot = np.zeros((flat.size, rows), g.dtype)
+        onehot[np.arange(flat.size), flat] = 1
+        summed = onehot.T @ values
+        if np.isfinite(summed).all():  # else 0 · inf would leak into other rows: add exactly below
+            return summed.reshape(shape)
+    out = np.zeros((rows, values.shape[1]), g.dtype)
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return out.reshape(shape)
+
+
 class Scatter(Function):
     """The adjoint of GetItem: place g at `index` in zeros of `shape`, summing repeats."""
 
@@ -465,6 +487,8 @@ class Scatter(Function):
     def forward(ctx, g, shape, index):
         if ctx is not None:
             ctx.index = index
+        if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(shape) >= 1:
+            return _scatter_rows(g, shape, index)
         out = np.zeros(shape, g.dtype)
         if _is_basic_index(index):
             out[index] = g

@@ -218,10 +218,23 @@ class _RecurrentBase(Module):
         return [state[k] for k in range(count)]
 
     def _run_direction(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                       reverse: bool) -> tuple:
-        if self.implementation == "fused":
-            return self._fused(x, states, weights, mask, reverse)
-        return self._reference(x, states, weights, mask, reverse)
+                       reverse: bool, projected: Tensor | None = None) -> tuple:
+        if self.implementation == "reference":
+            return self._reference(x, states, weights, mask, reverse)
+        if projected is None:
+            steps, batch, features = x.shape
+            projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, -1)
+            bias = self._projection_bias(weights)
+            if bias is not None:
+                projected = projected + bias
+        return self._fused(projected, states, weights, mask, reverse)
+
+    def _projection_bias(self, weights: tuple) -> Tensor | None:
+        """The bias added to x W_ihᵀ before the fused kernel: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
+        bias_ih, bias_hh = weights[2], weights[3]
+        if bias_ih is None:
+            return None
+        return bias_ih if self.mode == "GRU" else bias_ih + bias_hh
 
     def _reference(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
                    reverse: bool) -> tuple:
@@ -242,16 +255,21 @@ class _RecurrentBase(Module):
     def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple) -> list[Tensor]:
         raise NotImplementedError
 
-    def _fused(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None, reverse: bool) -> tuple:
+    def _fused(self, projected: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
+               reverse: bool) -> tuple:
         raise NotImplementedError
 
-    def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...]) -> tuple:
-        x, batched = self._check_input(x)
-        steps, batch = x.shape[0], x.shape[1]
+    def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...],
+                 first_projections: list[Tensor] | None = None) -> tuple:
+        if first_projections is None:
+            x, batched = self._check_input(x)
+            (steps, batch), dtype = x.shape[:2], x.dtype
+        else:
+            batched, (steps, batch), dtype = True, first_projections[0].shape[:2], first_projections[0].dtype
         if steps == 0:
             raise ValueError(f"{type(self).__name__}: the input has no time steps")
         mask = _lengths_mask(lengths, batch, steps)
-        initial = [self._initial_state(state, batch, x.dtype, batched, name)
+        initial = [self._initial_state(state, batch, dtype, batched, name)
                    for state, name in zip(states, state_names)]
         finals: list[list[Tensor]] = [[] for _ in state_names]
         layer_input = x
@@ -261,21 +279,56 @@ class _RecurrentBase(Module):
             direction_outputs = []
             for direction, suffix in enumerate(("", "_reverse")[:self.num_directions]):
                 index = layer * self.num_directions + direction
+                projected = first_projections[direction] if layer == 0 and first_projections else None
                 result = self._run_direction(layer_input, [s[index] for s in initial],
-                                             self._weights(layer, suffix), mask, reverse=direction == 1)
+                                             self._weights(layer, suffix), mask, direction == 1, projected)
                 direction_outputs.append(result[0])
                 for k, final in enumerate(result[1:]):
                     finals[k].append(final)
             layer_input = (direction_outputs[0] if len(direction_outputs) == 1
                            else ops.concatenate(direction_outputs, axis=-1))
         output = layer_input
-        final_states = [ops.stack(f) for f in finals]
+        final_states = [ops.stack(f) for f in finals] if len(finals[0]) > 1 else [f[0].unsqueeze(0) for f in finals]
         if batched:
             output = output.swapaxes(0, 1) if self.batch_first else output
         else:
             output = output.squeeze(1)
             final_states = [f.squeeze(1) for f in final_states]
         return output, final_states
+
+    def _token_projections(self, ids: np.ndarray, embedding: Tensor | None) -> tuple[np.ndarray, list[Tensor] | None]:
+        """Layer 0's input projections for token ids, as lookups into a [vocabulary, gates] table.
+
+        x W_ihᵀ + b with x = E[ids] equals (E W_ihᵀ + b)[ids] (one-hot input: W_ihᵀ[ids] + b), so the
+        T·B-row matrix products of the projection, of dx and of dW_ih shrink to vocabulary-row ones.
+        """
+        ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        name = type(self).__name__
+        if ids.dtype.kind not in "iu" or ids.ndim != 2:
+            raise TypeError(f"{name}.forward_tokens: expected a 2-D integer array of token ids, got "
+                            f"{ids.dtype} of shape {ids.shape}")
+        rows = embedding.shape[0] if embedding is not None else self.input_size
+        if embedding is not None and embedding.shape[1:] != (self.input_size,):
+            raise ValueError(f"{name}.forward_tokens: the embedding must have {self.input_size} columns, "
+                             f"got shape {embedding.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= rows):
+            raise IndexError(f"{name}.forward_tokens: token id {int(ids.max() if ids.max() >= rows else ids.min())} "
+                             f"is out of range for {rows} rows")
+        time_major = ids.T if self.batch_first else ids
+        if self.implementation == "reference":
+            return time_major, None
+        projections = []
+        for suffix in ("", "_reverse")[:self.num_directions]:
+            weights = self._weights(0, suffix)
+            table = weights[0].mT if embedding is None else embedding @ weights[0].mT
+            bias = self._projection_bias(weights)
+            projections.append((table + bias if bias is not None else table)[time_major])
+        return time_major, projections
+
+    def _token_inputs(self, time_major: np.ndarray, embedding: Tensor | None) -> Tensor:
+        x = embedding[time_major] if embedding is not None else Tensor(
+            np.eye(self.input_size, dtype=self.weight_hh_l0.dtype)[time_major])
+        return x.swapaxes(0, 1) if self.batch_first else x
 
     def extra_repr(self) -> str:
         extras = f"{self.input_size}, {self.hidden_size}"
@@ -317,8 +370,22 @@ class RNN(_RecurrentBase):
     def _cell_step(self, x_t, states, weights):
         return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity)]
 
-    def _fused(self, x, states, weights, mask, reverse):
-        return FusedRNN.apply(x, states[0], *weights, mask, reverse, self.nonlinearity)
+    def forward_tokens(self, ids: Any, embedding: Tensor | None = None, h0: Tensor | None = None,
+                       lengths: Any = None) -> tuple[Tensor, Tensor]:
+        """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
+
+        >>> import chainrule as cr, numpy as np
+        >>> RNN(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
+        (1, 3, 3)
+        """
+        time_major, projections = self._token_projections(ids, embedding)
+        if projections is None:
+            return self.forward(self._token_inputs(time_major, embedding), h0, lengths)
+        output, (h_n,) = self._forward(None, (h0,), lengths, ("h0",), projections)
+        return output, h_n
+
+    def _fused(self, projected, states, weights, mask, reverse):
+        return FusedRNN.apply(projected, states[0], weights[1], mask, reverse, self.nonlinearity)
 
 
 class LSTM(_RecurrentBase):
@@ -343,8 +410,25 @@ class LSTM(_RecurrentBase):
     def _cell_step(self, x_t, states, weights):
         return list(F.lstm_cell(x_t, states[0], states[1], *weights))
 
-    def _fused(self, x, states, weights, mask, reverse):
-        return FusedLSTM.apply(x, states[0], states[1], *weights, mask, reverse)
+    def forward_tokens(self, ids: Any, embedding: Tensor | None = None, state: tuple[Tensor, Tensor] | None = None,
+                       lengths: Any = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
+
+        >>> import chainrule as cr, numpy as np
+        >>> LSTM(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
+        (1, 3, 3)
+        """
+        time_major, projections = self._token_projections(ids, embedding)
+        if projections is None:
+            return self.forward(self._token_inputs(time_major, embedding), state, lengths)
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise TypeError("LSTM: the initial state must be a tuple (h0, c0)")
+        h0, c0 = state if state is not None else (None, None)
+        output, (h_n, c_n) = self._forward(None, (h0, c0), lengths, ("h0", "c0"), projections)
+        return output, (h_n, c_n)
+
+    def _fused(self, projected, states, weights, mask, reverse):
+        return FusedLSTM.apply(projected, states[0], states[1], weights[1], mask, reverse)
 
 
 class GRU(_RecurrentBase):
@@ -365,5 +449,19 @@ class GRU(_RecurrentBase):
     def _cell_step(self, x_t, states, weights):
         return [F.gru_cell(x_t, states[0], *weights)]
 
-    def _fused(self, x, states, weights, mask, reverse):
-        return FusedGRU.apply(x, states[0], *weights, mask, reverse)
+    def forward_tokens(self, ids: Any, embedding: Tensor | None = None, h0: Tensor | None = None,
+                       lengths: Any = None) -> tuple[Tensor, Tensor]:
+        """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
+
+        >>> import chainrule as cr, numpy as np
+        >>> GRU(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
+        (1, 3, 3)
+        """
+        time_major, projections = self._token_projections(ids, embedding)
+        if projections is None:
+            return self.forward(self._token_inputs(time_major, embedding), h0, lengths)
+        output, (h_n,) = self._forward(None, (h0,), lengths, ("h0",), projections)
+        return output, h_n
+
+    def _fused(self, projected, states, weights, mask, reverse):
+        return FusedGRU.apply(projected, states[0], weights[1], weights[3], mask, reverse)

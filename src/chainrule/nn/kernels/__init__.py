@@ -1,0 +1,72 @@
+"""Backends of the fused recurrent kernels: plain NumPy, or numba-compiled elementwise steps.
+
+Both run the same algorithm (the time loop in Python, one BLAS product per step through NumPy); the numba
+backend does each step's gate arithmetic in one compiled pass instead of a dozen NumPy calls. It is used
+when numba is installed (`pip install chainrule[fast]`), unless CHAINRULE_KERNELS=numpy is set;
+`use_backend("numpy" | "numba")` switches at run time. Tests check both against the reference layers.
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+
+BACKENDS = ("numpy", "numba")
+_active: dict[str, ModuleType] = {}
+
+
+def time_order(steps: int, reverse: bool) -> range:
+    return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+def previous_states(states: np.ndarray, initial: np.ndarray, reverse: bool) -> np.ndarray:
+    """The state each step started from: [h0, h_0, ..., h_{T-2}] (or the mirror image when reversed)."""
+    previous = np.empty_like(states)
+    if reverse:
+        previous[:-1], previous[-1] = states[1:], initial
+    else:
+        previous[1:], previous[0] = states[:-1], initial
+    return previous
+
+
+def matmul_sum(deltas: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """Σ_t δ_tᵀ x_t over all steps and sequences as one product: [G, T·B] @ [T·B, H]."""
+    steps, batch, _ = deltas.shape
+    return deltas.reshape(steps * batch, -1).T @ inputs.reshape(steps * batch, -1)
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def use_backend(name: str) -> None:
+    """Select the kernels: "numpy" (always available) or "numba" (needs numba installed).
+
+    >>> use_backend("numpy"); backend_name()
+    'numpy'
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown kernel backend {name!r}; expected one of {BACKENDS}")
+    if name == "numba":
+        if not numba_available():
+            raise RuntimeError("the numba backend needs numba: pip install 'chainrule[fast]'")
+        from . import numba_backend as module
+    else:
+        from . import numpy_backend as module
+    _active["backend"] = module
+
+
+def backend() -> ModuleType:
+    if "backend" not in _active:
+        wanted = os.environ.get("CHAINRULE_KERNELS", "numba" if numba_available() else "numpy")
+        use_backend(wanted)
+    return _active["backend"]
+
+
+def backend_name() -> str:
+    return backend().NAME

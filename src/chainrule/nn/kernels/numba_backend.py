@@ -1,0 +1,283 @@
+"""Fused recurrent kernels with each step's gate arithmetic compiled by numba.
+
+The time loop and the per-step products h W_hhᵀ / δ W_hh stay in Python and BLAS (through NumPy). So do
+the forward's tanh calls: NumPy's tanh is vectorised (SIMD) and about 16 times faster than numba's scalar
+one, so each step takes all its gates through a single np.tanh, using σ(x) = (1 + tanh(x/2)) / 2 with the
+sigmoid gates' pre-activations halved first. numba fuses the rest of a step's elementwise arithmetic,
+which NumPy does in a dozen calls with temporaries, into one compiled pass. The backward has no
+transcendental functions left (the forward stored the activations), so each of its steps is one numba
+pass and one product, with no precomputed derivative arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import matmul_sum, numpy_backend, previous_states, time_order
+
+NAME = "numba"
+_ALL = None  # mask placeholder: every sequence is real at every step
+
+
+def _keep(mask, t, batch):
+    return np.ones(batch, np.bool_) if mask is None else mask[t, :, 0]
+
+
+# -- vanilla RNN ------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _rnn_step_back(d_h, d_output_t, h_t, keep, use_tanh, delta, carried):
+    """δ_t = (dL/dh_t) act'(·); what padding passes on is kept in `carried`."""
+    batch, hidden = h_t.shape
+    for b in range(batch):
+        for j in range(hidden):
+            if keep[b]:
+                d = d_h[b, j] + d_output_t[b, j]
+                h = h_t[b, j]
+                delta[b, j] = d * (1.0 - h * h) if use_tanh else (d if h > 0 else 0.0)
+                carried[b, j] = 0.0
+            else:
+                delta[b, j] = 0.0
+                carried[b, j] = d_h[b, j]
+
+
+def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
+    # a step is already three NumPy calls (product, add, tanh): nothing for numba to fuse
+    return numpy_backend.rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity)
+
+
+def rnn_backward(cache, weight_hh, d_output, d_h_last):
+    d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
+    states, h0, mask, reverse, nonlinearity = cache
+    steps, batch, hidden = states.shape
+    deltas = np.empty_like(states)
+    carried = np.empty((batch, hidden), states.dtype)
+    d_h = np.ascontiguousarray(d_h_last)
+    for t in time_order(steps, not reverse):
+        _rnn_step_back(d_h, d_output[t], states[t], _keep(mask, t, batch), nonlinearity == "tanh", deltas[t], carried)
+        d_h = deltas[t] @ weight_hh   # dL/dh_{t-1} = δ_t W_hh
+        if mask is not None:
+            d_h += carried
+    return deltas, d_h, matmul_sum(deltas, previous_states(states, h0, reverse))
+
+
+# -- LSTM -------------------------------------------------------------------------------------------------
+
+# Constants are cast to the arrays' dtype (half = x.dtype.type(0.5)) so float32 stays float32, and each
+# branch on padding is taken once per row, so the inner loops vectorise.
+
+@njit(cache=True)
+def _lstm_preactivate(gates, projected_t):
+    """gates holds h_{t-1} W_hhᵀ: add p_t, and halve the sigmoid gates (i, f, o) so one tanh serves all."""
+    batch, width = gates.shape
+    hidden = width // 4
+    half = gates.dtype.type(0.5)
+    for b in range(batch):
+        for j in range(2 * hidden):
+            gates[b, j] = half * (gates[b, j] + projected_t[b, j])
+        for j in range(2 * hidden, 3 * hidden):
+            gates[b, j] = gates[b, j] + projected_t[b, j]
+        for j in range(3 * hidden, width):
+            gates[b, j] = half * (gates[b, j] + projected_t[b, j])
+
+
+@njit(cache=True)
+def _lstm_cell(gates, c_previous, c_t, keep):
+    """gates holds tanh of the (halved) pre-activations: finish σ = (1 + tanh)/2, then c_t = f c_{t-1} + i g."""
+    batch, width = gates.shape
+    hidden = width // 4
+    half = gates.dtype.type(0.5)
+    for b in range(batch):
+        for j in range(2 * hidden):
+            gates[b, j] = half * gates[b, j] + half
+        for j in range(3 * hidden, width):
+            gates[b, j] = half * gates[b, j] + half
+        if keep[b]:
+            for j in range(hidden):
+                c_t[b, j] = gates[b, hidden + j] * c_previous[b, j] + gates[b, j] * gates[b, 2 * hidden + j]
+        else:
+            for j in range(hidden):
+                c_t[b, j] = c_previous[b, j]
+
+
+@njit(cache=True)
+def _lstm_hidden(gates, tanh_c, h_previous, h_t, keep):
+    """h_t = o ⊙ tanh(c_t), or h_{t-1} carried through padding."""
+    batch, width = gates.shape
+    hidden = width // 4
+    for b in range(batch):
+        if keep[b]:
+            for j in range(hidden):
+                h_t[b, j] = gates[b, 3 * hidden + j] * tanh_c[b, j]
+        else:
+            for j in range(hidden):
+                h_t[b, j] = h_previous[b, j]
+
+
+@njit(cache=True)
+def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, delta, carried):
+    """From dL/dh_t (d_h + output's) and dL/dc_t (d_c): δ for the 4 gates; d_c becomes dL/dc_{t-1}."""
+    batch, width = gates.shape
+    hidden = width // 4
+    one = gates.dtype.type(1.0)
+    for b in range(batch):
+        if not keep[b]:
+            for j in range(width):
+                delta[b, j] = 0
+            for j in range(hidden):
+                carried[b, j] = d_h[b, j]
+            continue
+        for j in range(hidden):
+            dh = d_h[b, j] + d_output_t[b, j]
+            i, f = gates[b, j], gates[b, hidden + j]
+            g, o = gates[b, 2 * hidden + j], gates[b, 3 * hidden + j]
+            tc = tanh_c[b, j]
+            dc = d_c[b, j] + dh * o * (one - tc * tc)   # dL/dc_t += dL/dh_t ⊙ o ⊙ (1 - tanh²(c_t))
+            delta[b, j] = dc * g * i * (one - i)
+            delta[b, hidden + j] = dc * c_previous[b, j] * f * (one - f)
+            delta[b, 2 * hidden + j] = dc * i * (one - g * g)
+            delta[b, 3 * hidden + j] = dh * tc * o * (one - o)
+            d_c[b, j] = dc * f
+            carried[b, j] = 0
+
+
+def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
+    steps, batch, gate_width = projected.shape
+    hidden = gate_width // 4
+    dtype = projected.dtype
+    gates_all = np.empty(projected.shape, dtype)
+    h_states = np.empty((steps, batch, hidden), dtype)
+    c_states = np.empty((steps, batch, hidden), dtype)
+    tanh_c_all = np.empty((steps, batch, hidden), dtype)
+    weight_hh_t = np.ascontiguousarray(weight_hh.T)
+    h, c = np.ascontiguousarray(h0, dtype=dtype), np.ascontiguousarray(c0, dtype=dtype)
+    for t in time_order(steps, reverse):
+        gates, keep = gates_all[t], _keep(mask, t, batch)
+        np.matmul(h, weight_hh_t, out=gates)
+        _lstm_preactivate(gates, projected[t])
+        np.tanh(gates, out=gates)
+        _lstm_cell(gates, c, c_states[t], keep)
+        np.tanh(c_states[t], out=tanh_c_all[t])
+        _lstm_hidden(gates, tanh_c_all[t], h, h_states[t], keep)
+        h, c = h_states[t], c_states[t]
+    return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h, c, h0, c0, mask, reverse)
+
+
+def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
+    d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
+    gates_all, h_states, c_states, tanh_c_all, _, _, h0, c0, mask, reverse = cache
+    steps, batch, gate_width = gates_all.shape
+    deltas = np.empty(gates_all.shape, gates_all.dtype)
+    carried = np.empty((batch, gate_width // 4), gates_all.dtype)
+    d_h, d_c = np.ascontiguousarray(d_h_last), np.array(d_c_last, copy=True)
+    c_before = np.ascontiguousarray(c0, dtype=gates_all.dtype)
+    for t in time_order(steps, not reverse):
+        previous_t = t + 1 if reverse else t - 1
+        c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
+        _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, _keep(mask, t, batch),
+                        deltas[t], carried)
+        d_h = deltas[t] @ weight_hh
+        if mask is not None:
+            d_h += carried
+    return deltas, d_h, d_c, matmul_sum(deltas, previous_states(h_states, h0, reverse))
+
+
+# -- GRU --------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _gru_gates(from_hidden, bias_hh, projected_t, gates, hidden_n):
+    """from_hidden holds h_{t-1} W_hhᵀ: store h W_hnᵀ + b_hn, and the halved r, z pre-activations."""
+    batch, width = from_hidden.shape
+    hidden = width // 3
+    for b in range(batch):
+        for j in range(2 * hidden):
+            gates[b, j] = 0.5 * (projected_t[b, j] + from_hidden[b, j] + bias_hh[j])
+        for j in range(hidden):
+            hidden_n[b, j] = from_hidden[b, 2 * hidden + j] + bias_hh[2 * hidden + j]
+
+
+@njit(cache=True)
+def _gru_candidate(gates, projected_t, hidden_n):
+    """gates[:, :2H] holds tanh of the halved r, z: finish σ, then the pre-activation of n: p_n + r (h W_hnᵀ + b_hn)."""
+    batch, width = gates.shape
+    hidden = width // 3
+    for b in range(batch):
+        for j in range(2 * hidden):
+            gates[b, j] = 0.5 * gates[b, j] + 0.5
+        for j in range(hidden):
+            gates[b, 2 * hidden + j] = projected_t[b, 2 * hidden + j] + gates[b, j] * hidden_n[b, j]
+
+
+@njit(cache=True)
+def _gru_hidden(gates, h_previous, h_t, keep):
+    """h_t = n + z ⊙ (h_{t-1} - n), or h_{t-1} carried through padding."""
+    batch, width = gates.shape
+    hidden = width // 3
+    for b in range(batch):
+        for j in range(hidden):
+            n = gates[b, 2 * hidden + j]
+            h_t[b, j] = n + gates[b, hidden + j] * (h_previous[b, j] - n) if keep[b] else h_previous[b, j]
+
+
+@njit(cache=True)
+def _gru_step_back(d_h, d_output_t, gates, hidden_n, h_previous, keep, d_input, d_hidden, direct):
+    """δ for the input side (d_input) and the hidden side (d_hidden); `direct` is dL/dh_{t-1} not via W_hh."""
+    batch, width = gates.shape
+    hidden = width // 3
+    for b in range(batch):
+        for j in range(hidden):
+            if not keep[b]:
+                for k in range(3):
+                    d_input[b, k * hidden + j] = d_hidden[b, k * hidden + j] = 0.0
+                direct[b, j] = d_h[b, j]
+                continue
+            d = d_h[b, j] + d_output_t[b, j]
+            r, z, n = gates[b, j], gates[b, hidden + j], gates[b, 2 * hidden + j]
+            d_n = d * (1.0 - z) * (1.0 - n * n)
+            d_z = d * (h_previous[b, j] - n) * z * (1.0 - z)
+            d_r = d_n * hidden_n[b, j] * r * (1.0 - r)
+            d_input[b, j] = d_hidden[b, j] = d_r
+            d_input[b, hidden + j] = d_hidden[b, hidden + j] = d_z
+            d_input[b, 2 * hidden + j] = d_n
+            d_hidden[b, 2 * hidden + j] = d_n * r
+            direct[b, j] = d * z
+
+
+def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
+    steps, batch, gate_width = projected.shape
+    hidden = gate_width // 3
+    dtype = projected.dtype
+    gates_all = np.empty(projected.shape, dtype)
+    hidden_n_all = np.empty((steps, batch, hidden), dtype)
+    h_states = np.empty((steps, batch, hidden), dtype)
+    from_hidden = np.empty((batch, gate_width), dtype)
+    bias = np.zeros(gate_width, dtype) if bias_hh is None else np.ascontiguousarray(bias_hh, dtype=dtype)
+    weight_hh_t = np.ascontiguousarray(weight_hh.T)
+    h = np.ascontiguousarray(h0, dtype=dtype)
+    for t in time_order(steps, reverse):
+        gates = gates_all[t]
+        np.matmul(h, weight_hh_t, out=from_hidden)
+        _gru_gates(from_hidden, bias, projected[t], gates, hidden_n_all[t])
+        np.tanh(gates[:, :2 * hidden], out=gates[:, :2 * hidden])
+        _gru_candidate(gates, projected[t], hidden_n_all[t])
+        np.tanh(gates[:, 2 * hidden:], out=gates[:, 2 * hidden:])
+        _gru_hidden(gates, h, h_states[t], _keep(mask, t, batch))
+        h = h_states[t]
+    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse)
+
+
+def gru_backward(cache, weight_hh, d_output, d_h_last):
+    d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
+    gates_all, hidden_n_all, h_states, h0, mask, reverse = cache
+    steps, batch, gate_width = gates_all.shape
+    d_input = np.empty(gates_all.shape, gates_all.dtype)
+    d_hidden = np.empty(gates_all.shape, gates_all.dtype)
+    direct = np.empty((batch, gate_width // 3), gates_all.dtype)
+    previous = previous_states(h_states, h0, reverse)
+    d_h = np.ascontiguousarray(d_h_last)
+    for t in time_order(steps, not reverse):
+        _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], _keep(mask, t, batch),
+                       d_input[t], d_hidden[t], direct)
+        d_h = d_hidden[t] @ weight_hh
+        d_h += direct
+    return d_input, d_h, matmul_sum(d_hidden, previous), d_hidden.sum(axis=(0, 1))
