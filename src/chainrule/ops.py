@@ -145,6 +145,8 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
+        if x.ndim > 2 and y.ndim == 2:  # [..., K] @ [K, N] as one product of [rows, K] @ [K, N]
+            return (x.reshape(-1, x.shape[-1]) @ y).reshape(x.shape[:-1] + y.shape[-1:])
         return np.matmul(x, y)
 
     @staticmethod
@@ -152,6 +154,11 @@ class MatMul(Function):
         x, y = ctx.saved_tensors
         if x.ndim == 1 and y.ndim == 1:
             return g * y, g * x
+        if x.ndim > 2 and y.ndim == 2:  # dy = Σ over all rows of xᵀ g: one product, not a batch of them
+            rows_x, rows_g = x.reshape((-1, x.shape[-1])), g.reshape((-1, g.shape[-1]))
+            grad_x = (rows_g @ y.mT).reshape(x.shape) if ctx.inputs[0] is not None else None
+            grad_y = rows_x.mT @ rows_g if ctx.inputs[1] is not None else None
+            return grad_x, grad_y
         x2 = x.reshape((1, x.shape[0])) if x.ndim == 1 else x
         y2 = y.reshape((y.shape[0], 1)) if y.ndim == 1 else y
         g2 = g

@@ -122,14 +122,16 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, reduction, ignore_index):
-        shift = logits.max(axis=-1, keepdims=True)
-        lse = np.log(np.exp(logits - shift).sum(axis=-1, keepdims=True)) + shift
+        probabilities = logits - logits.max(axis=-1, keepdims=True)
+        picked = np.take_along_axis(probabilities, np.where(target != ignore_index, target, 0)[..., None], axis=-1)
+        np.exp(probabilities, out=probabilities)
+        total = probabilities.sum(axis=-1, keepdims=True)
+        probabilities /= total
         valid = target != ignore_index
         safe_target = np.where(valid, target, 0)
-        picked = np.take_along_axis(logits, safe_target[..., None], axis=-1)
-        losses = ((lse - picked)[..., 0] * valid).astype(logits.dtype, copy=False)
+        losses = ((np.log(total) - picked)[..., 0] * valid).astype(logits.dtype, copy=False)  # lse - z_t
         count = int(valid.sum())
-        ctx.save_for_backward(logits, lse)
+        ctx.save_for_backward(logits, probabilities)
         ctx.valid, ctx.target, ctx.reduction, ctx.count = valid, safe_target, reduction, count
         if reduction == "none":
             return losses
@@ -141,16 +143,20 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        logits, lse = ctx.saved_tensors
-        onehot = np.zeros(logits.shape, logits.dtype)
-        np.put_along_axis(onehot, ctx.target[..., None], 1.0, axis=-1)
+        logits, probabilities = ctx.saved_tensors
         weight = ctx.valid.astype(logits.dtype)
         if ctx.reduction == "mean":
             weight = weight / ctx.count if ctx.count else weight * np.nan
         scale = g[..., None] * weight[..., None] if ctx.reduction == "none" else g * weight[..., None]
-        # under create_graph, lse (not an input or output) would be a constant: take softmax from logits
-        probabilities = logits.softmax(axis=-1) if isinstance(logits, Tensor) else np.exp(logits - lse)
-        return (probabilities - onehot) * scale, None, None, None
+        if isinstance(logits, Tensor):
+            # under create_graph the saved softmax would be a constant: recompute it from the logits
+            onehot = np.zeros(logits.shape, logits.dtype)
+            np.put_along_axis(onehot, ctx.target[..., None], 1.0, axis=-1)
+            return (logits.softmax(axis=-1) - onehot) * scale, None, None, None
+        grad = probabilities.copy()
+        np.put_along_axis(grad, ctx.target[..., None], np.take_along_axis(grad, ctx.target[..., None], -1) - 1, -1)
+        grad *= scale  # (softmax - onehot) scaled: S - 1 at the target
+        return grad, None, None, None
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_index: int = -100) -> Tensor:

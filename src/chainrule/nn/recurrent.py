@@ -318,11 +318,18 @@ class _RecurrentBase(Module):
         if self.implementation == "reference":
             return time_major, None
         projections = []
+        use_table = ids.size > rows  # else projecting the few looked-up rows is cheaper than the table
         for suffix in ("", "_reverse")[:self.num_directions]:
             weights = self._weights(0, suffix)
-            table = weights[0].mT if embedding is None else embedding @ weights[0].mT
             bias = self._projection_bias(weights)
-            projections.append((table + bias if bias is not None else table)[time_major])
+            if use_table:
+                table = weights[0].mT if embedding is None else embedding @ weights[0].mT
+                projected = (table + bias if bias is not None else table)[time_major]
+            else:
+                projected = (weights[0].mT[time_major] if embedding is None
+                             else embedding[time_major] @ weights[0].mT)
+                projected = projected + bias if bias is not None else projected
+            projections.append(projected)
         return time_major, projections
 
     def _token_inputs(self, time_major: np.ndarray, embedding: Tensor | None) -> Tensor:

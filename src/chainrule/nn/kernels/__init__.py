@@ -36,6 +36,12 @@ def matmul_sum(deltas: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return deltas.reshape(steps * batch, -1).T @ inputs.reshape(steps * batch, -1)
 
 
+def right_operand(weight_hh: np.ndarray, steps: int) -> np.ndarray:
+    """W_hhᵀ for the per-step products: a contiguous copy multiplies ~30% faster, which repays the copy
+    over a sequence but not for one or two steps (sampling)."""
+    return np.ascontiguousarray(weight_hh.T) if steps > 4 else weight_hh.T
+
+
 def numba_available() -> bool:
     try:
         import numba  # noqa: F401

@@ -13,14 +13,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import matmul_sum, numpy_backend, previous_states, time_order
+from . import matmul_sum, numpy_backend, previous_states, right_operand, time_order
 
 NAME = "numba"
 _ALL = None  # mask placeholder: every sequence is real at every step
 
 
-def _keep(mask, t, batch):
-    return np.ones(batch, np.bool_) if mask is None else mask[t, :, 0]
+def _keeper(mask, batch):
+    """keep(t): which sequences are real (not padding) at step t."""
+    if mask is None:
+        everyone = np.ones(batch, np.bool_)
+        return lambda t: everyone
+    return lambda t: mask[t, :, 0]
 
 
 # -- vanilla RNN ------------------------------------------------------------------------------------------
@@ -53,8 +57,9 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
     deltas = np.empty_like(states)
     carried = np.empty((batch, hidden), states.dtype)
     d_h = np.ascontiguousarray(d_h_last)
+    keep = _keeper(mask, batch)
     for t in time_order(steps, not reverse):
-        _rnn_step_back(d_h, d_output[t], states[t], _keep(mask, t, batch), nonlinearity == "tanh", deltas[t], carried)
+        _rnn_step_back(d_h, d_output[t], states[t], keep(t), nonlinearity == "tanh", deltas[t], carried)
         d_h = deltas[t] @ weight_hh   # dL/dh_{t-1} = δ_t W_hh
         if mask is not None:
             d_h += carried
@@ -149,16 +154,17 @@ def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
     h_states = np.empty((steps, batch, hidden), dtype)
     c_states = np.empty((steps, batch, hidden), dtype)
     tanh_c_all = np.empty((steps, batch, hidden), dtype)
-    weight_hh_t = np.ascontiguousarray(weight_hh.T)
+    weight_hh_t = right_operand(weight_hh, steps)
     h, c = np.ascontiguousarray(h0, dtype=dtype), np.ascontiguousarray(c0, dtype=dtype)
+    keep = _keeper(mask, batch)
     for t in time_order(steps, reverse):
-        gates, keep = gates_all[t], _keep(mask, t, batch)
+        gates, kept = gates_all[t], keep(t)
         np.matmul(h, weight_hh_t, out=gates)
         _lstm_preactivate(gates, projected[t])
         np.tanh(gates, out=gates)
-        _lstm_cell(gates, c, c_states[t], keep)
+        _lstm_cell(gates, c, c_states[t], kept)
         np.tanh(c_states[t], out=tanh_c_all[t])
-        _lstm_hidden(gates, tanh_c_all[t], h, h_states[t], keep)
+        _lstm_hidden(gates, tanh_c_all[t], h, h_states[t], kept)
         h, c = h_states[t], c_states[t]
     return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h, c, h0, c0, mask, reverse)
 
@@ -171,10 +177,11 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
     carried = np.empty((batch, gate_width // 4), gates_all.dtype)
     d_h, d_c = np.ascontiguousarray(d_h_last), np.array(d_c_last, copy=True)
     c_before = np.ascontiguousarray(c0, dtype=gates_all.dtype)
+    keep = _keeper(mask, batch)
     for t in time_order(steps, not reverse):
         previous_t = t + 1 if reverse else t - 1
         c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
-        _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, _keep(mask, t, batch),
+        _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, keep(t),
                         deltas[t], carried)
         d_h = deltas[t] @ weight_hh
         if mask is not None:
@@ -252,8 +259,9 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
     h_states = np.empty((steps, batch, hidden), dtype)
     from_hidden = np.empty((batch, gate_width), dtype)
     bias = np.zeros(gate_width, dtype) if bias_hh is None else np.ascontiguousarray(bias_hh, dtype=dtype)
-    weight_hh_t = np.ascontiguousarray(weight_hh.T)
+    weight_hh_t = right_operand(weight_hh, steps)
     h = np.ascontiguousarray(h0, dtype=dtype)
+    keep = _keeper(mask, batch)
     for t in time_order(steps, reverse):
         gates = gates_all[t]
         np.matmul(h, weight_hh_t, out=from_hidden)
@@ -261,7 +269,7 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
         np.tanh(gates[:, :2 * hidden], out=gates[:, :2 * hidden])
         _gru_candidate(gates, projected[t], hidden_n_all[t])
         np.tanh(gates[:, 2 * hidden:], out=gates[:, 2 * hidden:])
-        _gru_hidden(gates, h, h_states[t], _keep(mask, t, batch))
+        _gru_hidden(gates, h, h_states[t], keep(t))
         h = h_states[t]
     return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse)
 
@@ -275,8 +283,9 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
     direct = np.empty((batch, gate_width // 3), gates_all.dtype)
     previous = previous_states(h_states, h0, reverse)
     d_h = np.ascontiguousarray(d_h_last)
+    keep = _keeper(mask, batch)
     for t in time_order(steps, not reverse):
-        _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], _keep(mask, t, batch),
+        _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], keep(t),
                        d_input[t], d_hidden[t], direct)
         d_h = d_hidden[t] @ weight_hh
         d_h += direct

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import matmul_sum, previous_states, time_order
+from . import matmul_sum, previous_states, right_operand, time_order
 
 NAME = "numpy"
 
@@ -31,7 +31,7 @@ def _carry_masked(states: np.ndarray, t: int, previous: np.ndarray, mask: np.nda
 
 def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
     states = np.empty(projected.shape, projected.dtype)   # h_t, carried through padding
-    weight_hh_t = np.ascontiguousarray(weight_hh.T)       # a contiguous right operand multiplies faster
+    weight_hh_t = right_operand(weight_hh, projected.shape[0])
     h = h0
     for t in time_order(projected.shape[0], reverse):
         h_t = states[t]
@@ -75,7 +75,7 @@ def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
     c_states = np.empty((steps, batch, hidden), dtype)
     tanh_c_all = np.empty((steps, batch, hidden), dtype)
     product = np.empty((batch, hidden), dtype)
-    weight_hh_t = np.ascontiguousarray(weight_hh.T)
+    weight_hh_t = right_operand(weight_hh, steps)
     h, c = h0, c0
     for t in time_order(steps, reverse):
         gates = gates_all[t]
@@ -143,7 +143,7 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
     hidden_n_all = np.empty((steps, batch, hidden), dtype)   # h W_hnᵀ + b_hn, which r scales
     h_states = np.empty((steps, batch, hidden), dtype)
     from_hidden = np.empty((batch, gate_width), dtype)
-    weight_hh_t = np.ascontiguousarray(weight_hh.T)
+    weight_hh_t = right_operand(weight_hh, steps)
     h = h0
     for t in time_order(steps, reverse):
         np.matmul(h, weight_hh_t, out=from_hidden)
