@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 
 $(VENV)/.ready: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[test,plot]'
+	$(PY) -m pip install --quiet -e '.[test,plot,fast]'
 	@# PyTorch is the test oracle and the benchmark's yardstick, never a runtime dependency.
 	$(PY) -m pip install --quiet torch==2.13.0 || echo "torch==2.13.0 not installed: PyTorch comparison tests will be skipped"
 	touch $@
@@ -24,6 +24,7 @@ test: $(VENV)/.ready
 
 bench: $(VENV)/.ready
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/rnn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -14,10 +14,10 @@ def rng():
 @pytest.fixture(params=["numpy", "numba"])
 def kernel_backend(request):
     """Run a test with each fused-kernel backend (numba only where it is installed)."""
-    from chainrule.nn import kernels
-    if request.param == "numba" and not kernels.numba_available():
+    from chainrule import backend
+    if request.param == "numba" and not backend.numba_available():
         pytest.skip("numba is not installed (pip install 'chainrule[fast]')")
-    previous = kernels.backend_name()
-    kernels.use_backend(request.param)
+    previous = backend.backend_name()
+    backend.use_backend(request.param)
     yield request.param
-    kernels.use_backend(previous)
+    backend.use_backend(previous)

@@ -69,6 +69,7 @@ def test_matmul_second_order(shapes, seed):
     assert cr.gradgradcheck(lambda x, y: (x @ y).tanh(), (a, b))
 
 
+@pytest.mark.usefixtures("kernel_backend")
 @given(seed=seeds, repeats=st.lists(st.integers(0, 4), min_size=1, max_size=8))
 def test_advanced_index_repeats_accumulate(seed, repeats):
     rng = np.random.default_rng(seed)
@@ -77,6 +78,18 @@ def test_advanced_index_repeats_accumulate(seed, repeats):
     counts = np.bincount(repeats, minlength=5)[:, None] * np.ones((1, 2))
     np.testing.assert_array_equal(x.grad, counts)
     assert cr.gradcheck(lambda t: t[repeats] * t[repeats[::-1]], (x,))
+
+
+@pytest.mark.usefixtures("kernel_backend")
+def test_embedding_style_lookup_gradient_both_backends():
+    rng = np.random.default_rng(5)
+    table = cr.tensor(rng.standard_normal((7, 3)), dtype="float64", requires_grad=True)
+    ids = rng.integers(-7, 7, (4, 5))  # negative indices too
+    table[ids].sum().backward()
+    expected = np.zeros((7, 3))
+    np.add.at(expected, ids, 1.0)
+    np.testing.assert_array_equal(table.grad, expected)
+    assert cr.gradcheck(lambda t: t[ids] * t[ids[::-1]], (table,))
 
 
 def test_boolean_mask_and_tensor_index():

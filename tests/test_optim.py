@@ -25,6 +25,7 @@ def gradients(rng, steps, shapes):
     return [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(steps)]
 
 
+@pytest.mark.usefixtures("kernel_backend")
 @pytest.mark.parametrize("name, options", OPTIMIZERS, ids=lambda v: str(v))
 def test_steps_match_torch(name, options):
     torch = pytest.importorskip("torch", reason="PyTorch is a test-only oracle")
@@ -44,6 +45,7 @@ def test_steps_match_torch(name, options):
         np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("kernel_backend")
 @pytest.mark.parametrize("name, options", OPTIMIZERS, ids=lambda v: str(v))
 def test_resume_from_state_dict_is_exact(name, options):
     rng = np.random.default_rng(1)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import backend_name
 from .function import Function
 from .tensor import Tensor, _dtype, _operand
 
@@ -468,11 +469,17 @@ class GetItem(Function):
 def _scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np.ndarray:
     """Sum the rows of g into the rows `index` names (x[index] with an integer array, e.g. an embedding).
 
-    A few rows: one matrix product with the one-hot matrix (onehotᵀ g); many: sort and add runs.
+    numba: one compiled pass. NumPy: for a few rows, one matrix product with the one-hot matrix
+    (onehotᵀ g); for many, sort and add runs.
     """
     rows = shape[0]
     flat = index.reshape(-1) % rows if index.size and index.min() < 0 else index.reshape(-1)
     values = g.reshape(flat.size, -1)
+    if backend_name() == "numba":
+        from .numba_ops import scatter_add_rows
+        out = np.zeros((rows, values.shape[1]), g.dtype)
+        scatter_add_rows(out, flat, np.ascontiguousarray(values))
+        return out.reshape(shape)
     if rows * flat.size <= 1 << 24:
         onehot = np.zeros((flat.size, rows), g.dtype)
         onehot[np.arange(flat.size), flat] = 1

@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import backend_name
 from ..tensor import Tensor
+
+
+def _contiguous(*arrays: Any) -> bool:
+    """True when every array (and every array in a state dict) is C-contiguous and of one dtype."""
+    flat = [a for item in arrays for a in (item.values() if isinstance(item, dict) else (item,))
+            if isinstance(a, np.ndarray)]
+    return all(a.flags.c_contiguous and a.dtype == flat[0].dtype for a in flat)
 
 
 class Optimizer:
@@ -258,6 +266,13 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = np.zeros_like(p.data)
         state["step"] += 1
         step, (beta1, beta2), lr = state["step"], group["betas"], group["lr"]
+        if backend_name() == "numba" and _contiguous(p.data, grad, state):
+            from .kernels import adam_step
+            adam_step(p.data.reshape(-1), grad.reshape(-1), state["exp_avg"].reshape(-1),
+                      state["exp_avg_sq"].reshape(-1), state.get("max_exp_avg_sq", state["exp_avg_sq"]).reshape(-1),
+                      lr, beta1, beta2, group["eps"], group["weight_decay"], self.decoupled_weight_decay,
+                      group["amsgrad"], lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step))
+            return
         if group["weight_decay"]:
             if self.decoupled_weight_decay:
                 p.data *= 1 - lr * group["weight_decay"]

@@ -1,19 +1,16 @@
-"""Backends of the fused recurrent kernels: plain NumPy, or numba-compiled elementwise steps.
+"""The fused recurrent kernels, in two backends: plain NumPy, or numba-compiled elementwise steps.
 
 Both run the same algorithm (the time loop in Python, one BLAS product per step through NumPy); the numba
-backend does each step's gate arithmetic in one compiled pass instead of a dozen NumPy calls. It is used
-when numba is installed (`pip install chainrule[fast]`), unless CHAINRULE_KERNELS=numpy is set;
-`use_backend("numpy" | "numba")` switches at run time. Tests check both against the reference layers.
+backend does each step's gate arithmetic in one compiled pass instead of a dozen NumPy calls. Which one
+runs is `chainrule.backend.backend_name()`. Tests check both against the reference layers.
 """
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 import numpy as np
 
-BACKENDS = ("numpy", "numba")
-_active: dict[str, ModuleType] = {}
+from ...backend import backend_name, numba_available, use_backend  # noqa: F401  (re-exported)
 
 
 def time_order(steps: int, reverse: bool) -> range:
@@ -42,37 +39,10 @@ def right_operand(weight_hh: np.ndarray, steps: int) -> np.ndarray:
     return np.ascontiguousarray(weight_hh.T) if steps > 4 else weight_hh.T
 
 
-def numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def use_backend(name: str) -> None:
-    """Select the kernels: "numpy" (always available) or "numba" (needs numba installed).
-
-    >>> use_backend("numpy"); backend_name()
-    'numpy'
-    """
-    if name not in BACKENDS:
-        raise ValueError(f"unknown kernel backend {name!r}; expected one of {BACKENDS}")
-    if name == "numba":
-        if not numba_available():
-            raise RuntimeError("the numba backend needs numba: pip install 'chainrule[fast]'")
+def backend() -> ModuleType:
+    """The module of fused kernels for the backend in use (see `chainrule.backend`)."""
+    if backend_name() == "numba":
         from . import numba_backend as module
     else:
         from . import numpy_backend as module
-    _active["backend"] = module
-
-
-def backend() -> ModuleType:
-    if "backend" not in _active:
-        wanted = os.environ.get("CHAINRULE_KERNELS", "numba" if numba_available() else "numpy")
-        use_backend(wanted)
-    return _active["backend"]
-
-
-def backend_name() -> str:
-    return backend().NAME
+    return module

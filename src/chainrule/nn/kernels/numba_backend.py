@@ -29,7 +29,7 @@ def _keeper(mask, batch):
 
 # -- vanilla RNN ------------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rnn_step_back(d_h, d_output_t, h_t, keep, use_tanh, delta, carried):
     """δ_t = (dL/dh_t) act'(·); what padding passes on is kept in `carried`."""
     batch, hidden = h_t.shape
@@ -71,7 +71,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 # Constants are cast to the arrays' dtype (half = x.dtype.type(0.5)) so float32 stays float32, and each
 # branch on padding is taken once per row, so the inner loops vectorise.
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lstm_preactivate(gates, projected_t):
     """gates holds h_{t-1} W_hhᵀ: add p_t, and halve the sigmoid gates (i, f, o) so one tanh serves all."""
     batch, width = gates.shape
@@ -86,7 +86,7 @@ def _lstm_preactivate(gates, projected_t):
             gates[b, j] = half * (gates[b, j] + projected_t[b, j])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lstm_cell(gates, c_previous, c_t, keep):
     """gates holds tanh of the (halved) pre-activations: finish σ = (1 + tanh)/2, then c_t = f c_{t-1} + i g."""
     batch, width = gates.shape
@@ -105,7 +105,7 @@ def _lstm_cell(gates, c_previous, c_t, keep):
                 c_t[b, j] = c_previous[b, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lstm_hidden(gates, tanh_c, h_previous, h_t, keep):
     """h_t = o ⊙ tanh(c_t), or h_{t-1} carried through padding."""
     batch, width = gates.shape
@@ -119,7 +119,7 @@ def _lstm_hidden(gates, tanh_c, h_previous, h_t, keep):
                 h_t[b, j] = h_previous[b, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, delta, carried):
     """From dL/dh_t (d_h + output's) and dL/dc_t (d_c): δ for the 4 gates; d_c becomes dL/dc_{t-1}."""
     batch, width = gates.shape
@@ -191,7 +191,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
 
 # -- GRU --------------------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gru_gates(from_hidden, bias_hh, projected_t, gates, hidden_n):
     """from_hidden holds h_{t-1} W_hhᵀ: store h W_hnᵀ + b_hn, and the halved r, z pre-activations."""
     batch, width = from_hidden.shape
@@ -203,7 +203,7 @@ def _gru_gates(from_hidden, bias_hh, projected_t, gates, hidden_n):
             hidden_n[b, j] = from_hidden[b, 2 * hidden + j] + bias_hh[2 * hidden + j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gru_candidate(gates, projected_t, hidden_n):
     """gates[:, :2H] holds tanh of the halved r, z: finish σ, then the pre-activation of n: p_n + r (h W_hnᵀ + b_hn)."""
     batch, width = gates.shape
@@ -215,7 +215,7 @@ def _gru_candidate(gates, projected_t, hidden_n):
             gates[b, 2 * hidden + j] = projected_t[b, 2 * hidden + j] + gates[b, j] * hidden_n[b, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gru_hidden(gates, h_previous, h_t, keep):
     """h_t = n + z ⊙ (h_{t-1} - n), or h_{t-1} carried through padding."""
     batch, width = gates.shape
@@ -226,7 +226,7 @@ def _gru_hidden(gates, h_previous, h_t, keep):
             h_t[b, j] = n + gates[b, hidden + j] * (h_previous[b, j] - n) if keep[b] else h_previous[b, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gru_step_back(d_h, d_output_t, gates, hidden_n, h_previous, keep, d_input, d_hidden, direct):
     """δ for the input side (d_input) and the hidden side (d_hidden); `direct` is dL/dh_{t-1} not via W_hh."""
     batch, width = gates.shape
