@@ -7,7 +7,7 @@ linear head -> cross-entropy -> backward -> clip_grad_norm_ -> Adam step, sequen
 libraries alternate step by step after a warm-up; the median of the repeats is reported, with the ratio
 PyTorch time / chainrule time (above 1: chainrule is faster), and for the large rows the FLOP rate as a
 fraction of this machine's float32 matrix-multiply peak (measured here, with NumPy, the larger of 2048³
-and 4096³ products). A sampling row generates 2,000 characters one at a time from a 2x256 LSTM. Peak
+and 4096³ products), counting the FLOPs chainrule executes. A sampling row generates 2,000 characters one at a time from a 2x256 LSTM. Peak
 memory of a training step at sequence length 1,000 is measured for each library in a fresh subprocess
 (high-water mark of the resident set, minus the resident set just before the step).
 
@@ -144,15 +144,19 @@ def torch_sampler(length: int) -> Callable[[], None]:
 
 
 def training_flops(cell: str, hidden: int, layers: int, batch: int) -> float:
-    """Multiply-adds × 2 of the matrix products a training step needs, counted the usual (PyTorch) way:
-    per layer, forward x W_ihᵀ and h W_hhᵀ, backward 2 products for each (inputs and weights); the head
-    likewise. chainrule's table lookup for layer 0 saves some of these; they are still counted, so the
-    rate is comparable between the libraries."""
+    """FLOPs (2 per multiply-add) of the matrix products chainrule executes in one training step.
+
+    Layer 0 reads its input projection from a [vocabulary, gates] table, so instead of three products
+    with T·B rows (x W_ihᵀ, dx, dW_ih) it does three with 65 rows; every layer does three recurrent products
+    (h W_hhᵀ and δ W_hh per step, dW_hh over all steps); layers above do the three input products in
+    full; the head does three. (PyTorch executes more for the same step: the full layer-0 products.)"""
     rows = batch * SEQ_LEN
     gates = GATES[cell] * hidden
-    recurrent = layers * 3 * 2 * rows * gates * (hidden + hidden)
+    table = 3 * 2 * VOCABULARY * hidden * gates
+    recurrent = layers * 3 * 2 * rows * gates * hidden
+    inputs_above = (layers - 1) * 3 * 2 * rows * gates * hidden
     head = 3 * 2 * rows * hidden * VOCABULARY
-    return float(recurrent + head)
+    return float(table + recurrent + inputs_above + head)
 
 
 def matmul_peak() -> float:

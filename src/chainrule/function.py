@@ -113,6 +113,9 @@ def _creation_site() -> list[traceback.FrameSummary]:
     return user_frames[-6:] or frames[-6:]
 
 
+_EDGE_MIN_SIZE = 4096
+
+
 class Edge:
     """An intermediate input of a node: the node and output index it came from, its shape and dtype.
 
@@ -152,8 +155,8 @@ class Function:
     """
 
     # Set on recorded nodes: `inputs` holds, per positional argument, None if it needs no gradient, the
-    # Tensor itself for a leaf, and an `Edge` for an intermediate; `output_meta` the (shape, dtype) of
-    # every output.
+    # Tensor itself for a leaf or a small intermediate, and an `Edge` for a large intermediate;
+    # `output_meta` the (shape, dtype) of every output.
     inputs: tuple = ()
     saved: tuple | None = ()
     output_meta: tuple = ((None, None),)  # (shape, dtype) per output; only multi-output nodes fill it
@@ -223,7 +226,9 @@ class Function:
                 arrays.append(arg.data)
                 if arg._requires_grad:
                     record = True
-                    inputs.append(arg if arg._node is None else Edge(arg))
+                    # an intermediate's data is not kept alive by the graph: an Edge stands for it
+                    # (small arrays, where an Edge costs more than it frees, stay as they are)
+                    inputs.append(arg if arg._node is None or arg.data.size < _EDGE_MIN_SIZE else Edge(arg))
                     continue
             else:
                 arrays.append(arg)
