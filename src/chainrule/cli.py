@@ -48,7 +48,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     budget = train.add_argument_group("how long (the first limit reached ends training; none: one epoch)")
     budget.add_argument("--steps", type=_positive_int, help="total optimizer steps, counted across resumes")
     budget.add_argument("--epochs", type=float, help="total passes over the training text")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget of this invocation")
+    budget.add_argument("--minutes", type=float, help="training-time budget of this invocation (time spent "
+                        "evaluating and writing checkpoints is not counted)")
     output = train.add_argument_group("output")
     output.add_argument("--out", default="runs/charlm", help="folder for checkpoints, log.jsonl and loss.png")
     output.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR exactly where it stopped")

@@ -33,9 +33,9 @@ class TrainConfig:
 
     text: str | None = None          # path of a UTF-8 text; None: the Python reference manual
     model: str = "lstm"
-    hidden: int = 256
+    hidden: int = 512
     layers: int = 2
-    dropout: float = 0.0
+    dropout: float = 0.25
     embedding: int = 0
     seq_len: int = 64
     batch_size: int = 32
@@ -47,9 +47,9 @@ class TrainConfig:
     grad_clip: float = 5.0           # max gradient norm; 0 disables
     steps: int | None = None         # total optimizer steps (counted across resumes)
     epochs: float | None = None      # total passes over the training text
-    minutes: float | None = None     # wall-clock budget of this invocation
+    minutes: float | None = None     # training-time budget of this invocation (evaluation not counted)
     val_frac: float = 0.1
-    eval_every: int = 200
+    eval_every: int = 100
     sample_every: int = 1000
     sample_length: int = 200
     seed: int = 1234
@@ -232,14 +232,14 @@ class Trainer:
         total = self.total_steps
         if total is None and config.minutes is None:
             total = self.train_streams.batches_per_epoch
-        started = time.perf_counter()
-        last_clock, chars_since, seconds_since, losses_since = started, 0, 0.0, []
+        trained_before = self.progress.elapsed
+        last_clock, chars_since, seconds_since, losses_since = time.perf_counter(), 0, 0.0, []
         bar = tqdm(total=total, initial=self.progress.step, disable=self.quiet, unit="step", dynamic_ncols=True,
                    desc="training")
         self.model.train()
         try:
             while not ((total is not None and self.progress.step >= total)
-                       or (config.minutes is not None and time.perf_counter() - started >= config.minutes * 60)):
+                       or (config.minutes is not None and self.progress.elapsed - trained_before >= config.minutes * 60)):
                 inputs, targets = self.train_streams.batch(self.progress.batch)
                 logits, state = self.model(inputs, self.state)
                 loss = F.cross_entropy(logits, targets)

@@ -1,6 +1,7 @@
 """Gradient clipping, as `torch.nn.utils`."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +34,8 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         return Tensor(np.zeros((), np.float32))
     if norm_type == float("inf"):
         total = max(float(np.abs(g).max(initial=0.0)) for g in grads)
+    elif norm_type == 2.0:
+        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))  # BLAS dot: one pass, no temporaries
     else:
         total = float(sum(float(np.sum(np.abs(g.astype(np.float64)) ** norm_type)) for g in grads) ** (1.0 / norm_type))
     if error_if_nonfinite and not np.isfinite(total):

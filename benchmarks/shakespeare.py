@@ -1,0 +1,152 @@
+"""Quality under a time budget: the default character model on tiny-shakespeare, chainrule vs PyTorch.
+
+    python benchmarks/shakespeare.py [--minutes 10] [--text ../shared/data/tinyshakespeare.txt]
+
+Trains the default `chainrule train` model (2x512 LSTM, one-hot input, dropout 0.25, sequence length 64,
+batch 32, Adam 2e-3, gradient norm clipped at 5) on the first 90% of the corpus for a wall-clock budget,
+then the same model in PyTorch 2.13 (same initial weights, same data order, same optimizer and clipping)
+for the same budget, one after the other in this process. Validation loss (nats/char) on the last 10% is
+measured every `--eval-every` steps with the clock stopped, so the curves are loss against training
+time. Prints both curves, when each reaches PyTorch's final loss, and writes them as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from chainrule.backend import backend_name
+from chainrule.text import TextStreams, Vocabulary, read_text, split_text
+from chainrule.training import TrainConfig, Trainer
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    raise SystemExit("benchmarks/shakespeare.py compares with PyTorch: pip install torch==2.13.0") from None
+
+DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+class TorchCharModel(torch.nn.Module):
+    def __init__(self, size: int, hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.size = size
+        self.rnn = torch.nn.LSTM(size, hidden, num_layers=layers, dropout=dropout, batch_first=True)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(hidden, size)
+
+    def forward(self, ids: torch.Tensor, state=None):
+        output, state = self.rnn(torch.nn.functional.one_hot(ids, self.size).float(), state)
+        return self.head(self.dropout(output)), state
+
+
+def torch_validation(model: TorchCharModel, ids: np.ndarray, batch: int, seq_len: int) -> float:
+    """The same streams and chunks as chainrule.charlm.evaluate."""
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    length = (len(ids) - 1) // batch
+    inputs = torch.tensor(ids[:length * batch].reshape(batch, length))
+    targets = torch.tensor(ids[1:length * batch + 1].reshape(batch, length))
+    model.eval()
+    total, state = 0.0, None
+    with torch.no_grad():
+        for start in range(0, length, seq_len):
+            logits, state = model(inputs[:, start:start + seq_len], state)
+            total += float(torch.nn.functional.cross_entropy(
+                logits.reshape(-1, model.size), targets[:, start:start + seq_len].reshape(-1), reduction="sum"))
+    model.train()
+    return total / targets.numel()
+
+
+def train_torch(config: TrainConfig, initial: dict[str, np.ndarray], streams: TextStreams, val_ids: np.ndarray,
+                size: int, minutes: float) -> list[dict]:
+    torch.manual_seed(config.seed)
+    model = TorchCharModel(size, config.hidden, config.layers, config.dropout)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    curve, elapsed, step, batch_index, state = [], 0.0, 0, 0, None
+    while elapsed < minutes * 60:
+        start = time.perf_counter()
+        x, y = streams.batch(batch_index)
+        logits, state = model(torch.tensor(x), state)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, size), torch.tensor(y).reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        state = tuple(s.detach() for s in state)
+        step, batch_index = step + 1, batch_index + 1
+        if batch_index >= streams.batches_per_epoch:
+            batch_index, state = 0, None
+        elapsed += time.perf_counter() - start
+        if step % config.eval_every == 0:
+            curve.append({"step": step, "minutes": elapsed / 60,
+                          "val_loss": torch_validation(model, val_ids, config.batch_size, 128)})
+            print(f"  pytorch   {elapsed / 60:5.2f} min  step {step:5d}  val {curve[-1]['val_loss']:.4f}", flush=True)
+    if not curve or curve[-1]["step"] != step:
+        curve.append({"step": step, "minutes": elapsed / 60,
+                      "val_loss": torch_validation(model, val_ids, config.batch_size, 128)})
+    return curve
+
+
+def first_time_at_or_below(curve: list[dict], target: float) -> float | None:
+    return next((point["minutes"] for point in curve if point["val_loss"] <= target), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--text", default=str(DEFAULT_TEXT))
+    parser.add_argument("--eval-every", type=int, default=100, help="steps between validation measurements")
+    parser.add_argument("--json", default="bench-results/shakespeare.json")
+    args = parser.parse_args()
+    if not Path(args.text).is_file():
+        raise SystemExit(f"the corpus is not at {args.text}; pass --text PATH")
+    torch.set_num_threads(os.cpu_count() or 1)
+    config = TrainConfig(text=args.text, minutes=args.minutes, eval_every=args.eval_every, sample_every=0,
+                         val_frac=0.1)
+    text = read_text(args.text)
+    vocabulary = Vocabulary.from_text(text)
+    train_text, val_text = split_text(text, config.val_frac)
+    print(f"tiny-shakespeare: {len(train_text):,} training and {len(val_text):,} validation characters, "
+          f"vocabulary {len(vocabulary)}; model {config.model} {config.layers}x{config.hidden}, dropout "
+          f"{config.dropout}, batch {config.batch_size}, seq-len {config.seq_len}, {config.optimizer} {config.lr}; "
+          f"budget {args.minutes} min each; chainrule kernels: {backend_name()}", flush=True)
+
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(config, out, report=lambda line: print("  chainrule", line, flush=True), quiet=True)
+        initial = trainer.model.state_dict()  # same names in TorchCharModel: rnn.*, head.*
+        trainer.train()
+        ours = [{"step": r["step"], "minutes": r["elapsed"] / 60, "val_loss": r["val_loss"]}
+                for r in trainer.progress.history]
+    streams = TextStreams(vocabulary.encode(train_text), config.batch_size, config.seq_len)
+    theirs = train_torch(config, initial, streams, vocabulary.encode(val_text), len(vocabulary), args.minutes)
+
+    target = theirs[-1]["val_loss"]
+    ours_reach, theirs_reach = first_time_at_or_below(ours, target), first_time_at_or_below(theirs, target)
+    best_ours = min(p["val_loss"] for p in ours)
+    print(f"\n{'minutes':>8}{'chainrule val':>15}{'pytorch val':>13}")
+    for minute in range(1, int(math.ceil(args.minutes)) + 1):
+        def at(curve: list[dict]) -> str:
+            points = [p for p in curve if p["minutes"] <= minute]
+            return f"{points[-1]['val_loss']:.4f}" if points else "-"
+        print(f"{minute:>8}{at(ours):>15}{at(theirs):>13}")
+    print(f"\nPyTorch's loss after {args.minutes} min: {target:.4f} nats/char (reached at {theirs_reach:.2f} min); "
+          f"chainrule reached it at {'never' if ours_reach is None else f'{ours_reach:.2f} min'}; "
+          f"chainrule's best: {best_ours:.4f} nats/char ({'meets' if best_ours <= 1.50 else 'misses'} the 1.50 target)")
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as handle:
+            json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "minutes": args.minutes, "kernels": backend_name(),
+                       "chainrule": ours, "pytorch": theirs, "pytorch_final": target,
+                       "chainrule_reaches_pytorch_final_at": ours_reach}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
