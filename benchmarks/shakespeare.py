@@ -3,7 +3,8 @@
     python benchmarks/shakespeare.py [--minutes 10] [--text ../shared/data/tinyshakespeare.txt]
 
 Trains the default `chainrule train` model (2x512 LSTM, one-hot input, dropout 0.25, sequence length 64,
-batch 32, Adam 2e-3, gradient norm clipped at 5) on the first 90% of the corpus for a wall-clock budget,
+batch 32, Adam 2e-3, gradient norm clipped at 5; with --cosine-steps N the learning rate is annealed to 0
+over N steps, in both libraries) on the first 90% of the corpus for a training-time budget,
 then the same model in PyTorch 2.13 (same initial weights, same data order, same optimizer and clipping)
 for the same budget, one after the other in this process. Validation loss (nats/char) on the last 10% is
 measured every `--eval-every` steps with the clock stopped, so the curves are loss against training
@@ -70,8 +71,9 @@ def train_torch(config: TrainConfig, initial: dict[str, np.ndarray], streams: Te
     model = TorchCharModel(size, config.hidden, config.layers, config.dropout)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps) if config.schedule == "cosine" else None
     curve, elapsed, step, batch_index, state = [], 0.0, 0, 0, None
-    while elapsed < minutes * 60:
+    while elapsed < minutes * 60 and (config.steps is None or step < config.steps):
         start = time.perf_counter()
         x, y = streams.batch(batch_index)
         logits, state = model(torch.tensor(x), state)
@@ -80,6 +82,8 @@ def train_torch(config: TrainConfig, initial: dict[str, np.ndarray], streams: Te
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         state = tuple(s.detach() for s in state)
         step, batch_index = step + 1, batch_index + 1
         if batch_index >= streams.batches_per_epoch:
@@ -104,19 +108,24 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--text", default=str(DEFAULT_TEXT))
     parser.add_argument("--eval-every", type=int, default=100, help="steps between validation measurements")
+    parser.add_argument("--cosine-steps", type=int, default=0,
+                        help="anneal the learning rate to 0 over this many steps (both libraries; training also "
+                        "stops there); 0: constant learning rate, the default of chainrule train")
     parser.add_argument("--json", default="bench-results/shakespeare.json")
     args = parser.parse_args()
     if not Path(args.text).is_file():
         raise SystemExit(f"the corpus is not at {args.text}; pass --text PATH")
     torch.set_num_threads(os.cpu_count() or 1)
+    schedule = dict(schedule="cosine", steps=args.cosine_steps) if args.cosine_steps else {}
     config = TrainConfig(text=args.text, minutes=args.minutes, eval_every=args.eval_every, sample_every=0,
-                         val_frac=0.1)
+                         val_frac=0.1, **schedule)
     text = read_text(args.text)
     vocabulary = Vocabulary.from_text(text)
     train_text, val_text = split_text(text, config.val_frac)
     print(f"tiny-shakespeare: {len(train_text):,} training and {len(val_text):,} validation characters, "
           f"vocabulary {len(vocabulary)}; model {config.model} {config.layers}x{config.hidden}, dropout "
-          f"{config.dropout}, batch {config.batch_size}, seq-len {config.seq_len}, {config.optimizer} {config.lr}; "
+          f"{config.dropout}, batch {config.batch_size}, seq-len {config.seq_len}, {config.optimizer} {config.lr} "
+          f"({config.schedule}{f' over {config.steps} steps' if config.steps else ''}); "
           f"budget {args.minutes} min each; chainrule kernels: {backend_name()}", flush=True)
 
     with tempfile.TemporaryDirectory() as out:
@@ -144,6 +153,7 @@ def main() -> None:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as handle:
             json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "minutes": args.minutes, "kernels": backend_name(),
+                       "schedule": config.schedule, "cosine_steps": args.cosine_steps,
                        "chainrule": ours, "pytorch": theirs, "pytorch_final": target,
                        "chainrule_reaches_pytorch_final_at": ours_reach}, handle, indent=2)
 

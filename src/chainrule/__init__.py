@@ -7,7 +7,7 @@
 array([2., 4.], dtype=float32)
 """
 from .backward import grad, reverse_topological_order
-from .function import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .function import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .ops import (abs, add, astype, broadcast_to, cat, clamp, clip, concatenate, div, exp, log,
                   log_softmax, logsumexp, matmul, max, maximum, mean, min, minimum, mul, neg, permute,
@@ -28,6 +28,6 @@ __all__ = [
     "gradgradcheck", "int8", "int16", "int32", "int64", "is_grad_enabled", "log", "log_softmax",
     "logsumexp", "manual_seed", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg",
     "no_grad", "ones", "ones_like", "permute", "pow", "rand", "randn", "relu", "reshape",
-    "reverse_topological_order", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub", "sum",
+    "reverse_topological_order", "scope", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub", "sum",
     "swapaxes", "tanh", "tensor", "transpose", "uint8", "unsqueeze", "where", "zeros", "zeros_like",
 ]

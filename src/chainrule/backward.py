@@ -84,11 +84,14 @@ def _check_finite(node: Function, input_index: int, grad: Any) -> None:
 
 
 def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_graph: bool,
-                 create_graph: bool, capture: Sequence[Any] | None = None) -> list[Any] | None:
+                 create_graph: bool, capture: Sequence[Any] | None = None,
+                 on_edge: Callable[[Function, int, Any], None] | None = None) -> list[Any] | None:
     """Backpropagate `root_grads` from the tensors `roots`.
 
     Without `capture`, gradients of leaves accumulate into their `.grad`. With `capture` (a list of
     tensors) nothing is accumulated and the gradient reaching each captured tensor is returned instead.
+    `on_edge(node, input_index, grad)` sees every gradient a node sends to one of its inputs (what
+    `chainrule.viz` writes under each edge).
     """
     from .tensor import Tensor
 
@@ -108,8 +111,8 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                 captured[slot] = grad if captured[slot] is None else captured[slot] + grad
             return
         data = grad.data if isinstance(grad, Tensor) else grad
-        if leaf.grad is None:
-            leaf.grad = np.array(data, dtype=leaf.data.dtype, copy=True)
+        if leaf.grad is None:  # a C-ordered copy, like the parameter (a transposed product arrives F-ordered)
+            leaf.grad = np.array(data, dtype=leaf.data.dtype, order="C", copy=True)
         else:
             np.add(leaf.grad, data, out=leaf.grad, casting="unsafe")
 
@@ -185,6 +188,8 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                     grad = grad.astype(dtype)
                 if _Modes.anomaly:
                     _check_finite(node, index, grad)
+                if on_edge is not None:
+                    on_edge(node, index, grad)
                 send(tensor, grad)
             if not retain_graph:
                 node.release()

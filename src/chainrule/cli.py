@@ -78,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--batch-size", type=_positive_int, default=32)
     info = commands.add_parser("info", help="a checkpoint's configuration, size and training history")
     info.add_argument("checkpoint", metavar="CHECKPOINT")
+    diagnose = commands.add_parser("diagnose", help="gradient flow through time: vanishing and exploding gradients",
+                                   description="Plot the norm of dL/dh_t against steps back in time, with the "
+                                   "largest singular value of each W_hh, for a trained checkpoint and/or fresh "
+                                   "RNN/LSTM/GRU layers; also printed as a table.")
+    diagnose.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT", help="a trained character model")
+    diagnose.add_argument("--compare", help="fresh layers to add, e.g. rnn,lstm,gru (the default without CHECKPOINT)")
+    diagnose.add_argument("--seq-len", type=_positive_int, default=100)
+    diagnose.add_argument("--batch", type=_positive_int, default=8)
+    diagnose.add_argument("--hidden", type=_positive_int, default=64, help="hidden size of the fresh layers")
+    diagnose.add_argument("--input-size", type=_positive_int, default=16, help="input features of the fresh layers")
+    diagnose.add_argument("--input-scale", type=float, default=0.1, help="scale of the fresh layers' random inputs")
+    diagnose.add_argument("--sigma", type=float, action="append", help="add a fresh RNN whose W_hh has this largest "
+                          "singular value (repeatable: --sigma 0.5 --sigma 2)")
+    diagnose.add_argument("--forget-bias", type=float, default=1.0, help="forget-gate bias of fresh LSTMs")
+    diagnose.add_argument("--text", help="text for the checkpoint's batch (default: the text it was trained on)")
+    diagnose.add_argument("--out", default="gradient_flow.png", help="where to write the PNG")
+    diagnose.add_argument("--seed", type=int, default=0)
     commands.add_parser("demo", help="a short tour of the autograd engine on the source texts' examples")
     return parser
 
@@ -166,6 +183,11 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from .diagnose import run
+    return run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code.
 
@@ -178,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _train, "sample": _sample, "eval": _eval, "info": _info}
+    handlers = {"train": _train, "sample": _sample, "eval": _eval, "info": _info, "diagnose": _diagnose}
     if args.command == "demo":
         from .demo import run_demo
         run_demo()

@@ -28,6 +28,7 @@ class _Modes:
     grad_enabled = True      # are operations recorded?
     tensor_backward = False  # is a backward running with create_graph=True?
     anomaly = False          # record creation sites and check gradients for NaN/inf?
+    scope: tuple[str, ...] = ()  # names of the enclosing `scope` blocks, recorded on new nodes
 
 
 class _ModeSwitch:
@@ -94,6 +95,29 @@ class detect_anomaly(_ModeSwitch):
     """
 
     _flag, _value = "anomaly", True
+
+
+class scope:
+    """Name the graph nodes created inside the block (nested names form a path), so a drawing can group or
+    collapse them, by module or by time step. Modules open one named after their class.
+
+    >>> import chainrule as cr
+    >>> x = cr.ones(2, requires_grad=True)
+    >>> with cr.scope("encoder"), cr.scope("t=0"):
+    ...     y = x * 2
+    >>> y.grad_fn.scope
+    ('encoder', 't=0')
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = str(name)
+
+    def __enter__(self) -> None:
+        self._previous = _Modes.scope
+        _Modes.scope = self._previous + (self.name,)
+
+    def __exit__(self, *exc: object) -> None:
+        _Modes.scope = self._previous
 
 
 def is_grad_enabled() -> bool:
@@ -163,6 +187,7 @@ class Function:
     _output_ids: Any = ()
     _retained: dict | None = None
     _creation: list | None = None
+    scope: tuple[str, ...] = ()  # names of the `scope` blocks the node was created in
     # Hand-written backward that is not composed of differentiable ops (e.g. fused BPTT) sets this False.
     differentiable_backward = True
 
@@ -248,6 +273,8 @@ class Function:
                 return tuple([tensor_class._from_array(r) for r in result])
             return tensor_class._from_array(result)
         node.inputs = tuple(inputs)
+        if _Modes.scope:
+            node.scope = _Modes.scope
         if _Modes.anomaly:
             node._creation = _creation_site()
         if type(result) is tuple:

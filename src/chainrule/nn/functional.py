@@ -41,14 +41,16 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    keep = default_generator().random(x.shape) >= p
-    return x * (keep.astype(x.dtype) / (1.0 - p))
+    # keep each element when a random 16-bit integer reaches p·65536 (p is used to within 1/65536)
+    draws = np.frombuffer(default_generator().bytes(2 * x.size), dtype=np.uint16).reshape(x.shape)
+    scaled_mask = np.where(draws >= round(p * 65536), x.dtype.type(1.0 / (1.0 - p)), x.dtype.type(0.0))
+    return x * scaled_mask
 
 
 # -- recurrent cells (reference) ------------------------------------------------------------------------
 
 def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
-             bias_hh: Tensor | None, nonlinearity: str = "tanh") -> Tensor:
+             bias_hh: Tensor | None, nonlinearity: str = "tanh", record: dict | None = None) -> Tensor:
     """h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).
 
     >>> import chainrule as cr
@@ -56,11 +58,14 @@ def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih
     (2, 4)
     """
     pre = linear(x, weight_ih, bias_ih) + linear(h, weight_hh, bias_hh)
-    return pre.tanh() if nonlinearity == "tanh" else pre.relu()
+    out = pre.tanh() if nonlinearity == "tanh" else pre.relu()
+    if record is not None and nonlinearity == "tanh":
+        record["tanh"] = [out]
+    return out
 
 
 def lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-              bias_ih: Tensor | None, bias_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+              bias_ih: Tensor | None, bias_hh: Tensor | None, record: dict | None = None) -> tuple[Tensor, Tensor]:
     """One LSTM step, gates i, f, g, o: c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c').
 
     >>> import chainrule as cr
@@ -70,12 +75,16 @@ def lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Ten
     """
     gates = linear(x, weight_ih, bias_ih) + linear(h, weight_hh, bias_hh)
     i, f, g, o = ops.split(gates, weight_hh.shape[1], axis=-1)
-    c_new = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    return o.sigmoid() * c_new.tanh(), c_new
+    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+    c_new = f * c + i * g
+    tanh_c = c_new.tanh()
+    if record is not None:
+        record["sigmoid"], record["tanh"] = [i, f, o], [g, tanh_c]
+    return o * tanh_c, c_new
 
 
 def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
-             bias_hh: Tensor | None) -> Tensor:
+             bias_hh: Tensor | None, record: dict | None = None) -> Tensor:
     """One GRU step, gates r, z, n: n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn)), h' = (1 - z) ⊙ n + z ⊙ h.
 
     >>> import chainrule as cr
@@ -88,6 +97,8 @@ def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih
     r = (x_r + h_r).sigmoid()
     z = (x_z + h_z).sigmoid()
     n = (x_n + r * h_n).tanh()
+    if record is not None:
+        record["sigmoid"], record["tanh"] = [r, z], [n]
     return n + z * (h - n)
 
 

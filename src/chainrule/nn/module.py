@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..function import scope
 from ..tensor import Tensor, _dtype
 
 
@@ -71,7 +72,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        with scope(type(self).__name__):  # names the graph nodes this module creates (see chainrule.viz)
+            return self.forward(*args, **kwargs)
 
     # -- traversal ------------------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:

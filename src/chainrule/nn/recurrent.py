@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..function import scope
 from ..tensor import Tensor
 from . import functional as F
 from .fused import FusedGRU, FusedLSTM, FusedRNN
@@ -145,6 +146,9 @@ def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
 
 class _RecurrentBase(Module):
     mode = ""
+    # set to a list to have each step of a forward pass recorded there (run through the reference path):
+    # {"layer", "reverse", "t", "h": the new hidden state, "sigmoid"/"tanh": that step's activations}
+    recorder: list[dict] | None = None
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False,
@@ -218,9 +222,9 @@ class _RecurrentBase(Module):
         return [state[k] for k in range(count)]
 
     def _run_direction(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                       reverse: bool, projected: Tensor | None = None) -> tuple:
-        if self.implementation == "reference":
-            return self._reference(x, states, weights, mask, reverse)
+                       reverse: bool, projected: Tensor | None = None, layer: int = 0) -> tuple:
+        if self.implementation == "reference" or self.recorder is not None:
+            return self._reference(x, states, weights, mask, reverse, layer)
         if projected is None:
             steps, batch, features = x.shape
             projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, -1)
@@ -237,12 +241,19 @@ class _RecurrentBase(Module):
         return bias_ih if self.mode == "GRU" else bias_ih + bias_hh
 
     def _reference(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                   reverse: bool) -> tuple:
+                   reverse: bool, layer: int = 0) -> tuple:
         steps = x.shape[0]
         states = [s if isinstance(s, Tensor) else Tensor(s) for s in states]
         outputs: list[Any] = [None] * steps
         for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-            new_states = self._cell_step(x[t], states, weights)
+            record = None
+            if self.recorder is not None:
+                record = {"layer": layer, "reverse": reverse, "t": t}
+                self.recorder.append(record)
+            with scope(f"t={t}"):
+                new_states = self._cell_step(x[t], states, weights, record)
+            if record is not None:
+                record["h"] = new_states[0]
             if mask is None:
                 states = new_states
                 outputs[t] = new_states[0]
@@ -252,7 +263,7 @@ class _RecurrentBase(Module):
                 states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
         return (ops.stack(outputs), *states)
 
-    def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple) -> list[Tensor]:
+    def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple, record: dict | None) -> list[Tensor]:
         raise NotImplementedError
 
     def _fused(self, projected: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
@@ -280,8 +291,9 @@ class _RecurrentBase(Module):
             for direction, suffix in enumerate(("", "_reverse")[:self.num_directions]):
                 index = layer * self.num_directions + direction
                 projected = first_projections[direction] if layer == 0 and first_projections else None
-                result = self._run_direction(layer_input, [s[index] for s in initial],
-                                             self._weights(layer, suffix), mask, direction == 1, projected)
+                with scope(f"layer {layer}{' reverse' if direction else ''}"):
+                    result = self._run_direction(layer_input, [s[index] for s in initial],
+                                                 self._weights(layer, suffix), mask, direction == 1, projected, layer)
                 direction_outputs.append(result[0])
                 for k, final in enumerate(result[1:]):
                     finals[k].append(final)
@@ -315,7 +327,7 @@ class _RecurrentBase(Module):
             raise IndexError(f"{name}.forward_tokens: token id {int(ids.max() if ids.max() >= rows else ids.min())} "
                              f"is out of range for {rows} rows")
         time_major = ids.T if self.batch_first else ids
-        if self.implementation == "reference":
+        if self.implementation == "reference" or self.recorder is not None:
             return time_major, None
         projections = []
         use_table = ids.size > rows  # else projecting the few looked-up rows is cheaper than the table
@@ -374,8 +386,8 @@ class RNN(_RecurrentBase):
         output, (h_n,) = self._forward(x, (h0,), lengths, ("h0",))
         return output, h_n
 
-    def _cell_step(self, x_t, states, weights):
-        return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity)]
+    def _cell_step(self, x_t, states, weights, record=None):
+        return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity, record)]
 
     def forward_tokens(self, ids: Any, embedding: Tensor | None = None, h0: Tensor | None = None,
                        lengths: Any = None) -> tuple[Tensor, Tensor]:
@@ -414,8 +426,8 @@ class LSTM(_RecurrentBase):
         output, (h_n, c_n) = self._forward(x, (h0, c0), lengths, ("h0", "c0"))
         return output, (h_n, c_n)
 
-    def _cell_step(self, x_t, states, weights):
-        return list(F.lstm_cell(x_t, states[0], states[1], *weights))
+    def _cell_step(self, x_t, states, weights, record=None):
+        return list(F.lstm_cell(x_t, states[0], states[1], *weights, record))
 
     def forward_tokens(self, ids: Any, embedding: Tensor | None = None, state: tuple[Tensor, Tensor] | None = None,
                        lengths: Any = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -453,8 +465,8 @@ class GRU(_RecurrentBase):
         output, (h_n,) = self._forward(x, (h0,), lengths, ("h0",))
         return output, h_n
 
-    def _cell_step(self, x_t, states, weights):
-        return [F.gru_cell(x_t, states[0], *weights)]
+    def _cell_step(self, x_t, states, weights, record=None):
+        return [F.gru_cell(x_t, states[0], *weights, record)]
 
     def forward_tokens(self, ids: Any, embedding: Tensor | None = None, h0: Tensor | None = None,
                        lengths: Any = None) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,82 @@
+"""`chainrule diagnose`: gradient flow through time for a trained checkpoint and/or fresh RNN, LSTM, GRU layers."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import nn
+from .charlm import load_model
+from .diagnostics import GradientFlow, format_table, gradient_flow, plot, scale_recurrent_weights
+from .nn import functional as F
+from .tensor import Tensor, manual_seed
+from .text import DEFAULT_CORPUS_NAME, default_corpus, read_text
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def fresh_layer(cell: str, input_size: int, hidden: int, forget_bias: float | None) -> Any:
+    """A new layer with PyTorch's default initialisation (LSTM: forget-gate bias set to `forget_bias`)."""
+    layer = CELLS[cell](input_size, hidden)
+    if cell == "lstm" and forget_bias is not None:
+        layer.bias_ih_l0.data[hidden:2 * hidden] = forget_bias
+        layer.bias_hh_l0.data[hidden:2 * hidden] = 0.0
+    return layer
+
+
+def checkpoint_flow(path: str, text_path: str | None, seq_len: int, batch: int, seed: int) -> tuple[str, GradientFlow]:
+    """Gradient flow of a trained character model: the loss is the cross-entropy of its last prediction."""
+    model, vocabulary, meta = load_model(path)
+    name = meta["text"]["name"]
+    if text_path is not None:
+        text = read_text(text_path)
+    elif name == DEFAULT_CORPUS_NAME:
+        text = default_corpus()
+    else:
+        text = read_text(name)
+    ids = vocabulary.encode(text, f"text {text_path or name}")
+    if len(ids) < seq_len + 2:
+        raise ValueError(f"the text has {len(ids)} characters; --seq-len {seq_len} needs at least {seq_len + 2}")
+    starts = np.random.default_rng(seed).integers(0, len(ids) - seq_len - 1, batch)
+    inputs = np.stack([ids[s:s + seq_len] for s in starts])
+    targets = np.stack([ids[s + 1:s + seq_len + 1] for s in starts])
+
+    def loss() -> Tensor:
+        logits, _ = model(inputs)
+        return F.cross_entropy(logits[:, -1], targets[:, -1])
+
+    config = meta["model"]
+    return f"{config['model']} {config['layers']}x{config['hidden']} (trained)", gradient_flow(model.rnn, loss)
+
+
+def run(args: Any) -> int:
+    manual_seed(args.seed)
+    flows: dict[str, GradientFlow] = {}
+    if args.checkpoint:
+        label, flow = checkpoint_flow(args.checkpoint, args.text, args.seq_len, args.batch, args.seed)
+        flows[label] = flow
+    cells = [c.strip() for c in args.compare.split(",") if c.strip()] if args.compare else []
+    if not args.checkpoint and not cells:
+        cells = ["rnn", "lstm", "gru"]
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown:
+        raise ValueError(f"--compare takes a comma-separated list of rnn, lstm, gru; got {', '.join(unknown)}")
+    inputs = Tensor(np.random.default_rng(args.seed).standard_normal((args.batch, args.seq_len, args.input_size))
+                    .astype(np.float32) * args.input_scale)
+    variants = [(cell, None) for cell in cells] + [("rnn", sigma) for sigma in args.sigma or []]
+    for cell, sigma in variants:
+        layer = fresh_layer(cell, args.input_size, args.hidden, args.forget_bias)
+        label = f"{cell} (new)"
+        if sigma is not None:
+            scale_recurrent_weights(layer, sigma)
+            label = f"rnn, σ_max set to {sigma:g}"
+        elif cell == "lstm" and args.forget_bias is not None:
+            label = f"lstm (new, forget bias {args.forget_bias:g})"
+        flows[label] = gradient_flow(layer, lambda layer=layer: layer(inputs)[0][:, -1].sum())
+    print(format_table(flows))
+    try:
+        plot(flows, args.out, f"Gradient flow through time ({args.seq_len} steps)")
+        print(f"wrote {args.out}")
+    except ImportError:
+        print("matplotlib is not installed, so no PNG was written (pip install matplotlib)")
+    return 0
