@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .backward import reverse_topological_order, run_backward
+from .backward import _parent_nodes, reverse_topological_order, run_backward
 from .function import Edge, Function
 from .tensor import Tensor
 from .value import Value
@@ -131,10 +131,8 @@ def _group_of(node: Function, collapse: Any) -> str | None:
         return collapse(scope)
     if collapse == "module":
         return scope[0]
-    if collapse == "time":
-        steps = [part for part in scope if part.startswith("t=")]
-        return steps[-1] if steps else None
-    raise ValueError(f"collapse must be None, 'module', 'time' or a function of the scope path, got {collapse!r}")
+    steps = [part for part in scope if part.startswith("t=")]  # collapse == "time"
+    return steps[-1] if steps else None
 
 
 def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], collapse: Any,
@@ -142,8 +140,7 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
     if output._node is None:
         raise ValueError("draw_graph: this tensor was not computed from anything (no graph to draw); "
                          "create its inputs with requires_grad=True")
-    nodes = list(reverse_topological_order([output._node], lambda n: [t._node for t in n.inputs
-                                                                      if t is not None and t._node is not None]))
+    nodes = list(reverse_topological_order([output._node], _parent_nodes))
     edge_grads: dict[tuple[int, int], Any] = {}
     output_grad = None
     if show_grads:
@@ -270,6 +267,8 @@ def draw_graph(output: Tensor | Value, path: str | Path | None = None, format: s
     >>> "digraph" in dot and "-12" in dot
     True
     """
+    if not (collapse is None or callable(collapse) or collapse in ("module", "time")):
+        raise ValueError(f"collapse must be None, 'module', 'time' or a function of the scope path, got {collapse!r}")
     named = {id(tensor): name for name, tensor in (dict(names).items() if names is not None else ())}
     if isinstance(output, Value):
         graph, notes = _value_graph(output, show_grads, annotate)

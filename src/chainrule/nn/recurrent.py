@@ -308,6 +308,32 @@ class _RecurrentBase(Module):
             final_states = [f.squeeze(1) for f in final_states]
         return output, final_states
 
+    state_names: tuple[str, ...] = ("h0",)
+
+    def _split_state(self, state: Any) -> tuple:
+        return (state,)
+
+    def _join_state(self, finals: list[Tensor]) -> Any:
+        return finals[0]
+
+    def forward(self, x: Tensor, state: Any = None, lengths: Any = None) -> tuple[Tensor, Any]:
+        output, finals = self._forward(x, self._split_state(state), lengths, self.state_names)
+        return output, self._join_state(finals)
+
+    def forward_tokens(self, ids: Any, embedding: Tensor | None = None, state: Any = None,
+                       lengths: Any = None) -> tuple[Tensor, Any]:
+        """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
+
+        >>> import chainrule as cr, numpy as np
+        >>> LSTM(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
+        (1, 3, 3)
+        """
+        time_major, projections = self._token_projections(ids, embedding)
+        if projections is None:
+            return self.forward(self._token_inputs(time_major, embedding), state, lengths)
+        output, finals = self._forward(None, self._split_state(state), lengths, self.state_names, projections)
+        return output, self._join_state(finals)
+
     def _token_projections(self, ids: np.ndarray, embedding: Tensor | None) -> tuple[np.ndarray, list[Tensor] | None]:
         """Layer 0's input projections for token ids, as lookups into a [vocabulary, gates] table.
 
@@ -382,26 +408,8 @@ class RNN(_RecurrentBase):
                          implementation)
         self.nonlinearity = nonlinearity
 
-    def forward(self, x: Tensor, h0: Tensor | None = None, lengths: Any = None) -> tuple[Tensor, Tensor]:
-        output, (h_n,) = self._forward(x, (h0,), lengths, ("h0",))
-        return output, h_n
-
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity, record)]
-
-    def forward_tokens(self, ids: Any, embedding: Tensor | None = None, h0: Tensor | None = None,
-                       lengths: Any = None) -> tuple[Tensor, Tensor]:
-        """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
-
-        >>> import chainrule as cr, numpy as np
-        >>> RNN(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
-        (1, 3, 3)
-        """
-        time_major, projections = self._token_projections(ids, embedding)
-        if projections is None:
-            return self.forward(self._token_inputs(time_major, embedding), h0, lengths)
-        output, (h_n,) = self._forward(None, (h0,), lengths, ("h0",), projections)
-        return output, h_n
 
     def _fused(self, projected, states, weights, mask, reverse):
         return FusedRNN.apply(projected, states[0], weights[1], mask, reverse, self.nonlinearity)
@@ -418,33 +426,20 @@ class LSTM(_RecurrentBase):
 
     mode = "LSTM"
 
-    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None,
-                lengths: Any = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+    state_names = ("h0", "c0")
+
+    def _split_state(self, state: Any) -> tuple:
+        if state is None:
+            return (None, None)
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise TypeError("LSTM: the initial state must be a tuple (h0, c0)")
-        h0, c0 = state if state is not None else (None, None)
-        output, (h_n, c_n) = self._forward(x, (h0, c0), lengths, ("h0", "c0"))
-        return output, (h_n, c_n)
+        return tuple(state)
+
+    def _join_state(self, finals: list[Tensor]) -> Any:
+        return tuple(finals)
 
     def _cell_step(self, x_t, states, weights, record=None):
         return list(F.lstm_cell(x_t, states[0], states[1], *weights, record))
-
-    def forward_tokens(self, ids: Any, embedding: Tensor | None = None, state: tuple[Tensor, Tensor] | None = None,
-                       lengths: Any = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
-
-        >>> import chainrule as cr, numpy as np
-        >>> LSTM(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
-        (1, 3, 3)
-        """
-        time_major, projections = self._token_projections(ids, embedding)
-        if projections is None:
-            return self.forward(self._token_inputs(time_major, embedding), state, lengths)
-        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
-            raise TypeError("LSTM: the initial state must be a tuple (h0, c0)")
-        h0, c0 = state if state is not None else (None, None)
-        output, (h_n, c_n) = self._forward(None, (h0, c0), lengths, ("h0", "c0"), projections)
-        return output, (h_n, c_n)
 
     def _fused(self, projected, states, weights, mask, reverse):
         return FusedLSTM.apply(projected, states[0], states[1], weights[1], mask, reverse)
@@ -461,26 +456,8 @@ class GRU(_RecurrentBase):
 
     mode = "GRU"
 
-    def forward(self, x: Tensor, h0: Tensor | None = None, lengths: Any = None) -> tuple[Tensor, Tensor]:
-        output, (h_n,) = self._forward(x, (h0,), lengths, ("h0",))
-        return output, h_n
-
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.gru_cell(x_t, states[0], *weights, record)]
-
-    def forward_tokens(self, ids: Any, embedding: Tensor | None = None, h0: Tensor | None = None,
-                       lengths: Any = None) -> tuple[Tensor, Tensor]:
-        """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
-
-        >>> import chainrule as cr, numpy as np
-        >>> GRU(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
-        (1, 3, 3)
-        """
-        time_major, projections = self._token_projections(ids, embedding)
-        if projections is None:
-            return self.forward(self._token_inputs(time_major, embedding), h0, lengths)
-        output, (h_n,) = self._forward(None, (h0,), lengths, ("h0",), projections)
-        return output, h_n
 
     def _fused(self, projected, states, weights, mask, reverse):
         return FusedGRU.apply(projected, states[0], weights[1], weights[3], mask, reverse)
