@@ -2,7 +2,6 @@
 import re
 import shutil
 
-import numpy as np
 import pytest
 
 import chainrule as cr

@@ -30,4 +30,5 @@ __all__ = [
     "no_grad", "ones", "ones_like", "permute", "pow", "rand", "randn", "relu", "reshape",
     "reverse_topological_order", "scope", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub", "sum",
     "swapaxes", "tanh", "tensor", "transpose", "uint8", "unsqueeze", "where", "zeros", "zeros_like",
+    "nn", "optim",
 ]

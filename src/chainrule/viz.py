@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .backward import _parent_nodes, reverse_topological_order, run_backward
-from .function import Edge, Function
+from .function import Function
 from .tensor import Tensor
 from .value import Value
 
@@ -240,7 +240,7 @@ def _value_graph(output: Value, show_grads: bool, annotate: Any) -> tuple[_Graph
         if not isinstance(annotate, Value) or id(annotate) not in keys or not annotate.parents:
             raise ValueError("draw_graph: `annotate` must be a computed Value of the drawn graph")
         upstream = totals.get(id(annotate), 0.0)
-        lines = [f"{annotate.op}: downstream = upstream × local", f"upstream {upstream:.4g}"]
+        lines = [f"{_SYMBOLS.get(annotate.op, annotate.op)}: downstream = upstream × local", f"upstream {upstream:.4g}"]
         for index, (parent, local) in enumerate(zip(annotate.parents, annotate.local_grads)):
             lines.append(f"input {index} ({parent.data:.4g}): {upstream:.4g} × {local:.4g} = {upstream * local:.4g}")
         notes.append((keys[id(annotate)], "\n".join(lines)))

@@ -33,6 +33,14 @@ def matmul_sum(deltas: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return deltas.reshape(steps * batch, -1).T @ inputs.reshape(steps * batch, -1)
 
 
+def lstm_arrays(projected: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The LSTM forward's per-step storage: activated gates [T, B, 4H], then h_t, c_t and tanh(c_t) [T, B, H]."""
+    steps, batch, gate_width = projected.shape
+    state_shape = (steps, batch, gate_width // 4)
+    return (np.empty(projected.shape, projected.dtype),
+            *(np.empty(state_shape, projected.dtype) for _ in range(3)))
+
+
 def right_operand(weight_hh: np.ndarray, steps: int) -> np.ndarray:
     """W_hhᵀ for the per-step products: a contiguous copy multiplies ~30% faster, which repays the copy
     over a sequence but not for one or two steps (sampling)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import matmul_sum, numpy_backend, previous_states, right_operand, time_order
+from . import lstm_arrays, matmul_sum, numpy_backend, previous_states, right_operand, time_order
 
 NAME = "numba"
 _ALL = None  # mask placeholder: every sequence is real at every step
@@ -147,13 +147,9 @@ def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, delta
 
 
 def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
-    steps, batch, gate_width = projected.shape
-    hidden = gate_width // 4
+    steps, batch, _ = projected.shape
     dtype = projected.dtype
-    gates_all = np.empty(projected.shape, dtype)
-    h_states = np.empty((steps, batch, hidden), dtype)
-    c_states = np.empty((steps, batch, hidden), dtype)
-    tanh_c_all = np.empty((steps, batch, hidden), dtype)
+    gates_all, h_states, c_states, tanh_c_all = lstm_arrays(projected)
     weight_hh_t = right_operand(weight_hh, steps)
     h, c = np.ascontiguousarray(h0, dtype=dtype), np.ascontiguousarray(c0, dtype=dtype)
     keep = _keeper(mask, batch)

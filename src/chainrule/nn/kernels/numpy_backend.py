@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import matmul_sum, previous_states, right_operand, time_order
+from . import lstm_arrays, matmul_sum, previous_states, right_operand, time_order
 
 NAME = "numpy"
 
@@ -68,12 +68,8 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 
 def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
     steps, batch, gate_width = projected.shape
-    hidden = gate_width // 4
-    dtype = projected.dtype
-    gates_all = np.empty(projected.shape, dtype)
-    h_states = np.empty((steps, batch, hidden), dtype)
-    c_states = np.empty((steps, batch, hidden), dtype)
-    tanh_c_all = np.empty((steps, batch, hidden), dtype)
+    hidden, dtype = gate_width // 4, projected.dtype
+    gates_all, h_states, c_states, tanh_c_all = lstm_arrays(projected)
     product = np.empty((batch, hidden), dtype)
     weight_hh_t = right_operand(weight_hh, steps)
     h, c = h0, c0
