@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import lstm_arrays, matmul_sum, numpy_backend, previous_states, right_operand, time_order
+from . import back_product, lstm_arrays, matmul_sum, numpy_backend, previous_states, right_operand, time_order
 
 NAME = "numba"
 _ALL = None  # mask placeholder: every sequence is real at every step
@@ -52,7 +52,7 @@ def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
 
 def rnn_backward(cache, weight_hh, d_output, d_h_last):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
-    states, h0, mask, reverse, nonlinearity = cache
+    states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
     steps, batch, hidden = states.shape
     deltas = np.empty_like(states)
     carried = np.empty((batch, hidden), states.dtype)
@@ -60,7 +60,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
     keep = _keeper(mask, batch)
     for t in time_order(steps, not reverse):
         _rnn_step_back(d_h, d_output[t], states[t], keep(t), nonlinearity == "tanh", deltas[t], carried)
-        d_h = deltas[t] @ weight_hh   # dL/dh_{t-1} = δ_t W_hh
+        d_h = back_product(deltas[t], weight_hh_t)   # dL/dh_{t-1} = δ_t W_hh
         if mask is not None:
             d_h += carried
     return deltas, d_h, matmul_sum(deltas, previous_states(states, h0, reverse))
@@ -162,12 +162,12 @@ def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
         np.tanh(c_states[t], out=tanh_c_all[t])
         _lstm_hidden(gates, tanh_c_all[t], h, h_states[t], kept)
         h, c = h_states[t], c_states[t]
-    return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h, c, h0, c0, mask, reverse)
+    return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t)
 
 
 def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
-    gates_all, h_states, c_states, tanh_c_all, _, _, h0, c0, mask, reverse = cache
+    gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     deltas = np.empty(gates_all.shape, gates_all.dtype)
     carried = np.empty((batch, gate_width // 4), gates_all.dtype)
@@ -179,7 +179,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
         c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
         _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, keep(t),
                         deltas[t], carried)
-        d_h = deltas[t] @ weight_hh
+        d_h = back_product(deltas[t], weight_hh_t)
         if mask is not None:
             d_h += carried
     return deltas, d_h, d_c, matmul_sum(deltas, previous_states(h_states, h0, reverse))
@@ -267,12 +267,12 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
         np.tanh(gates[:, 2 * hidden:], out=gates[:, 2 * hidden:])
         _gru_hidden(gates, h, h_states[t], keep(t))
         h = h_states[t]
-    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse)
+    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t)
 
 
 def gru_backward(cache, weight_hh, d_output, d_h_last):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
-    gates_all, hidden_n_all, h_states, h0, mask, reverse = cache
+    gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     d_input = np.empty(gates_all.shape, gates_all.dtype)
     d_hidden = np.empty(gates_all.shape, gates_all.dtype)
@@ -283,6 +283,6 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
     for t in time_order(steps, not reverse):
         _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], keep(t),
                        d_input[t], d_hidden[t], direct)
-        d_h = d_hidden[t] @ weight_hh
+        d_h = back_product(d_hidden[t], weight_hh_t)
         d_h += direct
     return d_input, d_h, matmul_sum(d_hidden, previous), d_hidden.sum(axis=(0, 1))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lstm_arrays, matmul_sum, previous_states, right_operand, time_order
+from . import back_product, lstm_arrays, matmul_sum, previous_states, right_operand, time_order
 
 NAME = "numpy"
 
@@ -43,11 +43,11 @@ def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
             np.maximum(h_t, 0, out=h_t)
         _carry_masked(states, t, h, mask)
         h = h_t
-    return states, h, (states, h0, mask, reverse, nonlinearity)
+    return states, h, (states, h0, mask, reverse, nonlinearity, weight_hh_t)
 
 
 def rnn_backward(cache, weight_hh, d_output, d_h_last):
-    states, h0, mask, reverse, nonlinearity = cache
+    states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
     # δ_t = dL/dh_t ⊙ act'(·): tanh' = 1 - h_t², relu' = [h_t > 0]
     local = 1 - states * states if nonlinearity == "tanh" else (states > 0).astype(states.dtype)
     if mask is not None:
@@ -58,7 +58,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
         np.multiply(d_h + d_output[t], local[t], out=deltas[t])
         carried = d_h * ~mask[t] if mask is not None else None
         # dL/dh_{t-1} = δ_t W_hh (the seed's W_hhᵀ δ in column form), plus what padding carried
-        d_h = deltas[t] @ weight_hh
+        d_h = back_product(deltas[t], weight_hh_t)
         if carried is not None:
             d_h += carried
     return deltas, d_h, matmul_sum(deltas, previous_states(states, h0, reverse))
@@ -89,11 +89,11 @@ def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
         _carry_masked(c_states, t, c, mask)
         _carry_masked(h_states, t, h, mask)
         h, c = h_t, c_t
-    return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse)
+    return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t)
 
 
 def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
-    gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse = cache
+    gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     hidden = gate_width // 4
     gates4 = gates_all.reshape(steps, batch, 4, hidden)
@@ -121,7 +121,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
             np.multiply(factors[:, gate], d_c, out=delta[:, gate])
         np.multiply(factors[:, 3], d_total, out=delta[:, 3])
         carried = d_h * ~mask[t] if mask is not None else None
-        d_h = delta.reshape(batch, gate_width) @ weight_hh
+        d_h = back_product(delta.reshape(batch, gate_width), weight_hh_t)
         if carried is not None:
             d_h += carried
         d_c *= f[t]
@@ -159,11 +159,11 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
         h_t += n
         _carry_masked(h_states, t, h, mask)
         h = h_t
-    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse)
+    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t)
 
 
 def gru_backward(cache, weight_hh, d_output, d_h_last):
-    gates_all, hidden_n_all, h_states, h0, mask, reverse = cache
+    gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     hidden = gate_width // 3
     gates3 = gates_all.reshape(steps, batch, 3, hidden)
@@ -191,7 +191,7 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
             d_total = np.where(mask[t], d_total, d_h)   # output at padding is 0: its gradient is dropped
         np.multiply(local_input[t], d_total[:, None, :], out=d_input[t])
         np.multiply(local_hidden[t], d_total[:, None, :], out=d_hidden[t])
-        d_h = d_hidden[t].reshape(batch, gate_width) @ weight_hh
+        d_h = back_product(d_hidden[t].reshape(batch, gate_width), weight_hh_t)
         d_h += d_total * direct[t]
     d_hidden = d_hidden.reshape(steps, batch, gate_width)
     return (d_input.reshape(steps, batch, gate_width), d_h, matmul_sum(d_hidden, previous),
