@@ -15,7 +15,6 @@ from numba import njit
 
 from . import back_product, lstm_arrays, matmul_sum, numpy_backend, previous_states, right_operand, time_order
 
-NAME = "numba"
 _ALL = None  # mask placeholder: every sequence is real at every step
 
 

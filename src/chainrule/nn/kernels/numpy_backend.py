@@ -10,8 +10,6 @@ import numpy as np
 
 from . import back_product, lstm_arrays, matmul_sum, previous_states, right_operand, time_order
 
-NAME = "numpy"
-
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:
     """σ(x) = (1 + tanh(x/2)) / 2 in place: exact, no overflow, and one fast ufunc."""
