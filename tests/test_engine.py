@@ -1,4 +1,6 @@
 """The backward pass: reuse, ordering, retain_graph, accumulation, modes, errors."""
+import weakref
+
 import numpy as np
 import pytest
 
@@ -92,6 +94,50 @@ def test_leaf_gradients_accumulate_until_zeroed():
     x.grad = None
     (x * 3).sum().backward()
     np.testing.assert_allclose(x.grad, [3.0, 3.0])
+
+
+class _Doubling(cr.Function):
+    """y = 2x whose backward can keep the gradient array it returns (to test leaf-gradient ownership)."""
+    made: list = []
+    keep = False
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = grad * 2
+        _Doubling.made.append(out if _Doubling.keep else weakref.ref(out))
+        return out
+
+
+def test_a_fresh_gradient_becomes_the_leaf_grad_without_a_copy():
+    _Doubling.made, _Doubling.keep = [], False
+    x = cr.tensor(np.ones(3), requires_grad=True)
+    _Doubling.apply(x).sum().backward()
+    assert x.grad is _Doubling.made[0]()
+
+
+def test_a_gradient_held_elsewhere_is_copied_into_the_leaf():
+    _Doubling.made, _Doubling.keep = [], True
+    x = cr.tensor(np.ones(3), requires_grad=True)
+    _Doubling.apply(x).sum().backward()
+    assert x.grad is not _Doubling.made[0] and not np.shares_memory(x.grad, _Doubling.made[0])
+    _Doubling.made[0][:] = 99.0
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+
+
+def test_one_gradient_sent_to_two_leaves_is_not_shared():
+    a, b = cr.tensor(np.ones(3), requires_grad=True), cr.tensor(np.ones(3), requires_grad=True)
+    upstream = np.array([1.0, 2.0, 3.0])
+    (a + b).backward(upstream)
+    assert not np.shares_memory(a.grad, b.grad) and not np.shares_memory(a.grad, upstream)
+    a.grad += 10
+    np.testing.assert_array_equal(b.grad, upstream)
+    (a + b).backward(upstream)
+    np.testing.assert_array_equal(b.grad, 2 * upstream)
+    np.testing.assert_array_equal(a.grad, 2 * upstream + 10)
 
 
 def test_second_backward_through_freed_graph_raises():

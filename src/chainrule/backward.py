@@ -7,6 +7,7 @@ are reduced back to the input's shape here, once, so no op has to do it itself.
 """
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -72,6 +73,37 @@ def _reduce_to_shape(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.reshape(shape)
 
 
+def c_ordered_copy(array: np.ndarray, dtype: Any = None, band: int = 16) -> np.ndarray:
+    """A C-ordered copy of `array`. An F-ordered matrix (a transposed view, or a product's transposed
+    gradient) is copied a band of its columns at a time: np.array(array, order="C") reads whole columns
+    and misses the cache on every element (2048×512 float32: 3.5 ms; in bands of 16: 0.6 ms).
+
+    >>> c_ordered_copy(np.arange(6.0).reshape(2, 3).T).flags.c_contiguous
+    True
+    """
+    dtype = array.dtype if dtype is None else np.dtype(dtype)
+    if array.ndim != 2 or array.flags.c_contiguous or not array.flags.f_contiguous:
+        return np.array(array, dtype=dtype, order="C", copy=True)
+    copy = np.empty(array.shape, dtype)
+    for start in range(0, array.shape[1], band):
+        copy[:, start:start + band] = array[:, start:start + band]
+    return copy
+
+
+# A fresh gradient array is referred to by run_backward's `grad` and the `grad` parameters of send,
+# deliver_to_leaf and _only_engine_holds; with no other reference nothing else can see it.
+_ENGINE_REFERENCES = 4
+
+
+def _only_engine_holds(grad: Any, dtype: np.dtype) -> bool:
+    """Whether `grad` can become a leaf's .grad without a copy (PyTorch's AccumulateGrad does the same):
+    a C-ordered array that owns its memory, of the leaf's dtype, that no one else refers to. Anything
+    still held elsewhere (an upstream gradient passed on unchanged, an array a backward kept, a view's
+    base) has more references and is copied."""
+    return (type(grad) is np.ndarray and grad.dtype == dtype and grad.flags.owndata and grad.flags.c_contiguous
+            and grad.flags.writeable and sys.getrefcount(grad) <= _ENGINE_REFERENCES + 1)  # + getrefcount's argument
+
+
 def _check_finite(node: Function, input_index: int, grad: Any) -> None:
     data = grad.data if not isinstance(grad, np.ndarray) else grad
     if np.isfinite(data).all():
@@ -110,11 +142,13 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
             if slot is not None:
                 captured[slot] = grad if captured[slot] is None else captured[slot] + grad
             return
-        data = grad.data if isinstance(grad, Tensor) else grad
-        if leaf.grad is None:  # a C-ordered copy, like the parameter (a transposed product arrives F-ordered)
-            leaf.grad = np.array(data, dtype=leaf.data.dtype, order="C", copy=True)
+        if leaf.grad is None:
+            if _only_engine_holds(grad, leaf.data.dtype):
+                leaf.grad = grad
+            else:  # a C-ordered copy, like the parameter (a transposed product arrives F-ordered)
+                leaf.grad = c_ordered_copy(grad.data if isinstance(grad, Tensor) else grad, leaf.data.dtype)
         else:
-            np.add(leaf.grad, data, out=leaf.grad, casting="unsafe")
+            np.add(leaf.grad, grad.data if isinstance(grad, Tensor) else grad, out=leaf.grad, casting="unsafe")
 
     def send(tensor: Any, grad: Any) -> None:
         node = tensor._node
@@ -173,7 +207,9 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
             if len(input_grads) < len(node.inputs):
                 raise RuntimeError(f"'{node.name}'.backward returned {len(input_grads)} gradients; "
                                    f"its forward took {len(node.inputs)} inputs")
-            for index, (tensor, grad) in enumerate(zip(node.inputs, input_grads)):
+            input_grads = list(input_grads)
+            for index, tensor in enumerate(node.inputs):
+                grad, input_grads[index] = input_grads[index], None  # only `grad` refers to it now
                 if tensor is None or grad is None:
                     continue
                 if create_graph:

@@ -43,7 +43,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     # keep each element when a random 16-bit integer reaches p·65536 (p is used to within 1/65536)
     draws = np.frombuffer(default_generator().bytes(2 * x.size), dtype=np.uint16).reshape(x.shape)
-    scaled_mask = np.where(draws >= round(p * 65536), x.dtype.type(1.0 / (1.0 - p)), x.dtype.type(0.0))
+    scaled_mask = (draws >= round(p * 65536)).astype(x.dtype)  # np.where with scalars is ~10x slower
+    scaled_mask *= x.dtype.type(1.0 / (1.0 - p))
     return x * scaled_mask
 
 
