@@ -116,6 +116,24 @@ def test_relu_rnn_fused_matches_reference():
         np.testing.assert_allclose(fused[2][name], reference[2][name], atol=1e-10)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.usefixtures("kernel_backend")
+def test_fused_backward_twice_with_retain_graph_gives_the_same_gradients(cell):
+    """Without retain_graph the LSTM kernels write the gradients over the stored gates; with it they must not."""
+    x, state, lengths, (features, hidden) = make_inputs(CELLS[cell], 2, False, True, "float64")
+    layer = CELLS[cell](features, hidden, num_layers=2, batch_first=True).double()
+    out, _ = layer(x, state, lengths=lengths)
+    loss = (out * out.data.copy()).sum()
+    loss.backward(retain_graph=True)
+    first = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    layer.zero_grad()
+    loss.backward()
+    for name, p in layer.named_parameters():
+        np.testing.assert_array_equal(p.grad, first[name], err_msg=name)
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
 def test_fused_backward_refuses_create_graph():
     layer = nn.LSTM(2, 3).double()
     x = cr.randn(1, 3, 2, dtype="float64", requires_grad=True)

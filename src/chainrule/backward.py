@@ -167,8 +167,9 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
         if tensor._node is not None:
             root_nodes.append(tensor._node)
 
-    previous_modes = (_Modes.grad_enabled, _Modes.tensor_backward)
+    previous_modes = (_Modes.grad_enabled, _Modes.tensor_backward, _Modes.retain_graph)
     _Modes.grad_enabled = _Modes.tensor_backward = create_graph
+    _Modes.retain_graph = retain_graph
     try:
         for node in reverse_topological_order(root_nodes, _parent_nodes):
             output_grads = grads.pop(node, None)
@@ -230,7 +231,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
             if not retain_graph:
                 node.release()
     finally:
-        _Modes.grad_enabled, _Modes.tensor_backward = previous_modes
+        _Modes.grad_enabled, _Modes.tensor_backward, _Modes.retain_graph = previous_modes
     return captured if capture is not None else None
 
 

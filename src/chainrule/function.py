@@ -28,6 +28,7 @@ class _Modes:
     grad_enabled = True      # are operations recorded?
     tensor_backward = False  # is a backward running with create_graph=True?
     anomaly = False          # record creation sites and check gradients for NaN/inf?
+    retain_graph = False     # will the running backward keep the graph (so saved arrays must stay intact)?
     scope: tuple[str, ...] = ()  # names of the enclosing `scope` blocks, recorded on new nodes
 
 

@@ -16,7 +16,7 @@ is read from its own last step back to its first.
 """
 from __future__ import annotations
 
-from ..function import Function
+from ..function import Function, _Modes
 from .kernels import backend
 
 
@@ -24,10 +24,17 @@ def _output(states, mask):
     return states if mask is None else states * mask
 
 
-class FusedRNN(Function):
-    """h_t = act(p_t + h_{t-1} W_hhᵀ) with p_t = x_t W_ihᵀ + b_ih + b_hh; act is tanh or relu."""
-
+class _FusedFunction(Function):
     differentiable_backward = False
+
+    def release(self) -> None:
+        """Also free the kernels' per-step arrays (gates, states), which are most of a layer's memory."""
+        super().release()
+        self.cache = None
+
+
+class FusedRNN(_FusedFunction):
+    """h_t = act(p_t + h_{t-1} W_hhᵀ) with p_t = x_t W_ihᵀ + b_ih + b_hh; act is tanh or relu."""
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, mask, reverse, nonlinearity):
@@ -44,11 +51,9 @@ class FusedRNN(Function):
         return d_projected, d_h0, d_weight_hh, None, None, None
 
 
-class FusedLSTM(Function):
+class FusedLSTM(_FusedFunction):
     """Gates [i, f, g, o] = [σ, σ, tanh, σ](p_t + h_{t-1} W_hhᵀ), p_t = x_t W_ihᵀ + b_ih + b_hh;
     c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t)."""
-
-    differentiable_backward = False
 
     @staticmethod
     def forward(ctx, projected, h0, c0, weight_hh, mask, reverse):
@@ -61,16 +66,15 @@ class FusedLSTM(Function):
     @staticmethod
     def backward(ctx, d_output, d_h_last, d_c_last):
         (weight_hh,) = ctx.saved_tensors
-        d_projected, d_h0, d_c0, d_weight_hh = ctx.kernels.lstm_backward(ctx.cache, weight_hh, d_output,
-                                                                         d_h_last, d_c_last)
+        # unless the graph is kept for another backward, the gates' storage can hold the gradients
+        d_projected, d_h0, d_c0, d_weight_hh = ctx.kernels.lstm_backward(ctx.cache, weight_hh, d_output, d_h_last,
+                                                                         d_c_last, not _Modes.retain_graph)
         return d_projected, d_h0, d_c0, d_weight_hh, None, None
 
 
-class FusedGRU(Function):
+class FusedGRU(_FusedFunction):
     """r, z = σ(p_{r,z} + h W_h{r,z}ᵀ + b_h{r,z}); n = tanh(p_n + r ⊙ (h W_hnᵀ + b_hn)); h_t = n + z ⊙ (h_{t-1} - n),
     with p_t = x_t W_ihᵀ + b_ih."""
-
-    differentiable_backward = False
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, bias_hh, mask, reverse):

@@ -271,7 +271,7 @@ class _RecurrentBase(Module):
         raise NotImplementedError
 
     def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...],
-                 first_projections: list[Tensor] | None = None) -> tuple:
+                 first_projections: list[Tensor | None] | None = None) -> tuple:
         if first_projections is None:
             x, batched = self._check_input(x)
             (steps, batch), dtype = x.shape[:2], x.dtype
@@ -290,10 +290,13 @@ class _RecurrentBase(Module):
             direction_outputs = []
             for direction, suffix in enumerate(("", "_reverse")[:self.num_directions]):
                 index = layer * self.num_directions + direction
-                projected = first_projections[direction] if layer == 0 and first_projections else None
+                projected = None
+                if layer == 0 and first_projections:  # handed over, so it is freed once the layer has run
+                    projected, first_projections[direction] = first_projections[direction], None
                 with scope(f"layer {layer}{' reverse' if direction else ''}"):
                     result = self._run_direction(layer_input, [s[index] for s in initial],
                                                  self._weights(layer, suffix), mask, direction == 1, projected, layer)
+                projected = None
                 direction_outputs.append(result[0])
                 for k, final in enumerate(result[1:]):
                     finals[k].append(final)

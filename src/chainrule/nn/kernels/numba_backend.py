@@ -164,11 +164,12 @@ def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
     return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t)
 
 
-def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
+def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cache=False):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
     gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
-    deltas = np.empty(gates_all.shape, gates_all.dtype)
+    # step t's δ replaces its gates, which nothing reads afterwards (each element is read before written)
+    deltas = gates_all if overwrite_cache else np.empty(gates_all.shape, gates_all.dtype)
     carried = np.empty((batch, gate_width // 4), gates_all.dtype)
     d_h, d_c = np.ascontiguousarray(d_h_last), np.array(d_c_last, copy=True)
     c_before = np.ascontiguousarray(c0, dtype=gates_all.dtype)

@@ -90,7 +90,7 @@ def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
     return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t)
 
 
-def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
+def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cache=False):
     gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     hidden = gate_width // 4
@@ -109,15 +109,14 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last):
         local *= mask[:, :, :, None]
         h_to_c *= mask
         f = np.where(mask, f, 1.0)        # padding carries dc unchanged
-    deltas = np.empty((steps, batch, 4, hidden), gates_all.dtype)
+    deltas = local  # each step's δ replaces its local derivatives
     d_h, d_c = d_h_last, d_c_last.copy()
     for t in time_order(steps, not reverse):
         d_total = d_h + d_output[t]
         d_c += d_total * h_to_c[t]
-        delta, factors = deltas[t], local[t]
-        for gate in range(3):  # i, f, g take dc; o takes dh
-            np.multiply(factors[:, gate], d_c, out=delta[:, gate])
-        np.multiply(factors[:, 3], d_total, out=delta[:, 3])
+        delta = deltas[t]
+        delta[:, :3] *= d_c[:, None]  # i, f, g take dc; o takes dh
+        delta[:, 3] *= d_total
         carried = d_h * ~mask[t] if mask is not None else None
         d_h = back_product(delta.reshape(batch, gate_width), weight_hh_t)
         if carried is not None:
