@@ -2,9 +2,10 @@
 
     python benchmarks/shakespeare.py [--minutes 10] [--text ../shared/data/tinyshakespeare.txt]
 
-Trains the default `chainrule train` model (2x512 LSTM, one-hot input, dropout 0.25, sequence length 64,
-batch 32, Adam 2e-3, gradient norm clipped at 5; with --cosine-steps N the learning rate is annealed to 0
-over N steps, in both libraries) on the first 90% of the corpus for a training-time budget,
+Trains the default `chainrule train` model (2x512 LSTM, or the cell given by --model; one-hot input,
+dropout 0.25, sequence length 64, batch 32, Adam 2e-3, gradient norm clipped at 5; with --cosine-steps N
+the learning rate is annealed to 0 over N steps, in both libraries) on the first 90% of the corpus for a
+training-time budget,
 then the same model in PyTorch 2.13 (same initial weights, same data order, same optimizer and clipping)
 for the same budget, one after the other in this process. Validation loss (nats/char) on the last 10% is
 measured every `--eval-every` steps with the clock stopped, so the curves are loss against training
@@ -36,10 +37,11 @@ DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysh
 
 
 class TorchCharModel(torch.nn.Module):
-    def __init__(self, size: int, hidden: int, layers: int, dropout: float) -> None:
+    def __init__(self, cell: str, size: int, hidden: int, layers: int, dropout: float) -> None:
         super().__init__()
         self.size = size
-        self.rnn = torch.nn.LSTM(size, hidden, num_layers=layers, dropout=dropout, batch_first=True)
+        layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+        self.rnn = layer(size, hidden, num_layers=layers, dropout=dropout, batch_first=True)
         self.dropout = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(hidden, size)
 
@@ -68,7 +70,7 @@ def torch_validation(model: TorchCharModel, ids: np.ndarray, batch: int, seq_len
 def train_torch(config: TrainConfig, initial: dict[str, np.ndarray], streams: TextStreams, val_ids: np.ndarray,
                 size: int, minutes: float) -> list[dict]:
     torch.manual_seed(config.seed)
-    model = TorchCharModel(size, config.hidden, config.layers, config.dropout)
+    model = TorchCharModel(config.model, size, config.hidden, config.layers, config.dropout)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps) if config.schedule == "cosine" else None
@@ -84,7 +86,7 @@ def train_torch(config: TrainConfig, initial: dict[str, np.ndarray], streams: Te
         optimizer.step()
         if schedule is not None:
             schedule.step()
-        state = tuple(s.detach() for s in state)
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         step, batch_index = step + 1, batch_index + 1
         if batch_index >= streams.batches_per_epoch:
             batch_index, state = 0, None
@@ -111,14 +113,16 @@ def main() -> None:
     parser.add_argument("--cosine-steps", type=int, default=0,
                         help="anneal the learning rate to 0 over this many steps (both libraries; training also "
                         "stops there); 0: constant learning rate, the default of chainrule train")
+    parser.add_argument("--model", choices=("lstm", "gru", "rnn"), default=TrainConfig.model,
+                        help="the recurrent cell (default: the default of chainrule train)")
     parser.add_argument("--json", default="bench-results/shakespeare.json")
     args = parser.parse_args()
     if not Path(args.text).is_file():
         raise SystemExit(f"the corpus is not at {args.text}; pass --text PATH")
     torch.set_num_threads(os.cpu_count() or 1)
     schedule = dict(schedule="cosine", steps=args.cosine_steps) if args.cosine_steps else {}
-    config = TrainConfig(text=args.text, minutes=args.minutes, eval_every=args.eval_every, sample_every=0,
-                         val_frac=0.1, **schedule)
+    config = TrainConfig(text=args.text, model=args.model, minutes=args.minutes, eval_every=args.eval_every,
+                         sample_every=0, val_frac=0.1, **schedule)
     text = read_text(args.text)
     vocabulary = Vocabulary.from_text(text)
     train_text, val_text = split_text(text, config.val_frac)
@@ -153,7 +157,7 @@ def main() -> None:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as handle:
             json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "minutes": args.minutes, "kernels": backend_name(),
-                       "schedule": config.schedule, "cosine_steps": args.cosine_steps,
+                       "model": config.model, "schedule": config.schedule, "cosine_steps": args.cosine_steps,
                        "chainrule": ours, "pytorch": theirs, "pytorch_final": target,
                        "chainrule_reaches_pytorch_final_at": ours_reach}, handle, indent=2)
 
