@@ -171,3 +171,28 @@ def test_checkpoint_loads_into_torch_and_predicts_the_same(trained):
     theirs = head(lstm(embedding(torch.tensor(ids)))[0])
     np.testing.assert_allclose(torch.softmax(theirs, -1).detach().numpy(),
                                np.exp(ours.log_softmax(-1).data), atol=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+                    reason="the allocator setting is glibc's")
+def test_cli_keeps_freed_arrays_in_the_heap():
+    """After _reuse_freed_memory an 8 MiB array comes from the heap, not from a fresh mapping (glibc mallinfo2)."""
+    code = """
+import ctypes, numpy as np
+from chainrule.cli import _reuse_freed_memory
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+def mapped_by(allocate):
+    before = libc.mallinfo2().hblkhd
+    array = allocate()
+    return libc.mallinfo2().hblkhd - before
+default = mapped_by(lambda: np.ones(2 << 20, np.float32))
+assert _reuse_freed_memory()
+tuned = mapped_by(lambda: np.ones(2 << 20, np.float32))
+print(default >= 8 << 20, tuned == 0)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "True"]

@@ -99,6 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reuse_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks of up to 32 MiB for reuse rather than return them to the
+    kernel. A training step allocates and frees the same few-MiB arrays every step; by default glibc hands
+    many of them back, and each new mapping then costs a page fault per 4 KiB: 2,200 faults per step and
+    ~13% of the step time for a 1x128 LSTM at batch 32 here (none measured at 2x512). Process-wide, so it
+    is the command line's choice, not the library's. Returns whether the setting took (False off glibc)."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
 def _train(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .training import TrainConfig, Trainer
@@ -208,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in handlers:
         parser.print_help(sys.stderr)
         return 2
+    if args.command in ("train", "sample", "eval"):
+        _reuse_freed_memory()
     try:
         return handlers[args.command](args)
     except TrainingStopped as error:
