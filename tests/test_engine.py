@@ -112,6 +112,7 @@ class _Doubling(cr.Function):
         return out
 
 
+@pytest.mark.skipif(not cr.backward._REFERENCES_COUNTED, reason="reference counts are not exact on this Python")
 def test_a_fresh_gradient_becomes_the_leaf_grad_without_a_copy():
     _Doubling.made, _Doubling.keep = [], False
     x = cr.tensor(np.ones(3), requires_grad=True)

@@ -91,8 +91,12 @@ def c_ordered_copy(array: np.ndarray, dtype: Any = None, band: int = 16) -> np.n
 
 
 # A fresh gradient array is referred to by run_backward's `grad` and the `grad` parameters of send,
-# deliver_to_leaf and _only_engine_holds; with no other reference nothing else can see it.
+# deliver_to_leaf and _only_engine_holds; with no other reference nothing else can see it. This counting
+# holds for CPython up to 3.13 with the GIL; 3.14 may borrow references without counting them, and the
+# free-threaded build counts per thread, so there every gradient is copied.
 _ENGINE_REFERENCES = 4
+_REFERENCES_COUNTED = (sys.implementation.name == "cpython" and sys.version_info < (3, 14)
+                       and getattr(sys, "_is_gil_enabled", lambda: True)())
 
 
 def _only_engine_holds(grad: Any, dtype: np.dtype) -> bool:
@@ -100,8 +104,9 @@ def _only_engine_holds(grad: Any, dtype: np.dtype) -> bool:
     a C-ordered array that owns its memory, of the leaf's dtype, that no one else refers to. Anything
     still held elsewhere (an upstream gradient passed on unchanged, an array a backward kept, a view's
     base) has more references and is copied."""
-    return (type(grad) is np.ndarray and grad.dtype == dtype and grad.flags.owndata and grad.flags.c_contiguous
-            and grad.flags.writeable and sys.getrefcount(grad) <= _ENGINE_REFERENCES + 1)  # + getrefcount's argument
+    return (_REFERENCES_COUNTED and type(grad) is np.ndarray and grad.dtype == dtype and grad.flags.owndata
+            and grad.flags.c_contiguous and grad.flags.writeable
+            and sys.getrefcount(grad) <= _ENGINE_REFERENCES + 1)  # + getrefcount's own argument
 
 
 def _check_finite(node: Function, input_index: int, grad: Any) -> None:
