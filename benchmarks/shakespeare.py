@@ -5,15 +5,16 @@
 Trains the default `chainrule train` model (2x512 LSTM, or the cell given by --model; one-hot input,
 dropout 0.25, sequence length 64, batch 32, Adam 2e-3, gradient norm clipped at 5; with --cosine-steps N
 the learning rate is annealed to 0 over N steps, in both libraries) on the first 90% of the corpus for a
-training-time budget,
-then the same model in PyTorch 2.13 (same initial weights, same data order, same optimizer and clipping)
-for the same budget, one after the other in this process. Validation loss (nats/char) on the last 10% is
-measured every `--eval-every` steps with the clock stopped, so the curves are loss against training
-time. Prints both curves, when each reaches PyTorch's final loss, and writes them as JSON.
+training-time budget, and the same model in PyTorch 2.13 (same initial weights, same data order, same
+optimizer and clipping) for the same budget, in this process, the two taking turns every `--eval-every`
+steps so that both train under the same conditions of a shared host. Validation loss (nats/char) on the
+last 10% is measured every `--eval-every` steps with the clock stopped, so the curves are loss against
+training time. Prints both curves, when each reaches PyTorch's final loss, and writes them as JSON.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -34,6 +35,7 @@ except ImportError:  # pragma: no cover
     raise SystemExit("benchmarks/shakespeare.py compares with PyTorch: pip install torch==2.13.0") from None
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+PAUSE = 0.3  # seconds: longer than OpenBLAS's and OpenMP's spin before their idle threads sleep
 
 
 class TorchCharModel(torch.nn.Module):
@@ -67,38 +69,50 @@ def torch_validation(model: TorchCharModel, ids: np.ndarray, batch: int, seq_len
     return total / targets.numel()
 
 
-def train_torch(config: TrainConfig, initial: dict[str, np.ndarray], streams: TextStreams, val_ids: np.ndarray,
-                size: int, minutes: float) -> list[dict]:
-    torch.manual_seed(config.seed)
-    model = TorchCharModel(config.model, size, config.hidden, config.layers, config.dropout)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps) if config.schedule == "cosine" else None
-    curve, elapsed, step, batch_index, state = [], 0.0, 0, 0, None
-    while elapsed < minutes * 60 and (config.steps is None or step < config.steps):
-        start = time.perf_counter()
-        x, y = streams.batch(batch_index)
-        logits, state = model(torch.tensor(x), state)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, size), torch.tensor(y).reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        if schedule is not None:
-            schedule.step()
-        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-        step, batch_index = step + 1, batch_index + 1
-        if batch_index >= streams.batches_per_epoch:
-            batch_index, state = 0, None
-        elapsed += time.perf_counter() - start
-        if step % config.eval_every == 0:
-            curve.append({"step": step, "minutes": elapsed / 60,
-                          "val_loss": torch_validation(model, val_ids, config.batch_size, 128)})
-            print(f"  pytorch   {elapsed / 60:5.2f} min  step {step:5d}  val {curve[-1]['val_loss']:.4f}", flush=True)
-    if not curve or curve[-1]["step"] != step:
-        curve.append({"step": step, "minutes": elapsed / 60,
-                      "val_loss": torch_validation(model, val_ids, config.batch_size, 128)})
-    return curve
+class TorchTraining:
+    """The same model in PyTorch, trained a round at a time: same initial weights, data order, optimizer,
+    clipping and dropout rate; validation with the clock stopped."""
+
+    def __init__(self, config: TrainConfig, initial: dict[str, np.ndarray], streams: TextStreams,
+                 val_ids: np.ndarray, size: int) -> None:
+        torch.manual_seed(config.seed)
+        self.config, self.streams, self.val_ids, self.size = config, streams, val_ids, size
+        self.model = TorchCharModel(config.model, size, config.hidden, config.layers, config.dropout)
+        self.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.steps)
+                         if config.schedule == "cosine" else None)
+        self.curve: list[dict] = []
+        self.elapsed, self.step, self.batch_index, self.state = 0.0, 0, 0, None
+
+    def advance(self, until_step: int, budget_seconds: float) -> None:
+        config = self.config
+        while self.step < until_step and self.elapsed < budget_seconds:
+            start = time.perf_counter()
+            x, y = self.streams.batch(self.batch_index)
+            logits, state = self.model(torch.tensor(x), self.state)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, self.size), torch.tensor(y).reshape(-1))
+            self.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            if self.schedule is not None:
+                self.schedule.step()
+            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            self.step, self.batch_index = self.step + 1, self.batch_index + 1
+            if self.batch_index >= self.streams.batches_per_epoch:
+                self.batch_index, self.state = 0, None
+            self.elapsed += time.perf_counter() - start
+            if self.step % config.eval_every == 0:
+                self.evaluate()
+        if not self.curve or self.curve[-1]["step"] != self.step:  # the budget or the last step came first
+            self.evaluate()
+
+    def evaluate(self) -> None:
+        self.curve.append({"step": self.step, "minutes": self.elapsed / 60,
+                           "val_loss": torch_validation(self.model, self.val_ids, self.config.batch_size, 128)})
+        print(f"  pytorch   {self.elapsed / 60:5.2f} min  step {self.step:5d}  val {self.curve[-1]['val_loss']:.4f}",
+              flush=True)
 
 
 def first_time_at_or_below(curve: list[dict], target: float) -> float | None:
@@ -132,14 +146,32 @@ def main() -> None:
           f"({config.schedule}{f' over {config.steps} steps' if config.steps else ''}); "
           f"budget {args.minutes} min each; chainrule kernels: {backend_name()}", flush=True)
 
+    streams = TextStreams(vocabulary.encode(train_text), config.batch_size, config.seq_len)
+    budget = args.minutes * 60
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(config, out, report=lambda line: print("  chainrule", line, flush=True), quiet=True)
-        initial = trainer.model.state_dict()  # same names in TorchCharModel: rnn.*, head.*
-        trainer.train()
+        trainer = Trainer(dataclasses.replace(config), out, quiet=True,
+                          report=lambda line: print("  chainrule", line, flush=True))
+        torch_training = TorchTraining(config, trainer.model.state_dict(),  # same names: rnn.*, head.*
+                                       streams, vocabulary.encode(val_text), len(vocabulary))
+        last_step = config.steps or math.inf
+        # rounds of eval_every steps, the libraries taking turns, so that both train under the same
+        # conditions of a shared host; the pause lets the other library's idle threads go to sleep
+        while True:
+            ours_left = trainer.progress.elapsed < budget and trainer.progress.step < last_step
+            theirs_left = torch_training.elapsed < budget and torch_training.step < last_step
+            if not (ours_left or theirs_left):
+                break
+            if ours_left:
+                trainer.config.steps = int(min(trainer.progress.step + args.eval_every, last_step))
+                trainer.config.minutes = (budget - trainer.progress.elapsed) / 60
+                trainer.train()
+                time.sleep(PAUSE)
+            if theirs_left:
+                torch_training.advance(int(min(torch_training.step + args.eval_every, last_step)), budget)
+                time.sleep(PAUSE)
         ours = [{"step": r["step"], "minutes": r["elapsed"] / 60, "val_loss": r["val_loss"]}
                 for r in trainer.progress.history]
-    streams = TextStreams(vocabulary.encode(train_text), config.batch_size, config.seq_len)
-    theirs = train_torch(config, initial, streams, vocabulary.encode(val_text), len(vocabulary), args.minutes)
+    theirs = torch_training.curve
 
     target = theirs[-1]["val_loss"]
     ours_reach, theirs_reach = first_time_at_or_below(ours, target), first_time_at_or_below(theirs, target)
