@@ -147,13 +147,14 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
             if slot is not None:
                 captured[slot] = grad if captured[slot] is None else captured[slot] + grad
             return
-        if leaf.grad is None:
-            if _only_engine_holds(grad, leaf.data.dtype):
-                leaf.grad = grad
-            else:  # a C-ordered copy, like the parameter (a transposed product arrives F-ordered)
-                leaf.grad = c_ordered_copy(grad.data if isinstance(grad, Tensor) else grad, leaf.data.dtype)
+        if leaf.grad is None and _only_engine_holds(grad, leaf.data.dtype):
+            leaf.grad = grad
+            return
+        data = grad.data if isinstance(grad, Tensor) else grad
+        if leaf.grad is None:  # a C-ordered copy, like the parameter (a transposed product arrives F-ordered)
+            leaf.grad = c_ordered_copy(data, leaf.data.dtype)
         else:
-            np.add(leaf.grad, grad.data if isinstance(grad, Tensor) else grad, out=leaf.grad, casting="unsafe")
+            np.add(leaf.grad, data, out=leaf.grad, casting="unsafe")
 
     def send(tensor: Any, grad: Any) -> None:
         node = tensor._node
