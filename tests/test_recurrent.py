@@ -80,7 +80,8 @@ def test_fused_functions_gradcheck(cell, with_mask, reverse):
     weight_hh, bias_hh = leaf(gates, hidden), leaf(gates)
     mask = (np.arange(steps)[:, None] < np.array([4, 2])[None, :])[:, :, None] if with_mask else None
     if cell == "lstm":
-        assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (projected, h0, c0, weight_hh))
+        assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (projected, h0, c0, weight_hh, bias_hh))
+        assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, None, mask, reverse), (projected, h0, c0, weight_hh))
     elif cell == "gru":
         assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (projected, h0, weight_hh, bias_hh))
     else:

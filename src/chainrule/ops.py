@@ -466,11 +466,13 @@ class GetItem(Function):
         return _scatter(g, ctx.input_shape, ctx.index), None
 
 
-def _scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np.ndarray:
-    """Sum the rows of g into the rows `index` names (x[index] with an integer array, e.g. an embedding).
+def scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np.ndarray:
+    """Sum the rows of g into the rows `index` names: the gradient of x[index] for an integer array
+    (an embedding lookup), as an array of `shape`. numba: one compiled pass. NumPy: for a few rows, one
+    matrix product with the one-hot matrix (onehotᵀ g); for many, sort and add runs.
 
-    numba: one compiled pass. NumPy: for a few rows, one matrix product with the one-hot matrix
-    (onehotᵀ g); for many, sort and add runs.
+    >>> scatter_rows(np.ones((3, 2)), (4, 2), np.array([1, 3, 1])).tolist()
+    [[0.0, 0.0], [2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]
     """
     rows = shape[0]
     flat = index.reshape(-1) % rows if index.size and index.min() < 0 else index.reshape(-1)
@@ -502,7 +504,7 @@ class Scatter(Function):
         if ctx is not None:
             ctx.index = index
         if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(shape) >= 1:
-            return _scatter_rows(g, shape, index)
+            return scatter_rows(g, shape, index)
         out = np.zeros(shape, g.dtype)
         if _is_basic_index(index):
             out[index] = g

@@ -17,6 +17,7 @@ is read from its own last step back to its first.
 from __future__ import annotations
 
 from ..function import Function, _Modes
+from ..ops import scatter_rows
 from .kernels import backend
 
 
@@ -53,13 +54,18 @@ class FusedRNN(_FusedFunction):
 
 class FusedLSTM(_FusedFunction):
     """Gates [i, f, g, o] = [σ, σ, tanh, σ](p_t + h_{t-1} W_hhᵀ), p_t = x_t W_ihᵀ + b_ih + b_hh;
-    c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t)."""
+    c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t).
+
+    `bias` (b_ih + b_hh, or None) is added by the kernel, which saves a pass over the projections.
+    With `tokens` ([T, B] integer ids), `projected` is a [vocabulary, 4H] table and p_t is its row
+    tokens[t, b] for sequence b, read by the kernel step by step (layer 0 of a character model: the [T, B, 4H]
+    projections are never stored); its gradient is then the table's, the rows' δ summed per token."""
 
     @staticmethod
-    def forward(ctx, projected, h0, c0, weight_hh, mask, reverse):
+    def forward(ctx, projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
         kernels = backend()
-        states, h, c, ctx.cache = kernels.lstm_forward(projected, h0, c0, weight_hh, mask, reverse)
-        ctx.kernels = kernels
+        states, h, c, ctx.cache = kernels.lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens)
+        ctx.kernels, ctx.tokens, ctx.table_shape, ctx.has_bias = kernels, tokens, projected.shape, bias is not None
         ctx.save_for_backward(weight_hh)
         return _output(states, mask), h.copy(), c.copy()
 
@@ -69,7 +75,10 @@ class FusedLSTM(_FusedFunction):
         # unless the graph is kept for another backward, the gates' storage can hold the gradients
         d_projected, d_h0, d_c0, d_weight_hh = ctx.kernels.lstm_backward(ctx.cache, weight_hh, d_output, d_h_last,
                                                                          d_c_last, not _Modes.retain_graph)
-        return d_projected, d_h0, d_c0, d_weight_hh, None, None
+        d_bias = d_projected.sum(axis=(0, 1)) if ctx.has_bias else None   # before δ is scattered into the table
+        if ctx.tokens is not None:
+            d_projected = scatter_rows(d_projected, ctx.table_shape, ctx.tokens)
+        return d_projected, d_h0, d_c0, d_weight_hh, d_bias, None, None
 
 
 class FusedGRU(_FusedFunction):

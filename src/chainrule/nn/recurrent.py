@@ -225,13 +225,14 @@ class _RecurrentBase(Module):
                        reverse: bool, projected: Tensor | None = None, layer: int = 0) -> tuple:
         if self.implementation == "reference" or self.recorder is not None:
             return self._reference(x, states, weights, mask, reverse, layer)
+        bias = None
         if projected is None:
             steps, batch, features = x.shape
             projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, -1)
             bias = self._projection_bias(weights)
-            if bias is not None:
-                projected = projected + bias
-        return self._fused(projected, states, weights, mask, reverse)
+            if bias is not None and not self._kernel_adds_bias:
+                projected, bias = projected + bias, None
+        return self._fused(projected, states, weights, mask, reverse, bias)
 
     def _projection_bias(self, weights: tuple) -> Tensor | None:
         """The bias added to x W_ihᵀ before the fused kernel: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
@@ -266,17 +267,22 @@ class _RecurrentBase(Module):
     def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple, record: dict | None) -> list[Tensor]:
         raise NotImplementedError
 
+    # whether the fused kernel adds the projection bias itself (else it is added to x W_ihᵀ beforehand)
+    _kernel_adds_bias = False
+
     def _fused(self, projected: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-               reverse: bool) -> tuple:
+               reverse: bool, bias: Tensor | None = None) -> tuple:
         raise NotImplementedError
 
     def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...],
-                 first_projections: list[Tensor | None] | None = None) -> tuple:
+                 first_projections: list[Any] | None = None) -> tuple:
         if first_projections is None:
             x, batched = self._check_input(x)
             (steps, batch), dtype = x.shape[:2], x.dtype
         else:
-            batched, (steps, batch), dtype = True, first_projections[0].shape[:2], first_projections[0].dtype
+            first = first_projections[0]
+            batched, dtype = True, (first[0] if isinstance(first, tuple) else first).dtype
+            steps, batch = first[1].shape if isinstance(first, tuple) else first.shape[:2]
         if steps == 0:
             raise ValueError(f"{type(self).__name__}: the input has no time steps")
         mask = _lengths_mask(lengths, batch, steps)
@@ -337,7 +343,7 @@ class _RecurrentBase(Module):
         output, finals = self._forward(None, self._split_state(state), lengths, self.state_names, projections)
         return output, self._join_state(finals)
 
-    def _token_projections(self, ids: np.ndarray, embedding: Tensor | None) -> tuple[np.ndarray, list[Tensor] | None]:
+    def _token_projections(self, ids: np.ndarray, embedding: Tensor | None) -> tuple[np.ndarray, list[Any] | None]:
         """Layer 0's input projections for token ids, as lookups into a [vocabulary, gates] table.
 
         x W_ihᵀ + b with x = E[ids] equals (E W_ihᵀ + b)[ids] (one-hot input: W_ihᵀ[ids] + b), so the
@@ -365,13 +371,18 @@ class _RecurrentBase(Module):
             bias = self._projection_bias(weights)
             if use_table:
                 table = weights[0].mT if embedding is None else embedding @ weights[0].mT
-                projected = (table + bias if bias is not None else table)[time_major]
+                projected = self._look_up(table + bias if bias is not None else table, time_major)
             else:
                 projected = (weights[0].mT[time_major] if embedding is None
                              else embedding[time_major] @ weights[0].mT)
                 projected = projected + bias if bias is not None else projected
             projections.append(projected)
         return time_major, projections
+
+    def _look_up(self, table: Tensor, time_major: np.ndarray) -> Any:
+        """Layer 0's projections [T, B, G] from the [vocabulary, G] table (the LSTM hands the table and the
+        ids to its fused kernel instead, which reads the rows step by step)."""
+        return table[time_major]
 
     def _token_inputs(self, time_major: np.ndarray, embedding: Tensor | None) -> Tensor:
         x = embedding[time_major] if embedding is not None else Tensor(
@@ -414,7 +425,7 @@ class RNN(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity, record)]
 
-    def _fused(self, projected, states, weights, mask, reverse):
+    def _fused(self, projected, states, weights, mask, reverse, bias=None):
         return FusedRNN.apply(projected, states[0], weights[1], mask, reverse, self.nonlinearity)
 
 
@@ -444,8 +455,16 @@ class LSTM(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return list(F.lstm_cell(x_t, states[0], states[1], *weights, record))
 
-    def _fused(self, projected, states, weights, mask, reverse):
-        return FusedLSTM.apply(projected, states[0], states[1], weights[1], mask, reverse)
+    def _look_up(self, table, time_major):
+        return table, time_major
+
+    _kernel_adds_bias = True
+
+    def _fused(self, projected, states, weights, mask, reverse, bias=None):
+        tokens = None
+        if isinstance(projected, tuple):  # a [vocabulary, 4H] table and the token ids (see _look_up)
+            projected, tokens = projected
+        return FusedLSTM.apply(projected, states[0], states[1], weights[1], bias, mask, reverse, tokens=tokens)
 
 
 class GRU(_RecurrentBase):
@@ -462,5 +481,5 @@ class GRU(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.gru_cell(x_t, states[0], *weights, record)]
 
-    def _fused(self, projected, states, weights, mask, reverse):
+    def _fused(self, projected, states, weights, mask, reverse, bias=None):
         return FusedGRU.apply(projected, states[0], weights[1], weights[3], mask, reverse)

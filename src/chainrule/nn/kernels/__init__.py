@@ -40,12 +40,11 @@ def back_product(delta: np.ndarray, weight_hh_t: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((weight_hh_t @ delta.T).T)
 
 
-def lstm_arrays(projected: np.ndarray) -> tuple[np.ndarray, ...]:
+def lstm_arrays(shape: tuple[int, int, int], dtype: np.dtype) -> tuple[np.ndarray, ...]:
     """The LSTM forward's per-step storage: activated gates [T, B, 4H], then h_t, c_t and tanh(c_t) [T, B, H]."""
-    steps, batch, gate_width = projected.shape
+    steps, batch, gate_width = shape
     state_shape = (steps, batch, gate_width // 4)
-    return (np.empty(projected.shape, projected.dtype),
-            *(np.empty(state_shape, projected.dtype) for _ in range(3)))
+    return (np.empty(shape, dtype), *(np.empty(state_shape, dtype) for _ in range(3)))
 
 
 def right_operand(weight_hh: np.ndarray, steps: int) -> np.ndarray:

@@ -71,18 +71,20 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 # branch on padding is taken once per row, so the inner loops vectorise.
 
 @njit(cache=True, error_model="numpy")
-def _lstm_preactivate(gates, projected_t):
-    """gates holds h_{t-1} W_hhᵀ: add p_t, and halve the sigmoid gates (i, f, o) so one tanh serves all."""
+def _lstm_preactivate(gates, source, rows, bias):
+    """gates holds h_{t-1} W_hhᵀ: add p_t (row rows[b] of source for sequence b, plus the bias), and halve
+    the sigmoid gates (i, f, o) so one tanh serves all."""
     batch, width = gates.shape
     hidden = width // 4
     half = gates.dtype.type(0.5)
     for b in range(batch):
+        row = rows[b]
         for j in range(2 * hidden):
-            gates[b, j] = half * (gates[b, j] + projected_t[b, j])
+            gates[b, j] = half * (gates[b, j] + source[row, j] + bias[j])
         for j in range(2 * hidden, 3 * hidden):
-            gates[b, j] = gates[b, j] + projected_t[b, j]
+            gates[b, j] = gates[b, j] + source[row, j] + bias[j]
         for j in range(3 * hidden, width):
-            gates[b, j] = half * (gates[b, j] + projected_t[b, j])
+            gates[b, j] = half * (gates[b, j] + source[row, j] + bias[j])
 
 
 @njit(cache=True, error_model="numpy")
@@ -145,17 +147,22 @@ def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, delta
             carried[b, j] = 0
 
 
-def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
-    steps, batch, _ = projected.shape
+def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
+    shape = projected.shape if tokens is None else tokens.shape + projected.shape[1:]
+    steps, batch, _ = shape
     dtype = projected.dtype
-    gates_all, h_states, c_states, tanh_c_all = lstm_arrays(projected)
+    gates_all, h_states, c_states, tanh_c_all = lstm_arrays(shape, dtype)
+    # p_t: row b of projected[t], or (tokens) row tokens[t, b] of the table `projected`
+    sequences = np.arange(batch)
+    source_rows = (lambda t: (projected[t], sequences)) if tokens is None else (lambda t: (projected, tokens[t]))
+    bias = np.zeros(shape[2], dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     weight_hh_t = right_operand(weight_hh, steps)
     h, c = np.ascontiguousarray(h0, dtype=dtype), np.ascontiguousarray(c0, dtype=dtype)
     keep = _keeper(mask, batch)
     for t in time_order(steps, reverse):
         gates, kept = gates_all[t], keep(t)
         np.matmul(h, weight_hh_t, out=gates)
-        _lstm_preactivate(gates, projected[t])
+        _lstm_preactivate(gates, *source_rows(t), bias)
         np.tanh(gates, out=gates)
         _lstm_cell(gates, c, c_states[t], kept)
         np.tanh(c_states[t], out=tanh_c_all[t])

@@ -64,10 +64,14 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 
 # -- LSTM -------------------------------------------------------------------------------------------------
 
-def lstm_forward(projected, h0, c0, weight_hh, mask, reverse):
+def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
+    if tokens is not None:  # projected is a [vocabulary, 4H] table: look every step's rows up at once
+        projected = projected[tokens]
+    if bias is not None:
+        projected = projected + bias
     steps, batch, gate_width = projected.shape
     hidden, dtype = gate_width // 4, projected.dtype
-    gates_all, h_states, c_states, tanh_c_all = lstm_arrays(projected)
+    gates_all, h_states, c_states, tanh_c_all = lstm_arrays(projected.shape, dtype)
     product = np.empty((batch, hidden), dtype)
     weight_hh_t = right_operand(weight_hh, steps)
     h, c = h0, c0
