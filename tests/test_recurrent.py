@@ -271,3 +271,37 @@ def test_forward_tokens_errors():
         layer.forward_tokens(np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="4 columns"):
         layer.forward_tokens(np.array([[1, 2]]), cr.randn(10, 5))
+
+
+def test_array_pool_reuses_only_arrays_no_one_else_refers_to():
+    from chainrule.backward import _REFERENCES_COUNTED
+    from chainrule.nn.kernels import ArrayPool
+    if not _REFERENCES_COUNTED:
+        pytest.skip("reference counts are not exact on this interpreter: the pool always allocates")
+    pool = ArrayPool(minimum_bytes=0)
+    first = pool.empty((4, 5), np.float32)
+    view = first[1:]
+    del first
+    second = pool.empty((4, 5), np.float32)
+    assert not np.shares_memory(second, view)           # a view keeps its base in use
+    del view
+    assert pool.empty((4, 5), np.float64).dtype == np.float64   # another dtype: a new array
+    third = pool.empty((4, 5), np.float32)
+    assert not np.shares_memory(third, second)          # `second` is still held here
+    released = id(third)
+    del third
+    assert id(pool.empty((4, 5), np.float32)) == released
+
+
+def test_fused_outputs_kept_by_the_caller_survive_later_steps():
+    """The fused layer's storage is pooled: an output still held must never be overwritten by later calls."""
+    cr.manual_seed(5)
+    layer = nn.LSTM(8, 256)   # arrays above the pool's 1 MiB threshold
+    x = cr.randn(32, 40, 8)
+    with cr.no_grad():   # no graph holds the storage: only the output tensor does
+        kept, _ = layer(x)
+    snapshot = kept.data.copy()
+    for _ in range(3):
+        out, _ = layer(cr.randn(32, 40, 8, requires_grad=True))
+        out.sum().backward()
+    np.testing.assert_array_equal(kept.data, snapshot)

@@ -6,12 +6,65 @@ runs is `chainrule.backend.backend_name()`. Tests check both against the referen
 """
 from __future__ import annotations
 
+import sys
+import threading
 from types import ModuleType
 
 import numpy as np
 
-from ...backward import c_ordered_copy
+from ...backward import _REFERENCES_COUNTED, c_ordered_copy
 from ...backend import backend_name, numba_available, use_backend  # noqa: F401  (re-exported)
+
+
+class ArrayPool:
+    """Large arrays kept for reuse by later calls once nothing else refers to them.
+
+    A training step allocates the same few arrays of megabytes (gates, states, δ) every step. Fresh ones
+    cost a page fault per 4 KiB when the C allocator hands them back to the kernel between steps (2,500
+    faults, ~12 ms of a 2×512 LSTM step here). An array is taken again only when the pool holds its only
+    reference (counted as for leaf gradients, see `backward._only_engine_holds`), so one that a caller still
+    uses, directly or through a view, is never overwritten.
+
+    >>> pool = ArrayPool(minimum_bytes=0)
+    >>> a = pool.empty((2, 3), np.float32)
+    >>> pool.empty((2, 3), np.float32) is a      # `a` is still referred to here
+    False
+    >>> del a
+    >>> len(pool.arrays), pool.empty((2, 3), np.float32).shape
+    (2, (2, 3))
+    """
+
+    # references to a pooled array while `empty` looks at it: the list, the loop variable, getrefcount's argument
+    _OWN_REFERENCES = 3
+
+    def __init__(self, minimum_bytes: int = 1 << 20, capacity: int = 64) -> None:
+        self.minimum_bytes, self.capacity = minimum_bytes, capacity
+        self.arrays: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """np.empty(shape, dtype), reusing a pooled array that no one else refers to."""
+        dtype = np.dtype(dtype)
+        if not _REFERENCES_COUNTED or int(np.prod(shape)) * dtype.itemsize < self.minimum_bytes:
+            return np.empty(shape, dtype)
+        with self._lock:
+            for array in self.arrays:
+                if (array.shape == shape and array.dtype == dtype
+                        and sys.getrefcount(array) == self._OWN_REFERENCES):
+                    return array
+            array = np.empty(shape, dtype)
+            self.arrays.append(array)
+            if len(self.arrays) > self.capacity:  # forget the oldest arrays (freed once their users let go)
+                del self.arrays[:len(self.arrays) - self.capacity]
+            return array
+
+
+_POOL = ArrayPool()
+
+
+def reusable_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array for a kernel's storage, from the module's ArrayPool."""
+    return _POOL.empty(tuple(shape), dtype)
 
 
 def time_order(steps: int, reverse: bool) -> range:
@@ -20,7 +73,7 @@ def time_order(steps: int, reverse: bool) -> range:
 
 def previous_states(states: np.ndarray, initial: np.ndarray, reverse: bool) -> np.ndarray:
     """The state each step started from: [h0, h_0, ..., h_{T-2}] (or the mirror image when reversed)."""
-    previous = np.empty_like(states)
+    previous = reusable_empty(states.shape, states.dtype)
     if reverse:
         previous[:-1], previous[-1] = states[1:], initial
     else:
@@ -44,13 +97,15 @@ def lstm_arrays(shape: tuple[int, int, int], dtype: np.dtype) -> tuple[np.ndarra
     """The LSTM forward's per-step storage: activated gates [T, B, 4H], then h_t, c_t and tanh(c_t) [T, B, H]."""
     steps, batch, gate_width = shape
     state_shape = (steps, batch, gate_width // 4)
-    return (np.empty(shape, dtype), *(np.empty(state_shape, dtype) for _ in range(3)))
+    return (reusable_empty(shape, dtype), *(reusable_empty(state_shape, dtype) for _ in range(3)))
 
 
 def right_operand(weight_hh: np.ndarray, steps: int) -> np.ndarray:
     """W_hhᵀ for the per-step products: a contiguous copy multiplies ~30% faster, which repays the copy
     over a sequence but not for one or two steps (sampling)."""
-    return c_ordered_copy(weight_hh.T) if steps > 4 else weight_hh.T
+    if steps <= 4:
+        return weight_hh.T
+    return c_ordered_copy(weight_hh.T, out=reusable_empty(weight_hh.shape[::-1], weight_hh.dtype))
 
 
 def backend() -> ModuleType:

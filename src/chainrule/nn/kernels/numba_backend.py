@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import back_product, lstm_arrays, matmul_sum, numpy_backend, previous_states, right_operand, time_order
+from . import (back_product, lstm_arrays, matmul_sum, numpy_backend, previous_states, reusable_empty, right_operand,
+               time_order)
 
 _ALL = None  # mask placeholder: every sequence is real at every step
 
@@ -53,7 +54,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
     states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
     steps, batch, hidden = states.shape
-    deltas = np.empty_like(states)
+    deltas = reusable_empty(states.shape, states.dtype)
     carried = np.empty((batch, hidden), states.dtype)
     d_h = np.ascontiguousarray(d_h_last)
     keep = _keeper(mask, batch)
@@ -154,6 +155,8 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
     gates_all, h_states, c_states, tanh_c_all = lstm_arrays(shape, dtype)
     # p_t: row b of projected[t], or (tokens) row tokens[t, b] of the table `projected`
     sequences = np.arange(batch)
+    if tokens is not None:  # rows are read per step: a C-ordered table (x W_ihᵀ comes F-ordered from W_ih)
+        projected = np.ascontiguousarray(projected)
     source_rows = (lambda t: (projected[t], sequences)) if tokens is None else (lambda t: (projected, tokens[t]))
     bias = np.zeros(shape[2], dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     weight_hh_t = right_operand(weight_hh, steps)
@@ -176,7 +179,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
     gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     # step t's δ replaces its gates, which nothing reads afterwards (each element is read before written)
-    deltas = gates_all if overwrite_cache else np.empty(gates_all.shape, gates_all.dtype)
+    deltas = gates_all if overwrite_cache else reusable_empty(gates_all.shape, gates_all.dtype)
     carried = np.empty((batch, gate_width // 4), gates_all.dtype)
     d_h, d_c = np.ascontiguousarray(d_h_last), np.array(d_c_last, copy=True)
     c_before = np.ascontiguousarray(c0, dtype=gates_all.dtype)
@@ -257,9 +260,9 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
     steps, batch, gate_width = projected.shape
     hidden = gate_width // 3
     dtype = projected.dtype
-    gates_all = np.empty(projected.shape, dtype)
-    hidden_n_all = np.empty((steps, batch, hidden), dtype)
-    h_states = np.empty((steps, batch, hidden), dtype)
+    gates_all = reusable_empty(projected.shape, dtype)
+    hidden_n_all = reusable_empty((steps, batch, hidden), dtype)
+    h_states = reusable_empty((steps, batch, hidden), dtype)
     from_hidden = np.empty((batch, gate_width), dtype)
     bias = np.zeros(gate_width, dtype) if bias_hh is None else np.ascontiguousarray(bias_hh, dtype=dtype)
     weight_hh_t = right_operand(weight_hh, steps)
@@ -281,8 +284,8 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
     gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
-    d_input = np.empty(gates_all.shape, gates_all.dtype)
-    d_hidden = np.empty(gates_all.shape, gates_all.dtype)
+    d_input = reusable_empty(gates_all.shape, gates_all.dtype)
+    d_hidden = reusable_empty(gates_all.shape, gates_all.dtype)
     direct = np.empty((batch, gate_width // 3), gates_all.dtype)
     previous = previous_states(h_states, h0, reverse)
     d_h = np.ascontiguousarray(d_h_last)
