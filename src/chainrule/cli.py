@@ -103,8 +103,9 @@ def _reuse_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed blocks of up to 32 MiB for reuse rather than return them to the
     kernel. A training step allocates and frees the same few-MiB arrays every step; by default glibc hands
     many of them back, and each new mapping then costs a page fault per 4 KiB: 2,200 faults per step and
-    ~13% of the step time for a 1x128 LSTM at batch 32 here (none measured at 2x512). Process-wide, so it
-    is the command line's choice, not the library's. Returns whether the setting took (False off glibc)."""
+    ~13% of the step time for a 1x128 LSTM at batch 32 here. (The recurrent kernels' own large arrays are
+    reused by `nn.kernels.ArrayPool` either way; this covers the rest.) Process-wide, so it is the command
+    line's choice, not the library's. Returns whether the setting took (False off glibc)."""
     import ctypes
     import platform
 
