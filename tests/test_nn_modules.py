@@ -176,3 +176,26 @@ def test_clip_grad_norm_and_value():
     b.grad = np.array([-3.0, 0.2, 9.0], np.float32)
     nn.utils.clip_grad_value_([b], 0.5)
     np.testing.assert_allclose(b.grad, [-0.5, 0.2, 0.5])
+
+
+@pytest.mark.usefixtures("kernel_backend")
+def test_dropout_function_gradients_layouts_and_nan():
+    rng = np.random.default_rng(3)
+    x = cr.tensor(rng.standard_normal((4, 3, 5)), dtype="float64", requires_grad=True)
+
+    def dropped(z):
+        cr.manual_seed(7)  # the same mask at every evaluation
+        return F.dropout(z, 0.4)
+
+    assert cr.gradcheck(dropped, (x,)) and cr.gradgradcheck(dropped, (x,))
+    # a transposed view gives the transposed result of the same draws laid out logically
+    cr.manual_seed(1)
+    strided = F.dropout(x.swapaxes(0, 1), 0.4).data
+    cr.manual_seed(1)
+    contiguous = F.dropout(cr.tensor(np.ascontiguousarray(x.data.swapaxes(0, 1))), 0.4).data
+    np.testing.assert_array_equal(strided, contiguous)
+    assert 0 < (strided == 0).mean() < 0.8
+    # a dropped NaN stays NaN (x · 0), as in PyTorch
+    cr.manual_seed(2)
+    out = F.dropout(cr.tensor(np.full(2000, np.nan)), 0.5).data
+    assert np.isnan(out).all()

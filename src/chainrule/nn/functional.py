@@ -12,6 +12,7 @@ import numpy as np
 from .. import ops
 from ..function import Function
 from ..tensor import Tensor, default_generator
+from .kernels import backend
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -43,9 +44,24 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     # keep each element when a random 16-bit integer reaches p·65536 (p is used to within 1/65536)
     draws = np.frombuffer(default_generator().bytes(2 * x.size), dtype=np.uint16).reshape(x.shape)
-    scaled_mask = (draws >= round(p * 65536)).astype(x.dtype)  # np.where with scalars is ~10x slower
-    scaled_mask *= x.dtype.type(1.0 / (1.0 - p))
-    return x * scaled_mask
+    return Dropout.apply(x, draws, round(p * 65536), 1.0 / (1.0 - p))
+
+
+class Dropout(Function):
+    """x ⊙ [draws ≥ threshold] / (1 - p): the mask is kept as the 16-bit draws it came from, and applied
+    in one pass (numba) instead of being built as a float array first. Linear in x, so its backward is
+    itself with the same draws (and differentiable again under create_graph)."""
+
+    @staticmethod
+    def forward(ctx, x, draws, threshold, scale):
+        ctx.draws, ctx.threshold, ctx.scale = draws, threshold, scale
+        return backend().apply_dropout(x, draws, threshold, scale)
+
+    @staticmethod
+    def backward(ctx, g):
+        if isinstance(g, Tensor):  # create_graph=True: record the backward as a Dropout of g
+            return Dropout.apply(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
+        return backend().apply_dropout(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
 
 
 # -- recurrent cells (reference) ------------------------------------------------------------------------

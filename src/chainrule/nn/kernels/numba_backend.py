@@ -296,3 +296,25 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
         d_h = back_product(d_hidden[t], weight_hh_t)
         d_h += direct
     return d_input, d_h, matmul_sum(d_hidden, previous), d_hidden.sum(axis=(0, 1))
+
+
+# -- dropout ----------------------------------------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def _dropout(x, draws, threshold, scale, out):
+    """out = x ⊙ [draws ≥ threshold] · scale over [I, J, K] arrays of any strides (a factor of 0, not a
+    select, so a dropped NaN stays NaN as in x · mask)."""
+    zero = out.dtype.type(0.0)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            for k in range(x.shape[2]):
+                out[i, j, k] = x[i, j, k] * (scale if draws[i, j, k] >= threshold else zero)
+
+
+def apply_dropout(x, draws, threshold, scale):
+    if x.ndim > 3 or x.size == 0:
+        return numpy_backend.apply_dropout(x, draws, threshold, scale)
+    out = np.empty(x.shape, x.dtype)
+    as_3d = (1,) * (3 - x.ndim) + x.shape
+    _dropout(x.reshape(as_3d), draws.reshape(as_3d), threshold, x.dtype.type(scale), out.reshape(as_3d))
+    return out
