@@ -395,3 +395,17 @@ def test_gradcheck_reports_input_and_worst_element():
     assert cr.gradcheck(lambda b: WrongSquare.apply(b), (y,), raise_exception=False) is False
     with pytest.raises(TypeError, match="float64"):
         cr.gradcheck(cr.tanh, (cr.ones(2, requires_grad=True),))
+
+
+def test_c_ordered_copy_into_out_and_its_errors():
+    from chainrule.backward import c_ordered_copy
+    source = np.arange(12.0, dtype=np.float32).reshape(3, 4).T     # F-ordered [4, 3]
+    out = np.empty((4, 3), np.float32)
+    assert c_ordered_copy(source, out=out) is out
+    np.testing.assert_array_equal(out, source)
+    with pytest.raises(ValueError, match=r"out must be C-ordered float32 of shape \(4, 3\), got float64 of shape \(4, 3\)"):
+        c_ordered_copy(source, out=np.empty((4, 3)))
+    with pytest.raises(ValueError, match=r"got float32 of shape \(3, 4\)"):
+        c_ordered_copy(source, out=np.empty((3, 4), np.float32))
+    with pytest.raises(ValueError, match="out must be C-ordered"):
+        c_ordered_copy(source, out=np.empty((3, 4), np.float32).T)

@@ -305,3 +305,25 @@ def test_fused_outputs_kept_by_the_caller_survive_later_steps():
         out, _ = layer(cr.randn(32, 40, 8, requires_grad=True))
         out.sum().backward()
     np.testing.assert_array_equal(kept.data, snapshot)
+
+
+@pytest.mark.usefixtures("kernel_backend")
+def test_fused_lstm_token_table_input_errors():
+    from chainrule.nn.fused import FusedLSTM
+    table, state = cr.randn(5, 8), np.zeros((2, 2), np.float32)
+    weight_hh = cr.randn(8, 2)
+
+    def run(tokens, projected=table):
+        return FusedLSTM.apply(projected, state, state, weight_hh, None, None, False, tokens=tokens)
+
+    assert run(np.array([[0, 4], [3, 3]]))[0].shape == (2, 2, 2)
+    with pytest.raises(IndexError, match=r"token ids must be in \[0, 5\), got min 0 and max 5"):
+        run(np.array([[0, 5], [1, 2]]))
+    with pytest.raises(IndexError, match="got min -1"):
+        run(np.array([[0, -1], [1, 2]]))
+    with pytest.raises(TypeError, match=r"tokens must be a \[T, B\] integer array, got float64"):
+        run(np.array([[0.0, 1.0]]))
+    with pytest.raises(TypeError, match=r"of shape \(2,\)"):
+        run(np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"projected must be a \[vocabulary, 4H\] table, got shape \(1, 5, 8\)"):
+        run(np.array([[0, 1]]), cr.randn(1, 5, 8))

@@ -16,6 +16,8 @@ is read from its own last step back to its first.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..function import Function, _Modes
 from ..ops import scatter_rows
 from .kernels import backend
@@ -52,6 +54,17 @@ class FusedRNN(_FusedFunction):
         return d_projected, d_h0, d_weight_hh, None, None, None
 
 
+def _check_tokens(tokens, table_shape):
+    """The kernels index the table with the ids unchecked (compiled code): check them once here."""
+    if not isinstance(tokens, np.ndarray) or tokens.dtype.kind not in "iu" or tokens.ndim != 2:
+        raise TypeError(f"tokens must be a [T, B] integer array, got "
+                        f"{getattr(tokens, 'dtype', type(tokens).__name__)} of shape {getattr(tokens, 'shape', None)}")
+    if len(table_shape) != 2:
+        raise ValueError(f"with tokens, projected must be a [vocabulary, 4H] table, got shape {table_shape}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= table_shape[0]):
+        raise IndexError(f"token ids must be in [0, {table_shape[0]}), got min {tokens.min()} and max {tokens.max()}")
+
+
 class FusedLSTM(_FusedFunction):
     """Gates [i, f, g, o] = [σ, σ, tanh, σ](p_t + h_{t-1} W_hhᵀ), p_t = x_t W_ihᵀ + b_ih + b_hh;
     c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t).
@@ -64,6 +77,9 @@ class FusedLSTM(_FusedFunction):
     @staticmethod
     def forward(ctx, projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
         kernels = backend()
+        if tokens is not None:
+            _check_tokens(tokens, projected.shape)
+            projected = np.ascontiguousarray(projected)  # its rows are read step by step; x W_ihᵀ comes F-ordered
         states, h, c, ctx.cache = kernels.lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens)
         ctx.kernels, ctx.tokens, ctx.table_shape, ctx.has_bias = kernels, tokens, projected.shape, bias is not None
         ctx.save_for_backward(weight_hh)

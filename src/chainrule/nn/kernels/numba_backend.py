@@ -153,11 +153,11 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
     steps, batch, _ = shape
     dtype = projected.dtype
     gates_all, h_states, c_states, tanh_c_all = lstm_arrays(shape, dtype)
-    # p_t: row b of projected[t], or (tokens) row tokens[t, b] of the table `projected`
-    sequences = np.arange(batch)
-    if tokens is not None:  # rows are read per step: a C-ordered table (x W_ihᵀ comes F-ordered from W_ih)
-        projected = np.ascontiguousarray(projected)
-    source_rows = (lambda t: (projected[t], sequences)) if tokens is None else (lambda t: (projected, tokens[t]))
+    # p_t for sequence b: row t·B + b of the projections as [T·B, 4H], or row tokens[t, b] of the table
+    if tokens is None:
+        table, rows = projected.reshape(steps * batch, -1), np.arange(steps * batch).reshape(steps, batch)
+    else:
+        table, rows = projected, tokens
     bias = np.zeros(shape[2], dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     weight_hh_t = right_operand(weight_hh, steps)
     h, c = np.ascontiguousarray(h0, dtype=dtype), np.ascontiguousarray(c0, dtype=dtype)
@@ -165,7 +165,7 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
     for t in time_order(steps, reverse):
         gates, kept = gates_all[t], keep(t)
         np.matmul(h, weight_hh_t, out=gates)
-        _lstm_preactivate(gates, *source_rows(t), bias)
+        _lstm_preactivate(gates, table, rows[t], bias)
         np.tanh(gates, out=gates)
         _lstm_cell(gates, c, c_states[t], kept)
         np.tanh(c_states[t], out=tanh_c_all[t])

@@ -65,8 +65,8 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 # -- LSTM -------------------------------------------------------------------------------------------------
 
 def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
-    if tokens is not None:  # projected is a [vocabulary, 4H] table (often F-ordered): look all rows up at once
-        projected = np.ascontiguousarray(projected)[tokens]
+    if tokens is not None:  # projected is a [vocabulary, 4H] table: look all rows up at once
+        projected = projected[tokens]
     if bias is not None:
         projected = projected + bias
     steps, batch, gate_width = projected.shape
