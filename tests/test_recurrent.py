@@ -293,6 +293,21 @@ def test_array_pool_reuses_only_arrays_no_one_else_refers_to():
     assert id(pool.empty((4, 5), np.float32)) == released
 
 
+@pytest.mark.parametrize("steps", [1, 2, 5])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_recurrent_weight_gradient_is_the_sum_over_steps(steps, reverse):
+    """dW_hh = Σ_t δ_tᵀ h_{t-1}, h_{t-1} being h0 for the first step taken (the last one when reversed)."""
+    from chainrule.nn.kernels import recurrent_weight_gradient
+    rng = np.random.default_rng(steps)
+    deltas, states, h0 = rng.normal(size=(steps, 3, 8)), rng.normal(size=(steps, 3, 2)), rng.normal(size=(3, 2))
+    order = range(steps - 1, -1, -1) if reverse else range(steps)
+    expected, previous = np.zeros((8, 2)), h0
+    for t in order:
+        expected += deltas[t].T @ previous
+        previous = states[t]
+    np.testing.assert_allclose(recurrent_weight_gradient(deltas, states, h0, reverse), expected, rtol=1e-12)
+
+
 def test_fused_outputs_kept_by_the_caller_survive_later_steps():
     """The fused layer's storage is pooled: an output still held must never be overwritten by later calls."""
     cr.manual_seed(5)

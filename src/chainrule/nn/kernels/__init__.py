@@ -87,6 +87,21 @@ def matmul_sum(deltas: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return deltas.reshape(steps * batch, -1).T @ inputs.reshape(steps * batch, -1)
 
 
+def recurrent_weight_gradient(deltas: np.ndarray, states: np.ndarray, initial: np.ndarray,
+                              reverse: bool) -> np.ndarray:
+    """dW_hh = Σ_t δ_tᵀ h_{t-1}, as matmul_sum(deltas, previous_states(...)) without the shifted copy of the
+    states: one product over the steps whose h_{t-1} is a state, plus δᵀ h0 for the first step."""
+    if states.shape[0] == 1:
+        return deltas[0].T @ initial
+    if reverse:   # step t started from h_{t+1}; the last step from the initial state
+        later, first, previous = deltas[:-1], deltas[-1], states[1:]
+    else:
+        later, first, previous = deltas[1:], deltas[0], states[:-1]
+    gradient = matmul_sum(later, previous)
+    gradient += first.T @ initial
+    return gradient
+
+
 def back_product(delta: np.ndarray, weight_hh_t: np.ndarray) -> np.ndarray:
     """δ_t W_hh for a backward step, computed as (W_hhᵀ δ_tᵀ)ᵀ with the W_hhᵀ the forward made: for these
     skinny shapes OpenBLAS runs it 10-30% faster than δ_t @ W_hh (H = 512: 419 against 469 µs)."""

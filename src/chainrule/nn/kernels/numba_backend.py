@@ -1,6 +1,7 @@
 """Fused recurrent kernels with each step's gate arithmetic compiled by numba.
 
-The time loop and the per-step products h W_hhᵀ / δ W_hh stay in Python and BLAS (through NumPy). So do
+The time loop and the per-step products (h W_hhᵀ, for the LSTM computed as W_hh hᵀ, see below; δ W_hh) stay in
+Python and BLAS (through NumPy). So do
 the forward's tanh calls: NumPy's tanh is vectorised (SIMD) and about 16 times faster than numba's scalar
 one, so each step takes all its gates through a single np.tanh, using σ(x) = (1 + tanh(x/2)) / 2 with the
 sigmoid gates' pre-activations halved first. numba fuses the rest of a step's elementwise arithmetic,
@@ -13,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import (back_product, lstm_arrays, matmul_sum, numpy_backend, previous_states, reusable_empty, right_operand,
-               time_order)
+from . import (back_product, lstm_arrays, matmul_sum, numpy_backend, previous_states, recurrent_weight_gradient,
+               reusable_empty, time_order)
 
 _ALL = None  # mask placeholder: every sequence is real at every step
 
@@ -63,7 +64,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
         d_h = back_product(deltas[t], weight_hh_t)   # dL/dh_{t-1} = δ_t W_hh
         if mask is not None:
             d_h += carried
-    return deltas, d_h, matmul_sum(deltas, previous_states(states, h0, reverse))
+    return deltas, d_h, recurrent_weight_gradient(deltas, states, h0, reverse)
 
 
 # -- LSTM -------------------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 # Constants are cast to the arrays' dtype (half = x.dtype.type(0.5)) so float32 stays float32, and each
 # branch on padding is taken once per row, so the inner loops vectorise.
 #
-# The forward's per-step product is computed transposed, as W_hh h_{t-1}ᵀ [4H, B]: OpenBLAS runs that shape
+# The forward's per-step product is computed transposed, as W_hh h_{t-1}ᵀ [4H, B] (the GRU's likewise, [3H, B]): OpenBLAS runs that shape
 # much faster than h_{t-1} W_hhᵀ (B = 32, H = 256: 99 against 168 µs; B = 64, H = 512: 702 against 905 µs),
 # and reading it back across costs less than that (a whole 64-step forward: 12.7 against 15.6 ms at
 # H = 256, 70 against 76 ms at H = 512). The backward's δ_t W_hh is not: in the time loop
@@ -81,19 +82,26 @@ _BLOCK = 16
 
 
 @njit(cache=True, error_model="numpy")
+def _copy_across(product_t, out):
+    """out[b, j] = product_t[j, b], 16 columns of out at a time: each block reads a contiguous run."""
+    width, batch = product_t.shape
+    full = width - width % _BLOCK
+    for j0 in range(0, full, _BLOCK):
+        for b in range(batch):
+            for j in range(j0, j0 + _BLOCK):
+                out[b, j] = product_t[j, b]
+    for b in range(batch):
+        for j in range(full, width):
+            out[b, j] = product_t[j, b]
+
+
+@njit(cache=True, error_model="numpy")
 def _lstm_preactivate(from_hidden, gates, source, rows, bias):
     """from_hidden holds W_hh h_{t-1}ᵀ [4H, B]: gates[b] = its column b + p_t (row rows[b] of source) + the
     bias, with the sigmoid gates (i, f, o) halved so one tanh serves all."""
-    width, batch = from_hidden.shape
+    _copy_across(from_hidden, gates)
+    batch, width = gates.shape
     hidden = width // 4
-    full = width - width % _BLOCK
-    for j0 in range(0, full, _BLOCK):   # across, 16 columns at a time: each block reads a contiguous run
-        for b in range(batch):
-            for j in range(j0, j0 + _BLOCK):
-                gates[b, j] = from_hidden[j, b]
-    for b in range(batch):
-        for j in range(full, width):
-            gates[b, j] = from_hidden[j, b]
     half = gates.dtype.type(0.5)
     if_bias, g_bias, o_bias = bias[:2 * hidden], bias[2 * hidden:3 * hidden], bias[3 * hidden:]
     for b in range(batch):
@@ -217,14 +225,16 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
         np.matmul(deltas[t], weight_hh, out=d_h)   # dL/dh_{t-1} = δ_t W_hh (+ what padding carries)
         if mask is not None:
             d_h += carried
-    return deltas, d_h, d_c, matmul_sum(deltas, previous_states(h_states, h0, reverse))
+    return deltas, d_h, d_c, recurrent_weight_gradient(deltas, h_states, h0, reverse)
 
 
 # -- GRU --------------------------------------------------------------------------------------------------
 
 @njit(cache=True, error_model="numpy")
-def _gru_gates(from_hidden, bias_hh, projected_t, gates, hidden_n):
-    """from_hidden holds h_{t-1} W_hhᵀ: store h W_hnᵀ + b_hn, and the halved r, z pre-activations."""
+def _gru_gates(from_hidden_t, from_hidden, bias_hh, projected_t, gates, hidden_n):
+    """from_hidden_t holds W_hh h_{t-1}ᵀ [3H, B]: copy it across into from_hidden [B, 3H], then store
+    h W_hnᵀ + b_hn, and the halved r, z pre-activations."""
+    _copy_across(from_hidden_t, from_hidden)
     batch, width = from_hidden.shape
     hidden = width // 3
     for b in range(batch):
@@ -288,37 +298,37 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
     gates_all = reusable_empty(projected.shape, dtype)
     hidden_n_all = reusable_empty((steps, batch, hidden), dtype)
     h_states = reusable_empty((steps, batch, hidden), dtype)
-    from_hidden = np.empty((batch, gate_width), dtype)
+    from_hidden_t, from_hidden = np.empty((gate_width, batch), dtype), np.empty((batch, gate_width), dtype)
     bias = np.zeros(gate_width, dtype) if bias_hh is None else np.ascontiguousarray(bias_hh, dtype=dtype)
-    weight_hh_t = right_operand(weight_hh, steps)
+    weight_hh = np.ascontiguousarray(weight_hh, dtype=dtype)
     h = np.ascontiguousarray(h0, dtype=dtype)
     keep = _keeper(mask, batch)
     for t in time_order(steps, reverse):
         gates = gates_all[t]
-        np.matmul(h, weight_hh_t, out=from_hidden)
-        _gru_gates(from_hidden, bias, projected[t], gates, hidden_n_all[t])
+        np.matmul(weight_hh, h.T, out=from_hidden_t)
+        _gru_gates(from_hidden_t, from_hidden, bias, projected[t], gates, hidden_n_all[t])
         np.tanh(gates[:, :2 * hidden], out=gates[:, :2 * hidden])
         _gru_candidate(gates, projected[t], hidden_n_all[t])
         np.tanh(gates[:, 2 * hidden:], out=gates[:, 2 * hidden:])
         _gru_hidden(gates, h, h_states[t], keep(t))
         h = h_states[t]
-    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t)
+    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh)
 
 
 def gru_backward(cache, weight_hh, d_output, d_h_last):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
-    gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t = cache
+    gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh = cache
     steps, batch, gate_width = gates_all.shape
     d_input = reusable_empty(gates_all.shape, gates_all.dtype)
     d_hidden = reusable_empty(gates_all.shape, gates_all.dtype)
     direct = np.empty((batch, gate_width // 3), gates_all.dtype)
     previous = previous_states(h_states, h0, reverse)
-    d_h = np.ascontiguousarray(d_h_last)
+    d_h = np.array(d_h_last, dtype=gates_all.dtype, order="C", copy=True)
     keep = _keeper(mask, batch)
     for t in time_order(steps, not reverse):
         _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], keep(t),
                        d_input[t], d_hidden[t], direct)
-        d_h = back_product(d_hidden[t], weight_hh_t)
+        np.matmul(d_hidden[t], weight_hh, out=d_h)
         d_h += direct
     return d_input, d_h, matmul_sum(d_hidden, previous), d_hidden.sum(axis=(0, 1))
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import back_product, lstm_arrays, matmul_sum, previous_states, right_operand, time_order
+from . import (back_product, lstm_arrays, matmul_sum, previous_states, recurrent_weight_gradient, right_operand,
+               time_order)
 
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:
@@ -59,7 +60,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
         d_h = back_product(deltas[t], weight_hh_t)
         if carried is not None:
             d_h += carried
-    return deltas, d_h, matmul_sum(deltas, previous_states(states, h0, reverse))
+    return deltas, d_h, recurrent_weight_gradient(deltas, states, h0, reverse)
 
 
 # -- LSTM -------------------------------------------------------------------------------------------------
@@ -127,7 +128,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
             d_h += carried
         d_c *= f[t]
     deltas = deltas.reshape(steps, batch, gate_width)
-    return deltas, d_h, d_c, matmul_sum(deltas, previous_states(h_states, h0, reverse))
+    return deltas, d_h, d_c, recurrent_weight_gradient(deltas, h_states, h0, reverse)
 
 
 # -- GRU --------------------------------------------------------------------------------------------------
