@@ -1,13 +1,13 @@
 """Fused recurrent kernels with each step's gate arithmetic compiled by numba.
 
-The time loop and the per-step products (h W_hhᵀ, for the LSTM computed as W_hh hᵀ, see below; δ W_hh) stay in
-Python and BLAS (through NumPy). So do
-the forward's tanh calls: NumPy's tanh is vectorised (SIMD) and about 16 times faster than numba's scalar
-one, so each step takes all its gates through a single np.tanh, using σ(x) = (1 + tanh(x/2)) / 2 with the
-sigmoid gates' pre-activations halved first. numba fuses the rest of a step's elementwise arithmetic,
-which NumPy does in a dozen calls with temporaries, into one compiled pass. The backward has no
-transcendental functions left (the forward stored the activations), so each of its steps is one numba
-pass and one product, with no precomputed derivative arrays.
+The time loop and the per-step products (h W_hhᵀ, which the LSTM and GRU compute as W_hh hᵀ, see below;
+δ W_hh) stay in Python and BLAS (through NumPy). So do the forward's tanh calls: NumPy's tanh is
+vectorised (SIMD) and about 16 times faster than numba's scalar one, so each step takes all its gates
+through a single np.tanh, using σ(x) = (1 + tanh(x/2)) / 2 with the sigmoid gates' pre-activations halved
+first. numba fuses the rest of a step's elementwise arithmetic, which NumPy does in a dozen calls with
+temporaries, into one compiled pass. The backward has no transcendental functions left (the forward
+stored the activations), so each of its steps is one numba pass and one product, with no precomputed
+derivative arrays.
 """
 from __future__ import annotations
 
@@ -72,11 +72,12 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 # Constants are cast to the arrays' dtype (half = x.dtype.type(0.5)) so float32 stays float32, and each
 # branch on padding is taken once per row, so the inner loops vectorise.
 #
-# The forward's per-step product is computed transposed, as W_hh h_{t-1}ᵀ [4H, B] (the GRU's likewise, [3H, B]): OpenBLAS runs that shape
-# much faster than h_{t-1} W_hhᵀ (B = 32, H = 256: 99 against 168 µs; B = 64, H = 512: 702 against 905 µs),
-# and reading it back across costs less than that (a whole 64-step forward: 12.7 against 15.6 ms at
-# H = 256, 70 against 76 ms at H = 512). The backward's δ_t W_hh is not: in the time loop
-# the transposed form, read across, lost to the plain one at every size tried.
+# The forward's per-step product is computed transposed, as W_hh h_{t-1}ᵀ [4H, B] (the GRU's likewise,
+# [3H, B]): OpenBLAS runs that shape much faster than h_{t-1} W_hhᵀ (B = 32, H = 256: 99 against 168 µs;
+# B = 64, H = 512: 702 against 905 µs), and copying it back across in blocks costs less than that (a whole
+# 64-step forward: 12.7 against 15.6 ms at H = 256, 70 against 76 ms at H = 512). The backward's δ_t W_hh
+# is not computed so: in the time loop the transposed form, read across, lost to the plain one at every
+# size tried.
 
 _BLOCK = 16
 
@@ -109,7 +110,8 @@ def _lstm_preactivate(from_hidden, gates, source, rows, bias):
         # LLVM from vectorising them
         row, projected = gates[b], source[rows[b]]
         if_gates, g_gate, o_gate = row[:2 * hidden], row[2 * hidden:3 * hidden], row[3 * hidden:]
-        if_projected, g_projected, o_projected = projected[:2 * hidden], projected[2 * hidden:3 * hidden], projected[3 * hidden:]
+        if_projected = projected[:2 * hidden]
+        g_projected, o_projected = projected[2 * hidden:3 * hidden], projected[3 * hidden:]
         for j in range(2 * hidden):
             if_gates[j] = half * (if_gates[j] + if_projected[j] + if_bias[j])
         for j in range(hidden):
