@@ -1,5 +1,6 @@
 """Recurrent layers: fused vs reference (float64, 1e-10), gradcheck, PyTorch parity, state, errors."""
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -342,3 +343,74 @@ def test_fused_lstm_token_table_input_errors():
         run(np.array([0, 1]))
     with pytest.raises(ValueError, match=r"projected must be a \[vocabulary, 4H\] table, got shape \(1, 5, 8\)"):
         run(np.array([[0, 1]]), cr.randn(1, 5, 8))
+
+
+def _float32_ulps(values, exact):
+    """Distance in units in the last place between float32 values and the float64 ones rounded to float32."""
+    def ordered(a):   # float32 bit patterns as integers in the order of the values
+        bits = a.astype(np.float32).view(np.int32).astype(np.int64)
+        return np.where(bits < 0, np.int64(-2**31) - bits, bits)
+    return np.abs(ordered(values) - ordered(exact))
+
+
+def test_compiled_tanh_is_within_6_ulps_in_float32_and_exact_in_float64():
+    pytest.importorskip("numba")
+    from numba import njit
+
+    from chainrule.nn.kernels.numba_backend import tanh
+
+    @njit
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = tanh(x[i])
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.linspace(-12, 12, 2_000_001), rng.uniform(-9.5, 9.5, 1_000_000),
+                        np.geomspace(1e-40, 1, 20_000), -np.geomspace(1e-40, 1, 20_000),
+                        [0.0, 8.99, 9.0, 9.01, 3.4e38, -3.4e38]]).astype(np.float32)
+    out = np.empty_like(x)
+    apply(x, out)
+    ulps = _float32_ulps(out, np.tanh(x.astype(np.float64)))
+    assert ulps.max() <= 6, f"worst at x = {x[ulps.argmax()]!r}: {ulps.max()} ulps"
+    assert ulps.mean() < 1.0
+    assert np.abs(out).max() <= 1.0
+    negated = np.empty_like(x)
+    apply(-x, negated)
+    np.testing.assert_array_equal(negated, -out)                     # odd, exactly
+    special = np.array([np.inf, -np.inf, np.nan, -0.0], np.float32)
+    special_out = np.empty_like(special)
+    apply(special, special_out)
+    np.testing.assert_array_equal(special_out[:2], [1.0, -1.0])
+    assert np.isnan(special_out[2]) and special_out[3] == 0.0
+    exact = np.linspace(-20, 20, 10_001)
+    exact_out = np.empty_like(exact)
+    apply(exact, exact_out)
+    np.testing.assert_array_equal(exact_out, [math.tanh(v) for v in exact])   # float64: math.tanh itself
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.usefixtures("kernel_backend")
+def test_fused_lstm_float32_follows_float64_reference_through_saturation(with_lengths):
+    """float32 through the fused kernels (an approximate tanh where compiled) against the float64 reference,
+    with inputs large enough to saturate the gates, over 60 steps."""
+    rng = np.random.default_rng(8)
+    batch, steps, features, hidden = 4, 60, 6, 24
+    x64 = rng.standard_normal((batch, steps, features)) * 10.0
+    lengths = [60, 17, 59, 1] if with_lengths else None
+    cr.manual_seed(2)
+    layer = nn.LSTM(features, hidden, batch_first=True)
+    results = {}
+    for dtype in ("float32", "float64"):
+        layer32 = layer if dtype == "float32" else layer.double()
+        if dtype == "float64":
+            layer32.implementation = "reference"
+        layer32.zero_grad()
+        x = cr.tensor(x64, dtype=dtype, requires_grad=True)
+        out, (h, c) = layer32(x, lengths=lengths)
+        weights = cr.tensor(np.cos(np.arange(out.size)).reshape(out.shape), dtype=dtype)
+        ((out * weights).sum() + (h * c).sum()).backward()
+        results[dtype] = [out.data.copy(), h.data.copy(), c.data.copy(), x.grad.copy()] + [
+            p.grad.copy() for p in layer32.parameters()]
+    for single, double in zip(results["float32"], results["float64"]):
+        scale = np.abs(double).max()
+        np.testing.assert_allclose(single, double, atol=2e-5 * scale, rtol=0)

@@ -1,23 +1,99 @@
 """Fused recurrent kernels with each step's gate arithmetic compiled by numba.
 
-The time loop and the per-step products (h W_hhᵀ, which the LSTM and GRU compute as W_hh hᵀ, see below;
-δ W_hh) stay in Python and BLAS (through NumPy). So do the forward's tanh calls: NumPy's tanh is
-vectorised (SIMD) and about 16 times faster than numba's scalar one, so each step takes all its gates
-through a single np.tanh, using σ(x) = (1 + tanh(x/2)) / 2 with the sigmoid gates' pre-activations halved
-first. numba fuses the rest of a step's elementwise arithmetic, which NumPy does in a dozen calls with
-temporaries, into one compiled pass. The backward has no transcendental functions left (the forward
-stored the activations), so each of its steps is one numba pass and one product, with no precomputed
-derivative arrays.
+numba fuses a step's elementwise arithmetic, which NumPy does in a dozen calls with temporaries, into one
+compiled pass. For the LSTM the whole time loop is compiled as well, its per-step products calling NumPy's
+own BLAS (`blas.gemm`); where that BLAS cannot be reached the loop stays in Python with `np.matmul`, as it
+does for the GRU and the vanilla RNN (their per-step products and, for their forward, tanh go through
+NumPy). The backward has no transcendental functions left (the forward stored the activations), so each of
+its steps is one compiled pass and one product, with no precomputed derivative arrays.
+
+Inside compiled loops tanh is `tanh` below: for float32 a rational approximation that LLVM vectorises
+(numba's own tanh is a scalar libm call, about 30 times slower than NumPy's SIMD one); for float64 the
+exact `math.tanh`, since float64 is the dtype of checking, not of speed.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
-from . import (back_product, lstm_arrays, matmul_sum, numpy_backend, previous_states, recurrent_weight_gradient,
-               reusable_empty, time_order)
+from . import (back_product, blas, lstm_arrays, matmul_sum, numpy_backend, previous_states,
+               recurrent_weight_gradient, reusable_empty, time_order)
+from .blas import gemm
 
-_ALL = None  # mask placeholder: every sequence is real at every step
+_state = {"compiled_loops": blas.AVAILABLE}
+
+
+def compiled_time_loops(enabled: bool | None = None) -> bool:
+    """Whether the LSTM's time loops run compiled (needs `blas.AVAILABLE`); pass a bool to switch (tests run
+    both). Returns the setting in force.
+
+    >>> previous = compiled_time_loops()
+    >>> compiled_time_loops(False)
+    False
+    >>> compiled_time_loops(previous) == previous
+    True
+    """
+    if enabled is not None:
+        if enabled and not blas.AVAILABLE:
+            raise RuntimeError("compiled time loops need NumPy's BLAS, which chainrule could not find")
+        _state["compiled_loops"] = enabled
+    return _state["compiled_loops"]
+
+
+# -- tanh for compiled loops ------------------------------------------------------------------------------
+
+# tanh(x) ≈ x P(u) / Q(u), u = (x / 9)², for |x| ≤ 9 (beyond, tanh rounds to ±1 in float32). Coefficients
+# from benchmarks/tanh_approximation.py (a weighted least-squares fit of the relative error, refined to
+# minimax by Lawson's iteration): relative error 6.6e-9 in exact arithmetic; evaluated in float32, at most
+# 6 units in the last place from the correctly rounded tanh, 0.74 on average (np.tanh: 1 and 0.36).
+_CLAMP = np.float32(9.0)
+_ONE = np.float32(1.0)
+_SCALE = np.float32(1.0 / 81.0)
+_P0, _P1, _P2, _P3 = (np.float32(0.9999999934693155), np.float32(10.598054424791691),
+                      np.float32(20.36510722245495), np.float32(5.927886030956076))
+_P4, _P5, _P6 = np.float32(-0.8706329358215648), np.float32(0.1840294070975276), np.float32(-0.023973903900649147)
+_Q1, _Q2, _Q3 = np.float32(37.59804940700151), np.float32(160.71308306767037), np.float32(135.31311208979884)
+
+
+@njit(cache=True, error_model="numpy")
+def _tanh_float32(x):
+    # comparisons written so that NaN passes through (min/max would not)
+    v = _CLAMP if x > _CLAMP else x  # noqa: FURB136
+    v = -_CLAMP if v < -_CLAMP else v  # noqa: FURB136
+    u = v * v * _SCALE
+    y = v * ((((((_P6 * u + _P5) * u + _P4) * u + _P3) * u + _P2) * u + _P1) * u + _P0) / (
+        ((_Q3 * u + _Q2) * u + _Q1) * u + _ONE)
+    # the rounding can overshoot 1 by an ulp near the clamp
+    y = _ONE if y > _ONE else y  # noqa: FURB136
+    return -_ONE if y < -_ONE else y  # noqa: FURB136
+
+
+def tanh(x: float) -> float:
+    """tanh of a scalar inside compiled kernels: float32 by the approximation above, float64 exactly.
+
+    >>> from numba import njit
+    >>> compiled = njit(lambda x: tanh(x))
+    >>> compiled(0.5) == math.tanh(0.5), abs(compiled(np.float32(0.5)) - math.tanh(0.5)) < 6e-8
+    (True, True)
+    """
+    return math.tanh(x)
+
+
+@overload(tanh)
+def _tanh_overload(x):
+    if x == types.float32:
+        return lambda x: _tanh_float32(x)
+    return lambda x: math.tanh(x)
+
+
+def _keep_table(mask, steps, batch):
+    """keep[t, b]: whether sequence b is real (not padding) at step t."""
+    if mask is None:
+        return np.ones((steps, batch), np.bool_)
+    return np.ascontiguousarray(mask[:, :, 0])
 
 
 def _keeper(mask, batch):
@@ -78,6 +154,11 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 # 64-step forward: 12.7 against 15.6 ms at H = 256, 70 against 76 ms at H = 512). The backward's δ_t W_hh
 # is not computed so: in the time loop the transposed form, read across, lost to the plain one at every
 # size tried.
+#
+# Each step's arithmetic after its product is one compiled call (`_lstm_step`, `_lstm_step_back`). With
+# NumPy's BLAS reachable from compiled code (`blas.AVAILABLE`) the whole time loop is compiled too
+# (`_lstm_forward_loop`, `_lstm_backward_loop`), which saves the Python work around each step: a 64-step
+# forward at H = 64, B = 1 went from 0.355 to 0.095 ms, at H = 128, B = 32 from 5.3 to 4.8 ms.
 
 _BLOCK = 16
 
@@ -97,9 +178,10 @@ def _copy_across(product_t, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_preactivate(from_hidden, gates, source, rows, bias):
-    """from_hidden holds W_hh h_{t-1}ᵀ [4H, B]: gates[b] = its column b + p_t (row rows[b] of source) + the
-    bias, with the sigmoid gates (i, f, o) halved so one tanh serves all."""
+def _lstm_step(from_hidden, table, rows, bias, c_previous, h_previous, keep, gates, c_t, tanh_c_t, h_t):
+    """One forward step after its product: from_hidden holds W_hh h_{t-1}ᵀ [4H, B]; sequence b's gates are
+    its column b + p_t (row rows[b] of table) + the bias, activated (σ(x) = (1 + tanh(x/2)) / 2 for i, f, o);
+    then c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t), or the previous state carried through padding."""
     _copy_across(from_hidden, gates)
     batch, width = gates.shape
     hidden = width // 4
@@ -108,8 +190,9 @@ def _lstm_preactivate(from_hidden, gates, source, rows, bias):
     for b in range(batch):
         # one 1-D slice per gate: faster than indexing the row at j, 2H + j, 3H + j (hot, B = 32: 13.9
         # against 18.7 µs at H = 256, 29.3 against 38.6 at H = 512)
-        row, projected = gates[b], source[rows[b]]
-        if_gates, g_gate, o_gate = row[:2 * hidden], row[2 * hidden:3 * hidden], row[3 * hidden:]
+        row, projected = gates[b], table[rows[b]]
+        if_gates, i_gate, f_gate = row[:2 * hidden], row[:hidden], row[hidden:2 * hidden]
+        g_gate, o_gate = row[2 * hidden:3 * hidden], row[3 * hidden:]
         if_projected = projected[:2 * hidden]
         g_projected, o_projected = projected[2 * hidden:3 * hidden], projected[3 * hidden:]
         for j in range(2 * hidden):
@@ -118,39 +201,42 @@ def _lstm_preactivate(from_hidden, gates, source, rows, bias):
             g_gate[j] = g_gate[j] + g_projected[j] + g_bias[j]
         for j in range(hidden):
             o_gate[j] = half * (o_gate[j] + o_projected[j] + o_bias[j])
-
-
-@njit(cache=True, error_model="numpy")
-def _lstm_cell(gates, c_previous, c_t, keep):
-    """gates holds tanh of the (halved) pre-activations: finish σ = (1 + tanh)/2, then c_t = f c_{t-1} + i g."""
-    batch, width = gates.shape
-    hidden = width // 4
-    half = gates.dtype.type(0.5)
-    for b in range(batch):
+        # the activations in their own passes: a loop that also adds stays scalar (25 against 12 µs)
+        for j in range(width):
+            row[j] = tanh(row[j])
         for j in range(2 * hidden):
-            gates[b, j] = half * gates[b, j] + half
-        for j in range(3 * hidden, width):
-            gates[b, j] = half * gates[b, j] + half
+            if_gates[j] = half * if_gates[j] + half
+        for j in range(hidden):
+            o_gate[j] = half * o_gate[j] + half
+        c_row, tanh_c_row, h_row = c_t[b], tanh_c_t[b], h_t[b]
+        c_before, h_before = c_previous[b], h_previous[b]
         if keep[b]:
             for j in range(hidden):
-                c_t[b, j] = gates[b, hidden + j] * c_previous[b, j] + gates[b, j] * gates[b, 2 * hidden + j]
+                c_row[j] = f_gate[j] * c_before[j] + i_gate[j] * g_gate[j]
         else:
             for j in range(hidden):
-                c_t[b, j] = c_previous[b, j]
+                c_row[j] = c_before[j]
+        for j in range(hidden):
+            tanh_c_row[j] = tanh(c_row[j])
+        if keep[b]:
+            for j in range(hidden):
+                h_row[j] = o_gate[j] * tanh_c_row[j]
+        else:
+            for j in range(hidden):
+                h_row[j] = h_before[j]
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_hidden(gates, tanh_c, h_previous, h_t, keep):
-    """h_t = o ⊙ tanh(c_t), or h_{t-1} carried through padding."""
-    batch, width = gates.shape
-    hidden = width // 4
-    for b in range(batch):
-        if keep[b]:
-            for j in range(hidden):
-                h_t[b, j] = gates[b, 3 * hidden + j] * tanh_c[b, j]
-        else:
-            for j in range(hidden):
-                h_t[b, j] = h_previous[b, j]
+def _lstm_forward_loop(table, rows, bias, weight_hh, h0, c0, keep, reverse, gates_all, h_states, c_states,
+                       tanh_c_all, from_hidden):
+    steps = gates_all.shape[0]
+    h, c = h0, c0
+    for step in range(steps):
+        t = steps - 1 - step if reverse else step
+        gemm(weight_hh, h, from_hidden, True, False)   # W_hh h_{t-1}ᵀ
+        _lstm_step(from_hidden, table, rows[t], bias, c, h, keep[t], gates_all[t], c_states[t], tanh_c_all[t],
+                   h_states[t])
+        h, c = h_states[t], c_states[t]
 
 
 @njit(cache=True, error_model="numpy")
@@ -180,6 +266,21 @@ def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, delta
             carried[b, j] = 0
 
 
+@njit(cache=True, error_model="numpy")
+def _lstm_backward_loop(d_output, d_h, d_c, gates_all, tanh_c_all, c_states, c0, keep, reverse, masked,
+                        deltas, carried, weight_hh):
+    steps = gates_all.shape[0]
+    for step in range(steps):
+        t = step if reverse else steps - 1 - step
+        previous_t = t + 1 if reverse else t - 1
+        c_previous = c_states[previous_t] if 0 <= previous_t < steps else c0
+        _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, keep[t], deltas[t],
+                        carried)
+        gemm(deltas[t], weight_hh, d_h, False, False)   # dL/dh_{t-1} = δ_t W_hh (+ what padding carries)
+        if masked:
+            d_h += carried
+
+
 def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
     shape = projected.shape if tokens is None else tokens.shape + projected.shape[1:]
     steps, batch, gate_width = shape
@@ -194,17 +295,19 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
     weight_hh = np.ascontiguousarray(weight_hh, dtype=dtype)
     from_hidden = np.empty((gate_width, batch), dtype)
     h, c = np.ascontiguousarray(h0, dtype=dtype), np.ascontiguousarray(c0, dtype=dtype)
-    keep = _keeper(mask, batch)
-    for t in time_order(steps, reverse):
-        gates, kept = gates_all[t], keep(t)
-        np.matmul(weight_hh, h.T, out=from_hidden)
-        _lstm_preactivate(from_hidden, gates, table, rows[t], bias)
-        np.tanh(gates, out=gates)
-        _lstm_cell(gates, c, c_states[t], kept)
-        np.tanh(c_states[t], out=tanh_c_all[t])
-        _lstm_hidden(gates, tanh_c_all[t], h, h_states[t], kept)
-        h, c = h_states[t], c_states[t]
-    return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh)
+    keep = _keep_table(mask, steps, batch)
+    if compiled_time_loops():
+        _lstm_forward_loop(table, rows, bias, weight_hh, h, c, keep, reverse, gates_all, h_states, c_states,
+                           tanh_c_all, from_hidden)
+    else:
+        for t in time_order(steps, reverse):
+            np.matmul(weight_hh, h.T, out=from_hidden)
+            _lstm_step(from_hidden, table, rows[t], bias, c, h, keep[t], gates_all[t], c_states[t],
+                       tanh_c_all[t], h_states[t])
+            h, c = h_states[t], c_states[t]
+    last = 0 if reverse else steps - 1
+    return (h_states, h_states[last], c_states[last],
+            (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh))
 
 
 def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cache=False):
@@ -218,15 +321,19 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
     d_h = np.array(d_h_last, dtype=dtype, order="C", copy=True)
     d_c = np.array(d_c_last, dtype=dtype, order="C", copy=True)
     c_before = np.ascontiguousarray(c0, dtype=dtype)
-    keep = _keeper(mask, batch)
-    for t in time_order(steps, not reverse):
-        previous_t = t + 1 if reverse else t - 1
-        c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
-        _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, keep(t),
-                        deltas[t], carried)
-        np.matmul(deltas[t], weight_hh, out=d_h)   # dL/dh_{t-1} = δ_t W_hh (+ what padding carries)
-        if mask is not None:
-            d_h += carried
+    keep = _keep_table(mask, steps, batch)
+    if compiled_time_loops():
+        _lstm_backward_loop(d_output, d_h, d_c, gates_all, tanh_c_all, c_states, c_before, keep, reverse,
+                            mask is not None, deltas, carried, weight_hh)
+    else:
+        for t in time_order(steps, not reverse):
+            previous_t = t + 1 if reverse else t - 1
+            c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
+            _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, keep[t],
+                            deltas[t], carried)
+            np.matmul(deltas[t], weight_hh, out=d_h)
+            if mask is not None:
+                d_h += carried
     return deltas, d_h, d_c, recurrent_weight_gradient(deltas, h_states, h0, reverse)
 
 
