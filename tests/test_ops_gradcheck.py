@@ -120,3 +120,24 @@ def test_zero_dimensional_edge_cases():
     for fn in (lambda t: t.sum(), lambda t: t.softmax(), lambda t: t.logsumexp(axis=0), lambda t: t * t,
                lambda t: t.reshape(1, 1), lambda t: t.max()):
         assert cr.gradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("axes", [(1, 0, 2), (2, 0, 1, 3)], ids=["BTH-of-TBH", "4d"])
+def test_matmul_takes_a_permuted_views_rows_in_memory_order(axes):
+    """x [..., K] @ W for x a permuted view of a contiguous array: no copy, the result in x's layout, the
+    gradients right (first and second order) and equal to those of a contiguous x."""
+    rng = np.random.default_rng(4)
+    base_shape = tuple(np.array([3, 5, 4, 6][:len(axes)])[np.argsort(axes)])
+    base = cr.tensor(rng.standard_normal(base_shape), dtype="float64", requires_grad=True)
+    weight = cr.tensor(rng.standard_normal((base_shape[axes[-1]], 2)), dtype="float64", requires_grad=True)
+
+    def f(base, weight):
+        return base.permute(axes) @ weight
+
+    out = f(base, weight)
+    assert not out.data.flags.c_contiguous
+    assert out.data.transpose(np.argsort(axes)).flags.c_contiguous   # the result is laid out as x is
+    contiguous = cr.tensor(np.ascontiguousarray(base.data.transpose(axes)), dtype="float64")
+    np.testing.assert_allclose(out.data, (contiguous @ weight).data, rtol=1e-13)
+    assert cr.gradcheck(f, (base, weight))
+    assert cr.gradgradcheck(f, (base, weight))

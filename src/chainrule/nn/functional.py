@@ -181,7 +181,7 @@ class CrossEntropy(Function):
             onehot = np.zeros(logits.shape, logits.dtype)
             np.put_along_axis(onehot, ctx.target[..., None], 1.0, axis=-1)
             return (logits.softmax(axis=-1) - onehot) * scale, None, None, None
-        grad = probabilities.copy()
+        grad = probabilities.copy(order="K")   # in the logits' memory layout, whatever it is
         np.put_along_axis(grad, ctx.target[..., None], np.take_along_axis(grad, ctx.target[..., None], -1) - 1, -1)
         grad *= scale  # (softmax - onehot) scaled: S - 1 at the target
         return grad, None, None, None

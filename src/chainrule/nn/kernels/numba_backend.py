@@ -240,42 +240,50 @@ def _lstm_forward_loop(table, rows, bias, weight_hh, h0, c0, keep, reverse, gate
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, delta, carried):
-    """From dL/dh_t (d_h + output's) and dL/dc_t (d_c): δ for the 4 gates; d_c becomes dL/dc_{t-1}."""
+def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, carried):
+    """From dL/dh_t (d_h + output's) and dL/dc_t (d_c): δ for the 4 gates, written over the gates (each
+    element is read before it is written, and nothing reads the gates afterwards); d_c becomes
+    dL/dc_{t-1}. Reading and writing the same slices lets LLVM vectorise: with δ in another array its
+    runtime overlap check fell back to scalar code whenever the two were one (hot, H = 256, B = 32: 22
+    against 11 µs)."""
     batch, width = gates.shape
     hidden = width // 4
     one = gates.dtype.type(1.0)
     for b in range(batch):
+        row = gates[b]
         if not keep[b]:
             for j in range(width):
-                delta[b, j] = 0
+                row[j] = 0
             for j in range(hidden):
                 carried[b, j] = d_h[b, j]
             continue
+        i_gate, f_gate = row[:hidden], row[hidden:2 * hidden]
+        g_gate, o_gate = row[2 * hidden:3 * hidden], row[3 * hidden:]
+        d_h_row, d_output_row, d_c_row = d_h[b], d_output_t[b], d_c[b]
+        tanh_c_row, c_before, carried_row = tanh_c[b], c_previous[b], carried[b]
         for j in range(hidden):
-            dh = d_h[b, j] + d_output_t[b, j]
-            i, f = gates[b, j], gates[b, hidden + j]
-            g, o = gates[b, 2 * hidden + j], gates[b, 3 * hidden + j]
-            tc = tanh_c[b, j]
-            dc = d_c[b, j] + dh * o * (one - tc * tc)   # dL/dc_t += dL/dh_t ⊙ o ⊙ (1 - tanh²(c_t))
-            delta[b, j] = dc * g * i * (one - i)
-            delta[b, hidden + j] = dc * c_previous[b, j] * f * (one - f)
-            delta[b, 2 * hidden + j] = dc * i * (one - g * g)
-            delta[b, 3 * hidden + j] = dh * tc * o * (one - o)
-            d_c[b, j] = dc * f
-            carried[b, j] = 0
+            dh = d_h_row[j] + d_output_row[j]
+            i, f, g, o = i_gate[j], f_gate[j], g_gate[j], o_gate[j]
+            tc = tanh_c_row[j]
+            dc = d_c_row[j] + dh * o * (one - tc * tc)   # dL/dc_t += dL/dh_t ⊙ o ⊙ (1 - tanh²(c_t))
+            i_gate[j] = dc * g * i * (one - i)
+            f_gate[j] = dc * c_before[j] * f * (one - f)
+            g_gate[j] = dc * i * (one - g * g)
+            o_gate[j] = dh * tc * o * (one - o)
+            d_c_row[j] = dc * f
+            carried_row[j] = 0
 
 
 @njit(cache=True, error_model="numpy")
-def _lstm_backward_loop(d_output, d_h, d_c, gates_all, tanh_c_all, c_states, c0, keep, reverse, masked,
-                        deltas, carried, weight_hh):
-    steps = gates_all.shape[0]
+def _lstm_backward_loop(d_output, d_h, d_c, deltas, tanh_c_all, c_states, c0, keep, reverse, masked, carried,
+                        weight_hh):
+    """deltas holds the activated gates on entry and δ on return."""
+    steps = deltas.shape[0]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
         previous_t = t + 1 if reverse else t - 1
         c_previous = c_states[previous_t] if 0 <= previous_t < steps else c0
-        _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, keep[t], deltas[t],
-                        carried)
+        _lstm_step_back(d_h, d_output[t], d_c, deltas[t], tanh_c_all[t], c_previous, keep[t], carried)
         gemm(deltas[t], weight_hh, d_h, False, False)   # dL/dh_{t-1} = δ_t W_hh (+ what padding carries)
         if masked:
             d_h += carried
@@ -315,22 +323,24 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
     gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh = cache
     steps, batch, gate_width = gates_all.shape
     dtype = gates_all.dtype
-    # step t's δ replaces its gates, which nothing reads afterwards (each element is read before written)
-    deltas = gates_all if overwrite_cache else reusable_empty(gates_all.shape, dtype)
+    # step t's δ replaces its gates, which nothing reads afterwards; to keep them, δ goes to a copy
+    deltas = gates_all
+    if not overwrite_cache:
+        deltas = reusable_empty(gates_all.shape, dtype)
+        np.copyto(deltas, gates_all)
     carried = np.empty((batch, gate_width // 4), dtype)
     d_h = np.array(d_h_last, dtype=dtype, order="C", copy=True)
     d_c = np.array(d_c_last, dtype=dtype, order="C", copy=True)
     c_before = np.ascontiguousarray(c0, dtype=dtype)
     keep = _keep_table(mask, steps, batch)
     if compiled_time_loops():
-        _lstm_backward_loop(d_output, d_h, d_c, gates_all, tanh_c_all, c_states, c_before, keep, reverse,
-                            mask is not None, deltas, carried, weight_hh)
+        _lstm_backward_loop(d_output, d_h, d_c, deltas, tanh_c_all, c_states, c_before, keep, reverse,
+                            mask is not None, carried, weight_hh)
     else:
         for t in time_order(steps, not reverse):
             previous_t = t + 1 if reverse else t - 1
             c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
-            _lstm_step_back(d_h, d_output[t], d_c, gates_all[t], tanh_c_all[t], c_previous, keep[t],
-                            deltas[t], carried)
+            _lstm_step_back(d_h, d_output[t], d_c, deltas[t], tanh_c_all[t], c_previous, keep[t], carried)
             np.matmul(deltas[t], weight_hh, out=d_h)
             if mask is not None:
                 d_h += carried
