@@ -47,8 +47,10 @@ def compiled_time_loops(enabled: bool | None = None) -> bool:
 
 # tanh(x) ≈ x P(u) / Q(u), u = (x / 9)², for |x| ≤ 9 (beyond, tanh rounds to ±1 in float32). Coefficients
 # from benchmarks/tanh_approximation.py (a weighted least-squares fit of the relative error, refined to
-# minimax by Lawson's iteration): relative error 6.6e-9 in exact arithmetic; evaluated in float32, at most
-# 6 units in the last place from the correctly rounded tanh, 0.74 on average (np.tanh: 1 and 0.36).
+# minimax by Lawson's iteration): relative error 6.6e-9 in exact arithmetic; evaluated in float32 with
+# fused multiply-adds, at most 5 units in the last place from the correctly rounded tanh, 0.67-0.69 on
+# average (without FMA: 6 and 0.76; np.tanh: 1 and 0.36), and faster than without them and than np.tanh
+# (65K values: 21.2 against 25.2 µs for np.tanh; 32K: 10.3 against 12.2 µs without FMA).
 _CLAMP = np.float32(9.0)
 _ONE = np.float32(1.0)
 _SCALE = np.float32(1.0 / 81.0)
@@ -58,7 +60,7 @@ _P4, _P5, _P6 = np.float32(-0.8706329358215648), np.float32(0.1840294070975276),
 _Q1, _Q2, _Q3 = np.float32(37.59804940700151), np.float32(160.71308306767037), np.float32(135.31311208979884)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})   # fused multiply-adds: faster and closer
 def _tanh_float32(x):
     # comparisons written so that NaN passes through (min/max would not)
     v = _CLAMP if x > _CLAMP else x  # noqa: FURB136
