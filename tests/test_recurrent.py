@@ -414,3 +414,16 @@ def test_fused_lstm_float32_follows_float64_reference_through_saturation(with_le
     for single, double in zip(results["float32"], results["float64"]):
         scale = np.abs(double).max()
         np.testing.assert_allclose(single, double, atol=2e-5 * scale, rtol=0)
+
+
+def test_compiled_time_loops_refuse_to_start_without_numpys_blas(monkeypatch):
+    pytest.importorskip("numba")
+    from chainrule.nn.kernels import blas, numba_backend
+    monkeypatch.setattr(blas, "AVAILABLE", False)
+    previous = numba_backend.compiled_time_loops()
+    with pytest.raises(RuntimeError, match="compiled time loops need NumPy's BLAS, which chainrule could not find"):
+        numba_backend.compiled_time_loops(True)
+    assert numba_backend.compiled_time_loops() == previous      # the setting is left as it was
+    assert numba_backend.compiled_time_loops(False) is False     # the Python loops are always there
+    monkeypatch.undo()
+    numba_backend.compiled_time_loops(previous)

@@ -33,8 +33,7 @@ def _find_gemm() -> tuple[int, int, int] | None:
     """Addresses of NumPy's sgemm and dgemm (CBLAS interface) and the BLAS integer width, or None."""
     folder = os.path.dirname(np.__file__)
     candidates = sorted(glob.glob(os.path.join(folder, "..", "numpy.libs", "*blas*"))
-                        + glob.glob(os.path.join(folder, ".dylibs", "*blas*"))
-                        + glob.glob(os.path.join(folder, "linalg", "_umath_linalg*")))
+                        + glob.glob(os.path.join(folder, ".dylibs", "*blas*")))
     for path in candidates:
         try:
             library = ctypes.CDLL(path)

@@ -98,14 +98,6 @@ def _keep_table(mask, steps, batch):
     return np.ascontiguousarray(mask[:, :, 0])
 
 
-def _keeper(mask, batch):
-    """keep(t): which sequences are real (not padding) at step t."""
-    if mask is None:
-        everyone = np.ones(batch, np.bool_)
-        return lambda t: everyone
-    return lambda t: mask[t, :, 0]
-
-
 # -- vanilla RNN ------------------------------------------------------------------------------------------
 
 @njit(cache=True, error_model="numpy")
@@ -136,9 +128,9 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
     deltas = reusable_empty(states.shape, states.dtype)
     carried = np.empty((batch, hidden), states.dtype)
     d_h = np.ascontiguousarray(d_h_last)
-    keep = _keeper(mask, batch)
+    keep = _keep_table(mask, steps, batch)
     for t in time_order(steps, not reverse):
-        _rnn_step_back(d_h, d_output[t], states[t], keep(t), nonlinearity == "tanh", deltas[t], carried)
+        _rnn_step_back(d_h, d_output[t], states[t], keep[t], nonlinearity == "tanh", deltas[t], carried)
         d_h = back_product(deltas[t], weight_hh_t)   # dL/dh_{t-1} = δ_t W_hh
         if mask is not None:
             d_h += carried
@@ -423,7 +415,7 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
     bias = np.zeros(gate_width, dtype) if bias_hh is None else np.ascontiguousarray(bias_hh, dtype=dtype)
     weight_hh = np.ascontiguousarray(weight_hh, dtype=dtype)
     h = np.ascontiguousarray(h0, dtype=dtype)
-    keep = _keeper(mask, batch)
+    keep = _keep_table(mask, steps, batch)
     for t in time_order(steps, reverse):
         gates = gates_all[t]
         np.matmul(weight_hh, h.T, out=from_hidden_t)
@@ -431,7 +423,7 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
         np.tanh(gates[:, :2 * hidden], out=gates[:, :2 * hidden])
         _gru_candidate(gates, projected[t], hidden_n_all[t])
         np.tanh(gates[:, 2 * hidden:], out=gates[:, 2 * hidden:])
-        _gru_hidden(gates, h, h_states[t], keep(t))
+        _gru_hidden(gates, h, h_states[t], keep[t])
         h = h_states[t]
     return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh)
 
@@ -445,9 +437,9 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
     direct = np.empty((batch, gate_width // 3), gates_all.dtype)
     previous = previous_states(h_states, h0, reverse)
     d_h = np.array(d_h_last, dtype=gates_all.dtype, order="C", copy=True)
-    keep = _keeper(mask, batch)
+    keep = _keep_table(mask, steps, batch)
     for t in time_order(steps, not reverse):
-        _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], keep(t),
+        _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], keep[t],
                        d_input[t], d_hidden[t], direct)
         np.matmul(d_hidden[t], weight_hh, out=d_h)
         d_h += direct
