@@ -388,9 +388,10 @@ def test_compiled_tanh_is_within_6_ulps_in_float32_and_exact_in_float64():
     np.testing.assert_array_equal(exact_out, [math.tanh(v) for v in exact])   # float64: math.tanh itself
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("with_lengths", [False, True])
 @pytest.mark.usefixtures("kernel_backend")
-def test_fused_lstm_float32_follows_float64_reference_through_saturation(with_lengths):
+def test_fused_float32_follows_float64_reference_through_saturation(cell, with_lengths):
     """float32 through the fused kernels (an approximate tanh where compiled) against the float64 reference,
     with inputs large enough to saturate the gates, over 60 steps."""
     rng = np.random.default_rng(8)
@@ -398,7 +399,7 @@ def test_fused_lstm_float32_follows_float64_reference_through_saturation(with_le
     x64 = rng.standard_normal((batch, steps, features)) * 10.0
     lengths = [60, 17, 59, 1] if with_lengths else None
     cr.manual_seed(2)
-    layer = nn.LSTM(features, hidden, batch_first=True)
+    layer = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](features, hidden, batch_first=True)
     results = {}
     for dtype in ("float32", "float64"):
         layer32 = layer if dtype == "float32" else layer.double()
@@ -406,7 +407,8 @@ def test_fused_lstm_float32_follows_float64_reference_through_saturation(with_le
             layer32.implementation = "reference"
         layer32.zero_grad()
         x = cr.tensor(x64, dtype=dtype, requires_grad=True)
-        out, (h, c) = layer32(x, lengths=lengths)
+        out, state = layer32(x, lengths=lengths)
+        h, c = state if cell == "lstm" else (state, state)
         weights = cr.tensor(np.cos(np.arange(out.size)).reshape(out.shape), dtype=dtype)
         ((out * weights).sum() + (h * c).sum()).backward()
         results[dtype] = [out.data.copy(), h.data.copy(), c.data.copy(), x.grad.copy()] + [

@@ -107,8 +107,7 @@ def recurrent_weight_gradient(deltas: np.ndarray, states: np.ndarray, initial: n
 def back_product(delta: np.ndarray, weight_hh_t: np.ndarray) -> np.ndarray:
     """δ_t W_hh for a backward step, computed as (W_hhᵀ δ_tᵀ)ᵀ with the W_hhᵀ the forward made: for these
     skinny shapes OpenBLAS runs it 10-30% faster than δ_t @ W_hh on hot data (H = 512: 419 against 469 µs).
-    (The numba LSTM's compiled loop does the same product into a [H, B] buffer and copies it across; in the
-    numba GRU's Python loop the plain δ_t @ W_hh into one buffer measured faster.)"""
+    (The numba LSTM's and GRU's compiled loops do the same product into one [H, B] buffer and copy it across.)"""
     return np.ascontiguousarray((weight_hh_t @ delta.T).T)
 
 

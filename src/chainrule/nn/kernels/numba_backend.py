@@ -1,11 +1,12 @@
 """Fused recurrent kernels with each step's gate arithmetic compiled by numba.
 
 numba fuses a step's elementwise arithmetic, which NumPy does in a dozen calls with temporaries, into one
-compiled pass. For the LSTM the whole time loop is compiled as well, its per-step products calling NumPy's
-own BLAS (`blas.gemm`); where that BLAS cannot be reached the loop stays in Python with `np.matmul`, as it
-does for the GRU and the vanilla RNN (their per-step products and, for their forward, tanh go through
-NumPy). The backward has no transcendental functions left (the forward stored the activations), so each of
-its steps is one compiled pass and one product, with no precomputed derivative arrays.
+compiled pass. For the LSTM and the GRU the whole time loop is compiled as well, its per-step products
+calling NumPy's own BLAS (`blas.gemm`); where that BLAS cannot be reached the loop stays in Python with
+`np.matmul` around the same step kernels, as it does for the vanilla RNN (whose per-step products and
+forward tanh go through NumPy). The backward has no transcendental functions left (the forward stored the
+activations), so each of its steps is one compiled pass and one product, with no precomputed derivative
+arrays.
 
 Inside compiled loops tanh is `tanh` below: for float32 a rational approximation that LLVM vectorises
 (numba's own tanh is a scalar libm call, about 30 times slower than NumPy's SIMD one); for float64 the
@@ -19,7 +20,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import (back_product, blas, lstm_arrays, matmul_sum, numpy_backend, previous_states,
+from . import (back_product, blas, lstm_arrays, numpy_backend,
                recurrent_weight_gradient, reusable_empty, time_order)
 from .blas import gemm
 
@@ -27,8 +28,8 @@ _state = {"compiled_loops": blas.AVAILABLE}
 
 
 def compiled_time_loops(enabled: bool | None = None) -> bool:
-    """Whether the LSTM's time loops run compiled (needs `blas.AVAILABLE`); pass a bool to switch (tests run
-    both). Returns the setting in force.
+    """Whether the LSTM's and GRU's time loops run compiled (needs `blas.AVAILABLE`); pass a bool to switch
+    (tests run both). Returns the setting in force.
 
     >>> previous = compiled_time_loops()
     >>> compiled_time_loops(False)
@@ -351,70 +352,114 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
 # -- GRU --------------------------------------------------------------------------------------------------
 
 @njit(cache=True, error_model="numpy")
-def _gru_gates(from_hidden_t, from_hidden, bias_hh, projected_t, gates, hidden_n):
-    """from_hidden_t holds W_hh h_{t-1}ᵀ [3H, B]: copy it across into from_hidden [B, 3H], then store
-    h W_hnᵀ + b_hn, and the halved r, z pre-activations."""
+def _gru_step(from_hidden_t, from_hidden, bias_hh, projected_t, h_previous, keep, gates, hidden_n, h_t):
+    """One forward step after its product: from_hidden_t holds W_hh h_{t-1}ᵀ [3H, B], copied across into
+    from_hidden [B, 3H]. r, z = σ(p + W_h{r,z} h_{t-1} + b_h{r,z}) (as (1 + tanh(x/2)) / 2), hidden_n =
+    W_hn h_{t-1} + b_hn (kept for backward), n = tanh(p_n + r ⊙ hidden_n), h_t = n + z ⊙ (h_{t-1} - n), or
+    h_{t-1} carried through padding."""
     _copy_across(from_hidden_t, from_hidden)
-    batch, width = from_hidden.shape
+    batch, width = gates.shape
     hidden = width // 3
+    half = gates.dtype.type(0.5)
+    rz_bias, n_bias = bias_hh[:2 * hidden], bias_hh[2 * hidden:]
     for b in range(batch):
+        row, projected, product = gates[b], projected_t[b], from_hidden[b]
+        rz_gates, r_gate, z_gate, n_gate = row[:2 * hidden], row[:hidden], row[hidden:2 * hidden], row[2 * hidden:]
+        rz_projected, n_projected = projected[:2 * hidden], projected[2 * hidden:]
+        rz_product, n_product = product[:2 * hidden], product[2 * hidden:]
+        n_hidden = hidden_n[b]
         for j in range(2 * hidden):
-            gates[b, j] = 0.5 * (projected_t[b, j] + from_hidden[b, j] + bias_hh[j])
+            rz_gates[j] = half * (rz_projected[j] + rz_product[j] + rz_bias[j])
         for j in range(hidden):
-            hidden_n[b, j] = from_hidden[b, 2 * hidden + j] + bias_hh[2 * hidden + j]
+            n_hidden[j] = n_product[j] + n_bias[j]
+        # the activations in their own passes, as in the LSTM's step: LLVM vectorises them there
+        for j in range(2 * hidden):
+            rz_gates[j] = tanh(rz_gates[j])
+        for j in range(2 * hidden):
+            rz_gates[j] = half * rz_gates[j] + half
+        for j in range(hidden):
+            n_gate[j] = n_projected[j] + r_gate[j] * n_hidden[j]
+        for j in range(hidden):
+            n_gate[j] = tanh(n_gate[j])
+        h_row, h_before = h_t[b], h_previous[b]
+        if keep[b]:
+            for j in range(hidden):
+                h_row[j] = n_gate[j] + z_gate[j] * (h_before[j] - n_gate[j])
+        else:
+            for j in range(hidden):
+                h_row[j] = h_before[j]
 
 
 @njit(cache=True, error_model="numpy")
-def _gru_candidate(gates, projected_t, hidden_n):
-    """gates[:, :2H] holds tanh of the halved r, z: finish σ, then the pre-activation of n: p_n + r (h W_hnᵀ + b_hn)."""
-    batch, width = gates.shape
-    hidden = width // 3
-    for b in range(batch):
-        for j in range(2 * hidden):
-            gates[b, j] = 0.5 * gates[b, j] + 0.5
-        for j in range(hidden):
-            gates[b, 2 * hidden + j] = projected_t[b, 2 * hidden + j] + gates[b, j] * hidden_n[b, j]
-
-
-@njit(cache=True, error_model="numpy")
-def _gru_hidden(gates, h_previous, h_t, keep):
-    """h_t = n + z ⊙ (h_{t-1} - n), or h_{t-1} carried through padding."""
-    batch, width = gates.shape
-    hidden = width // 3
-    for b in range(batch):
-        for j in range(hidden):
-            n = gates[b, 2 * hidden + j]
-            h_t[b, j] = n + gates[b, hidden + j] * (h_previous[b, j] - n) if keep[b] else h_previous[b, j]
+def _gru_forward_loop(projected, bias_hh, weight_hh, h0, keep, reverse, gates_all, hidden_n_all, h_states,
+                      from_hidden_t, from_hidden):
+    steps = gates_all.shape[0]
+    h = h0
+    for step in range(steps):
+        t = steps - 1 - step if reverse else step
+        gemm(weight_hh, h, from_hidden_t, True, False)   # W_hh h_{t-1}ᵀ
+        _gru_step(from_hidden_t, from_hidden, bias_hh, projected[t], h, keep[t], gates_all[t], hidden_n_all[t],
+                  h_states[t])
+        h = h_states[t]
 
 
 @njit(cache=True, error_model="numpy")
 def _gru_step_back(d_h, d_output_t, gates, hidden_n, h_previous, keep, d_input, d_hidden, direct):
-    """δ for the input side (d_input) and the hidden side (d_hidden); `direct` is dL/dh_{t-1} not via W_hh."""
+    """δ for the input side (d_input) and the hidden side (d_hidden); `direct` is dL/dh_{t-1} not via W_hh
+    (z ⊙ dL/dh_t, or all of dL/dh_t through padding)."""
     batch, width = gates.shape
     hidden = width // 3
+    one = gates.dtype.type(1.0)
     for b in range(batch):
+        d_input_row, d_hidden_row, direct_row, d_h_row = d_input[b], d_hidden[b], direct[b], d_h[b]
+        if not keep[b]:
+            for j in range(width):
+                d_input_row[j] = 0
+                d_hidden_row[j] = 0
+            for j in range(hidden):
+                direct_row[j] = d_h_row[j]
+            continue
+        row, d_output_row, n_hidden, h_before = gates[b], d_output_t[b], hidden_n[b], h_previous[b]
+        r_gate, z_gate, n_gate = row[:hidden], row[hidden:2 * hidden], row[2 * hidden:]
+        d_input_r, d_input_z, d_input_n = d_input_row[:hidden], d_input_row[hidden:2 * hidden], d_input_row[2 * hidden:]
+        d_hidden_r, d_hidden_z = d_hidden_row[:hidden], d_hidden_row[hidden:2 * hidden]
+        d_hidden_n = d_hidden_row[2 * hidden:]
         for j in range(hidden):
-            if not keep[b]:
-                for k in range(3):
-                    d_input[b, k * hidden + j] = d_hidden[b, k * hidden + j] = 0.0
-                direct[b, j] = d_h[b, j]
-                continue
-            d = d_h[b, j] + d_output_t[b, j]
-            r, z, n = gates[b, j], gates[b, hidden + j], gates[b, 2 * hidden + j]
-            d_n = d * (1.0 - z) * (1.0 - n * n)
-            d_z = d * (h_previous[b, j] - n) * z * (1.0 - z)
-            d_r = d_n * hidden_n[b, j] * r * (1.0 - r)
-            d_input[b, j] = d_hidden[b, j] = d_r
-            d_input[b, hidden + j] = d_hidden[b, hidden + j] = d_z
-            d_input[b, 2 * hidden + j] = d_n
-            d_hidden[b, 2 * hidden + j] = d_n * r
-            direct[b, j] = d * z
+            d = d_h_row[j] + d_output_row[j]
+            r, z, n = r_gate[j], z_gate[j], n_gate[j]
+            d_n = d * (one - z) * (one - n * n)
+            d_z = d * (h_before[j] - n) * z * (one - z)
+            d_r = d_n * n_hidden[j] * r * (one - r)
+            d_input_r[j] = d_r
+            d_hidden_r[j] = d_r
+            d_input_z[j] = d_z
+            d_hidden_z[j] = d_z
+            d_input_n[j] = d_n
+            d_hidden_n[j] = d_n * r
+            direct_row[j] = d * z
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_backward_loop(d_output, d_h, gates_all, hidden_n_all, h_states, h0, keep, reverse, d_input, d_hidden,
+                       direct, weight_hh_t, d_h_t):
+    steps = gates_all.shape[0]
+    for step in range(steps):
+        t = step if reverse else steps - 1 - step
+        previous_t = t + 1 if reverse else t - 1
+        h_previous = h_states[previous_t] if 0 <= previous_t < steps else h0
+        _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], h_previous, keep[t], d_input[t],
+                       d_hidden[t], direct)
+        # dL/dh_{t-1} = δ_t W_hh + direct, the product as W_hhᵀ δ_tᵀ (see _lstm_backward_loop)
+        gemm(weight_hh_t, d_hidden[t], d_h_t, True, False)
+        _copy_across(d_h_t, d_h)
+        d_h += direct
 
 
 def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
     steps, batch, gate_width = projected.shape
     hidden = gate_width // 3
     dtype = projected.dtype
+    projected = np.ascontiguousarray(projected)
     gates_all = reusable_empty(projected.shape, dtype)
     hidden_n_all = reusable_empty((steps, batch, hidden), dtype)
     h_states = reusable_empty((steps, batch, hidden), dtype)
@@ -423,34 +468,47 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
     weight_hh = np.ascontiguousarray(weight_hh, dtype=dtype)
     h = np.ascontiguousarray(h0, dtype=dtype)
     keep = _keep_table(mask, steps, batch)
-    for t in time_order(steps, reverse):
-        gates = gates_all[t]
-        np.matmul(weight_hh, h.T, out=from_hidden_t)
-        _gru_gates(from_hidden_t, from_hidden, bias, projected[t], gates, hidden_n_all[t])
-        np.tanh(gates[:, :2 * hidden], out=gates[:, :2 * hidden])
-        _gru_candidate(gates, projected[t], hidden_n_all[t])
-        np.tanh(gates[:, 2 * hidden:], out=gates[:, 2 * hidden:])
-        _gru_hidden(gates, h, h_states[t], keep[t])
-        h = h_states[t]
-    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh)
+    if compiled_time_loops():
+        _gru_forward_loop(projected, bias, weight_hh, h, keep, reverse, gates_all, hidden_n_all, h_states,
+                          from_hidden_t, from_hidden)
+    else:
+        for t in time_order(steps, reverse):
+            np.matmul(weight_hh, h.T, out=from_hidden_t)
+            _gru_step(from_hidden_t, from_hidden, bias, projected[t], h, keep[t], gates_all[t], hidden_n_all[t],
+                      h_states[t])
+            h = h_states[t]
+    last = 0 if reverse else steps - 1
+    return h_states, h_states[last], (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh)
 
 
 def gru_backward(cache, weight_hh, d_output, d_h_last):
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
     gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh = cache
     steps, batch, gate_width = gates_all.shape
-    d_input = reusable_empty(gates_all.shape, gates_all.dtype)
-    d_hidden = reusable_empty(gates_all.shape, gates_all.dtype)
-    direct = np.empty((batch, gate_width // 3), gates_all.dtype)
-    previous = previous_states(h_states, h0, reverse)
-    d_h = np.array(d_h_last, dtype=gates_all.dtype, order="C", copy=True)
+    dtype = gates_all.dtype
+    d_input = reusable_empty(gates_all.shape, dtype)
+    d_hidden = reusable_empty(gates_all.shape, dtype)
+    direct = np.empty((batch, gate_width // 3), dtype)
+    h_before = np.ascontiguousarray(h0, dtype=dtype)
+    d_h = np.array(d_h_last, dtype=dtype, order="C", copy=True)
     keep = _keep_table(mask, steps, batch)
-    for t in time_order(steps, not reverse):
-        _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], previous[t], keep[t],
-                       d_input[t], d_hidden[t], direct)
-        np.matmul(d_hidden[t], weight_hh, out=d_h)
-        d_h += direct
-    return d_input, d_h, matmul_sum(d_hidden, previous), d_hidden.sum(axis=(0, 1))
+    weight_hh_t = reusable_empty(weight_hh.shape[::-1], dtype)
+    _copy_across(weight_hh, weight_hh_t)
+    d_h_t = np.empty((gate_width // 3, batch), dtype)
+    if compiled_time_loops():
+        _gru_backward_loop(d_output, d_h, gates_all, hidden_n_all, h_states, h_before, keep, reverse, d_input,
+                           d_hidden, direct, weight_hh_t, d_h_t)
+    else:
+        for t in time_order(steps, not reverse):
+            previous_t = t + 1 if reverse else t - 1
+            h_previous = h_states[previous_t] if 0 <= previous_t < steps else h_before
+            _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], h_previous, keep[t],
+                           d_input[t], d_hidden[t], direct)
+            np.matmul(weight_hh_t, d_hidden[t].T, out=d_h_t)
+            _copy_across(d_h_t, d_h)
+            d_h += direct
+    return (d_input, d_h, recurrent_weight_gradient(d_hidden, h_states, h_before, reverse),
+            d_hidden.sum(axis=(0, 1)))
 
 
 # -- dropout ----------------------------------------------------------------------------------------------
