@@ -63,6 +63,28 @@ def test_fused_matches_reference_float64(config):
     np.testing.assert_allclose(fused[3], reference[3], atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_transposed_backward_step_product_matches_reference(kernel_backend, cell, with_lengths, monkeypatch):
+    """The numba kernels compute dL/dh_{t-1} = δ_t W_hh as W_hhᵀ δ_tᵀ from H = 512 (plain below): the test
+    sizes are small, so force the transposed form here (2 layers, both directions, padding)."""
+    if kernel_backend == "numpy":
+        pytest.skip("a choice of the numba kernels")
+    from chainrule.nn.kernels import numba_backend
+    monkeypatch.setattr(numba_backend, "_TRANSPOSED_BACK_PRODUCT_FROM", 0)
+    layer_cls = CELLS[cell]
+    x, state, lengths, (features, hidden) = make_inputs(layer_cls, 2, True, True, "float64", seed=3)
+    cr.manual_seed(4)
+    layer = layer_cls(features, hidden, num_layers=2, bidirectional=True, batch_first=True).double()
+    lengths = lengths if with_lengths else None
+    fused = run(layer, x, state, lengths)
+    layer.implementation = "reference"
+    reference = run(layer, x, state, lengths)
+    for a, b in zip([fused[0], *fused[1], *fused[2].values(), fused[3]],
+                    [reference[0], *reference[1], *reference[2].values(), reference[3]]):
+        np.testing.assert_allclose(a, b, atol=1e-10, rtol=0)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])

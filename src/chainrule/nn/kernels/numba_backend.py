@@ -234,6 +234,33 @@ def _lstm_forward_loop(table, rows, bias, weight_hh, h0, c0, keep, reverse, gate
         h, c = h_states[t], c_states[t]
 
 
+# The backward's step product dL/dh_{t-1} = δ_t W_hh: from H = 512 it runs faster transposed, as W_hhᵀ δ_tᵀ
+# into an [H, B] buffer (the wide matrix first, as in the forward) copied across, with W_hhᵀ made once per
+# call; below that the plain form into d_h is as fast or faster. Whole training steps, the two forms
+# alternating (batch 32): H = 128 0.96-0.98x, 256 0.98-1.00x, 384 1.00x, 512 1.03-1.04x for the transposed one.
+_TRANSPOSED_BACK_PRODUCT_FROM = 512
+
+
+def _back_product_operands(weight_hh, dtype):
+    """W_hh contiguous, and W_hhᵀ where the rule above says transposed (else an empty array)."""
+    weight_hh = np.ascontiguousarray(weight_hh, dtype=dtype)
+    if weight_hh.shape[1] < _TRANSPOSED_BACK_PRODUCT_FROM:
+        return weight_hh, np.empty((0, 0), dtype)
+    weight_hh_t = reusable_empty(weight_hh.shape[::-1], dtype)
+    _copy_across(weight_hh, weight_hh_t)   # blocked: NumPy's copy of the transpose took 9x as long at H = 512
+    return weight_hh, weight_hh_t
+
+
+@njit(cache=True, error_model="numpy")
+def _back_product(delta, weight_hh, weight_hh_t, d_h_t, d_h):
+    """d_h = δ W_hh; through W_hhᵀ δᵀ into d_h_t, copied across, when weight_hh_t is not empty."""
+    if weight_hh_t.size:
+        gemm(weight_hh_t, delta, d_h_t, True, False)
+        _copy_across(d_h_t, d_h)
+    else:
+        gemm(delta, weight_hh, d_h, False, False)
+
+
 @njit(cache=True, error_model="numpy")
 def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, carried):
     """From dL/dh_t (d_h + output's) and dL/dc_t (d_c): δ for the 4 gates, written over the gates (each
@@ -271,20 +298,18 @@ def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, carri
 
 @njit(cache=True, error_model="numpy")
 def _lstm_backward_loop(d_output, d_h, d_c, deltas, tanh_c_all, c_states, c0, keep, reverse, masked, carried,
-                        weight_hh_t, d_h_t):
-    """deltas holds the activated gates on entry and δ on return; weight_hh_t is W_hhᵀ [H, 4H]."""
+                        weight_hh, weight_hh_t, d_h_t):
+    """deltas holds the activated gates on entry and δ on return; weight_hh_t is W_hhᵀ [H, 4H] when the step
+    product is to be computed transposed (see `_back_product`), else unused."""
     steps = deltas.shape[0]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
         previous_t = t + 1 if reverse else t - 1
         c_previous = c_states[previous_t] if 0 <= previous_t < steps else c0
         _lstm_step_back(d_h, d_output[t], d_c, deltas[t], tanh_c_all[t], c_previous, keep[t], carried)
-        # dL/dh_{t-1} = δ_t W_hh (+ what padding carries), computed transposed as W_hhᵀ δ_tᵀ: with the wide
-        # matrix first BLAS runs faster (H = 512, B = 32: 0.38 against 0.46 ms)
-        gemm(weight_hh_t, deltas[t], d_h_t, True, False)
-        _copy_across(d_h_t, d_h)
+        _back_product(deltas[t], weight_hh, weight_hh_t, d_h_t, d_h)   # dL/dh_{t-1} = δ_t W_hh
         if masked:
-            d_h += carried
+            d_h += carried   # (+ what padding carries)
 
 
 def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
@@ -331,19 +356,21 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
     d_c = np.array(d_c_last, dtype=dtype, order="C", copy=True)
     c_before = np.ascontiguousarray(c0, dtype=dtype)
     keep = _keep_table(mask, steps, batch)
-    weight_hh_t = reusable_empty(weight_hh.shape[::-1], dtype)
-    _copy_across(weight_hh, weight_hh_t)   # blocked: NumPy's copy of the transpose takes 9x as long at H = 512
+    weight_hh, weight_hh_t = _back_product_operands(weight_hh, dtype)
     d_h_t = np.empty((gate_width // 4, batch), dtype)
     if compiled_time_loops():
         _lstm_backward_loop(d_output, d_h, d_c, deltas, tanh_c_all, c_states, c_before, keep, reverse,
-                            mask is not None, carried, weight_hh_t, d_h_t)
+                            mask is not None, carried, weight_hh, weight_hh_t, d_h_t)
     else:
         for t in time_order(steps, not reverse):
             previous_t = t + 1 if reverse else t - 1
             c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
             _lstm_step_back(d_h, d_output[t], d_c, deltas[t], tanh_c_all[t], c_previous, keep[t], carried)
-            np.matmul(weight_hh_t, deltas[t].T, out=d_h_t)
-            _copy_across(d_h_t, d_h)
+            if weight_hh_t.size:
+                np.matmul(weight_hh_t, deltas[t].T, out=d_h_t)
+                _copy_across(d_h_t, d_h)
+            else:
+                np.matmul(deltas[t], weight_hh, out=d_h)
             if mask is not None:
                 d_h += carried
     return deltas, d_h, d_c, recurrent_weight_gradient(deltas, h_states, h0, reverse)
@@ -441,7 +468,7 @@ def _gru_step_back(d_h, d_output_t, gates, hidden_n, h_previous, keep, d_input, 
 
 @njit(cache=True, error_model="numpy")
 def _gru_backward_loop(d_output, d_h, gates_all, hidden_n_all, h_states, h0, keep, reverse, d_input, d_hidden,
-                       direct, weight_hh_t, d_h_t):
+                       direct, weight_hh, weight_hh_t, d_h_t):
     steps = gates_all.shape[0]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
@@ -449,9 +476,7 @@ def _gru_backward_loop(d_output, d_h, gates_all, hidden_n_all, h_states, h0, kee
         h_previous = h_states[previous_t] if 0 <= previous_t < steps else h0
         _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], h_previous, keep[t], d_input[t],
                        d_hidden[t], direct)
-        # dL/dh_{t-1} = δ_t W_hh + direct, the product as W_hhᵀ δ_tᵀ (see _lstm_backward_loop)
-        gemm(weight_hh_t, d_hidden[t], d_h_t, True, False)
-        _copy_across(d_h_t, d_h)
+        _back_product(d_hidden[t], weight_hh, weight_hh_t, d_h_t, d_h)   # dL/dh_{t-1} = δ_t W_hh + direct
         d_h += direct
 
 
@@ -492,20 +517,22 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
     h_before = np.ascontiguousarray(h0, dtype=dtype)
     d_h = np.array(d_h_last, dtype=dtype, order="C", copy=True)
     keep = _keep_table(mask, steps, batch)
-    weight_hh_t = reusable_empty(weight_hh.shape[::-1], dtype)
-    _copy_across(weight_hh, weight_hh_t)
+    weight_hh, weight_hh_t = _back_product_operands(weight_hh, dtype)
     d_h_t = np.empty((gate_width // 3, batch), dtype)
     if compiled_time_loops():
         _gru_backward_loop(d_output, d_h, gates_all, hidden_n_all, h_states, h_before, keep, reverse, d_input,
-                           d_hidden, direct, weight_hh_t, d_h_t)
+                           d_hidden, direct, weight_hh, weight_hh_t, d_h_t)
     else:
         for t in time_order(steps, not reverse):
             previous_t = t + 1 if reverse else t - 1
             h_previous = h_states[previous_t] if 0 <= previous_t < steps else h_before
             _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], h_previous, keep[t],
                            d_input[t], d_hidden[t], direct)
-            np.matmul(weight_hh_t, d_hidden[t].T, out=d_h_t)
-            _copy_across(d_h_t, d_h)
+            if weight_hh_t.size:
+                np.matmul(weight_hh_t, d_hidden[t].T, out=d_h_t)
+                _copy_across(d_h_t, d_h)
+            else:
+                np.matmul(d_hidden[t], weight_hh, out=d_h)
             d_h += direct
     return (d_input, d_h, recurrent_weight_gradient(d_hidden, h_states, h_before, reverse),
             d_hidden.sum(axis=(0, 1)))
