@@ -261,6 +261,15 @@ def _back_product(delta, weight_hh, weight_hh_t, d_h_t, d_h):
         gemm(delta, weight_hh, d_h, False, False)
 
 
+def _back_product_in_python(delta, weight_hh, weight_hh_t, d_h_t, d_h):
+    """`_back_product` for the Python time loops, through np.matmul (no NumPy BLAS reachable from numba)."""
+    if weight_hh_t.size:
+        np.matmul(weight_hh_t, delta.T, out=d_h_t)
+        _copy_across(d_h_t, d_h)
+    else:
+        np.matmul(delta, weight_hh, out=d_h)
+
+
 @njit(cache=True, error_model="numpy")
 def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, carried):
     """From dL/dh_t (d_h + output's) and dL/dc_t (d_c): δ for the 4 gates, written over the gates (each
@@ -366,11 +375,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
             previous_t = t + 1 if reverse else t - 1
             c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
             _lstm_step_back(d_h, d_output[t], d_c, deltas[t], tanh_c_all[t], c_previous, keep[t], carried)
-            if weight_hh_t.size:
-                np.matmul(weight_hh_t, deltas[t].T, out=d_h_t)
-                _copy_across(d_h_t, d_h)
-            else:
-                np.matmul(deltas[t], weight_hh, out=d_h)
+            _back_product_in_python(deltas[t], weight_hh, weight_hh_t, d_h_t, d_h)
             if mask is not None:
                 d_h += carried
     return deltas, d_h, d_c, recurrent_weight_gradient(deltas, h_states, h0, reverse)
@@ -528,11 +533,7 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
             h_previous = h_states[previous_t] if 0 <= previous_t < steps else h_before
             _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], h_previous, keep[t],
                            d_input[t], d_hidden[t], direct)
-            if weight_hh_t.size:
-                np.matmul(weight_hh_t, d_hidden[t].T, out=d_h_t)
-                _copy_across(d_h_t, d_h)
-            else:
-                np.matmul(d_hidden[t], weight_hh, out=d_h)
+            _back_product_in_python(d_hidden[t], weight_hh, weight_hh_t, d_h_t, d_h)
             d_h += direct
     return (d_input, d_h, recurrent_weight_gradient(d_hidden, h_states, h_before, reverse),
             d_hidden.sum(axis=(0, 1)))
