@@ -1,8 +1,8 @@
 """The fused recurrent kernels, in two backends: plain NumPy, or numba-compiled elementwise steps.
 
 Both run the same algorithm (a time loop with one BLAS product per step); the numba backend does each
-step's gate arithmetic in one compiled pass instead of a dozen NumPy calls, and runs the LSTM's whole time
-loop compiled where it can call NumPy's BLAS itself (`blas`). Which backend runs is
+step's gate arithmetic in one compiled pass instead of a dozen NumPy calls, and runs the LSTM's and GRU's
+whole time loops compiled where it can call NumPy's BLAS itself (`blas`). Which backend runs is
 `chainrule.backend.backend_name()`. Tests check both, and the numba one with its loops in Python too,
 against the reference layers.
 """

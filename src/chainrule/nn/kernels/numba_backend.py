@@ -147,8 +147,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 # [3H, B]): OpenBLAS runs that shape much faster than h_{t-1} W_hhᵀ (B = 32, H = 256: 99 against 168 µs;
 # B = 64, H = 512: 702 against 905 µs), and copying it back across in blocks costs less than that (a whole
 # 64-step forward: 12.7 against 15.6 ms at H = 256, 70 against 76 ms at H = 512). The backward's δ_t W_hh
-# is not computed so: in the time loop the transposed form, read across, lost to the plain one at every
-# size tried.
+# is computed so only from H = 512 (`_back_product`).
 #
 # Each step's arithmetic after its product is one compiled call (`_lstm_step`, `_lstm_step_back`). With
 # NumPy's BLAS reachable from compiled code (`blas.AVAILABLE`) the whole time loop is compiled too
@@ -234,6 +233,13 @@ def _lstm_forward_loop(table, rows, bias, weight_hh, h0, c0, keep, reverse, gate
         h, c = h_states[t], c_states[t]
 
 
+@njit(cache=True, error_model="numpy")
+def _state_before(states, initial, t, reverse):
+    """The state step t started from: states[t - 1] (states[t + 1] when reversed), or the initial state."""
+    previous_t = t + 1 if reverse else t - 1
+    return states[previous_t] if 0 <= previous_t < states.shape[0] else initial
+
+
 # The backward's step product dL/dh_{t-1} = δ_t W_hh: from H = 512 it runs faster transposed, as W_hhᵀ δ_tᵀ
 # into an [H, B] buffer (the wide matrix first, as in the forward) copied across, with W_hhᵀ made once per
 # call; below that the plain form into d_h is as fast or faster. Whole training steps, the two forms
@@ -313,8 +319,7 @@ def _lstm_backward_loop(d_output, d_h, d_c, deltas, tanh_c_all, c_states, c0, ke
     steps = deltas.shape[0]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
-        previous_t = t + 1 if reverse else t - 1
-        c_previous = c_states[previous_t] if 0 <= previous_t < steps else c0
+        c_previous = _state_before(c_states, c0, t, reverse)
         _lstm_step_back(d_h, d_output[t], d_c, deltas[t], tanh_c_all[t], c_previous, keep[t], carried)
         _back_product(deltas[t], weight_hh, weight_hh_t, d_h_t, d_h)   # dL/dh_{t-1} = δ_t W_hh
         if masked:
@@ -372,8 +377,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
                             mask is not None, carried, weight_hh, weight_hh_t, d_h_t)
     else:
         for t in time_order(steps, not reverse):
-            previous_t = t + 1 if reverse else t - 1
-            c_previous = c_states[previous_t] if 0 <= previous_t < steps else c_before
+            c_previous = _state_before(c_states, c_before, t, reverse)
             _lstm_step_back(d_h, d_output[t], d_c, deltas[t], tanh_c_all[t], c_previous, keep[t], carried)
             _back_product_in_python(deltas[t], weight_hh, weight_hh_t, d_h_t, d_h)
             if mask is not None:
@@ -477,8 +481,7 @@ def _gru_backward_loop(d_output, d_h, gates_all, hidden_n_all, h_states, h0, kee
     steps = gates_all.shape[0]
     for step in range(steps):
         t = step if reverse else steps - 1 - step
-        previous_t = t + 1 if reverse else t - 1
-        h_previous = h_states[previous_t] if 0 <= previous_t < steps else h0
+        h_previous = _state_before(h_states, h0, t, reverse)
         _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], h_previous, keep[t], d_input[t],
                        d_hidden[t], direct)
         _back_product(d_hidden[t], weight_hh, weight_hh_t, d_h_t, d_h)   # dL/dh_{t-1} = δ_t W_hh + direct
@@ -529,8 +532,7 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
                            d_hidden, direct, weight_hh, weight_hh_t, d_h_t)
     else:
         for t in time_order(steps, not reverse):
-            previous_t = t + 1 if reverse else t - 1
-            h_previous = h_states[previous_t] if 0 <= previous_t < steps else h_before
+            h_previous = _state_before(h_states, h_before, t, reverse)
             _gru_step_back(d_h, d_output[t], gates_all[t], hidden_n_all[t], h_previous, keep[t],
                            d_input[t], d_hidden[t], direct)
             _back_product_in_python(d_hidden[t], weight_hh, weight_hh_t, d_h_t, d_h)
