@@ -14,7 +14,7 @@ def rng():
 @pytest.fixture(params=["numpy", "numba", "numba-python-loops"])
 def kernel_backend(request):
     """Run a test with each fused-kernel backend (numba only where it is installed); "numba-python-loops" is
-    the numba backend with its LSTM time loops in Python, as where NumPy's BLAS cannot be reached."""
+    the numba backend with its LSTM and GRU time loops in Python, as where NumPy's BLAS cannot be reached."""
     from chainrule import backend
     name = request.param.split("-")[0]
     if name == "numba" and not backend.numba_available():
