@@ -26,6 +26,7 @@ graphviz:
 	  echo "Graphviz could not be installed here: the SVG/PNG rendering tests will be skipped"
 
 test: $(VENV)/.ready graphviz
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: $(VENV)/.ready

@@ -7,9 +7,10 @@ linear head -> cross-entropy -> backward -> clip_grad_norm_ -> Adam step, sequen
 libraries alternate step by step after a warm-up; the median of the repeats is reported, with the ratio
 PyTorch time / chainrule time (above 1: chainrule is faster), and for the large rows the FLOP rate as a
 fraction of this machine's float32 matrix-multiply peak (measured here, with NumPy, the larger of 2048³
-and 4096³ products), counting the FLOPs chainrule executes. A sampling row generates 2,000 characters one at a time from a 2x256 LSTM. Peak
-memory of a training step at sequence length 1,000 is measured for each library in a fresh subprocess
-(high-water mark of the resident set, minus the resident set just before the step).
+and 4096³ products), counting the FLOPs chainrule executes. A sampling row generates 2,000 characters one
+at a time from a 2x256 LSTM. Peak memory of a training step at sequence length 1,000 is measured for each
+library in a fresh subprocess (high-water mark of the resident set, minus the resident set just before the
+step).
 
 Each library keeps its default threading. Their thread pools (OpenBLAS's for NumPy, OpenMP's for PyTorch)
 spin for a while after each call before they sleep, and a pool spinning on both cores slows the other
@@ -233,7 +234,8 @@ def main() -> None:
     print(f"chainrule {cr.__version__} (kernels: {kernels.backend_name()}), numpy {np.__version__}, "
           f"torch {torch.__version__}; {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
           f"float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
-    header = f"{'row':<22}{'chainrule ms':>13}{'pytorch ms':>12}{'ratio':>7}{'our chars/s':>13}{'their chars/s':>14}{'our % peak':>11}"
+    header = (f"{'row':<22}{'chainrule ms':>13}{'pytorch ms':>12}{'ratio':>7}{'our chars/s':>13}"
+              f"{'their chars/s':>14}{'our % peak':>11}")
     print(header)
     results = []
     for cell, hidden, layers, batch in ROWS:
@@ -260,8 +262,8 @@ def main() -> None:
     if not args.quick:
         memory = {"seq_len": 1000, "chainrule_mib": peak_memory("chainrule", 1000),
                   "pytorch_mib": peak_memory("torch", 1000)}
-        print(f"peak memory of one training step, lstm 256x2 b32 seq 1000: chainrule {memory['chainrule_mib']:.0f} MiB, "
-              f"pytorch {memory['pytorch_mib']:.0f} MiB")
+        print(f"peak memory of one training step, lstm 256x2 b32 seq 1000: "
+              f"chainrule {memory['chainrule_mib']:.0f} MiB, pytorch {memory['pytorch_mib']:.0f} MiB")
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as handle:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule.backend import backend_name
-from chainrule.text import TextStreams, Vocabulary, read_text, split_text
-from chainrule.training import TrainConfig, Trainer
+from chainrule._kernels.backend import backend_name
+from chainrule.charlm.text import TextStreams, Vocabulary, read_text, split_text
+from chainrule.charlm.training import TrainConfig, Trainer
 
 try:
     import torch

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 import chainrule as cr
-from chainrule.viz import draw_graph
+from chainrule.insight import draw_graph
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", default=str(Path(__file__).parent / "output"))

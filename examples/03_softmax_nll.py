@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 import chainrule as cr
-from chainrule.viz import draw_graph
+from chainrule.insight import draw_graph
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", default=str(Path(__file__).parent / "output"))

@@ -14,7 +14,7 @@ import numpy as np
 import chainrule as cr
 from chainrule import optim
 from chainrule.nn.utils import clip_grad_value_
-from chainrule.text import Vocabulary, default_corpus, read_text
+from chainrule.charlm.text import Vocabulary, default_corpus, read_text
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--seconds", type=float, default=60.0)

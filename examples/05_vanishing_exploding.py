@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import chainrule as cr
-from chainrule import diagnostics, nn
+from chainrule import insight, nn
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--seq-len", type=int, default=100)
@@ -26,16 +26,17 @@ inputs = cr.randn(8, args.seq_len, 16) * 0.05
 flows = {}
 for sigma in (0.5, 1.0, 2.0, 4.0):
     rnn = nn.RNN(16, args.hidden)
-    diagnostics.scale_recurrent_weights(rnn, sigma)
-    flows[f"rnn σ_max={sigma:g}"] = diagnostics.gradient_flow(rnn, lambda rnn=rnn: rnn(inputs)[0][:, -1].sum())
+    insight.scale_recurrent_weights(rnn, sigma)
+    flows[f"rnn σ_max={sigma:g}"] = insight.gradient_flow(rnn, lambda rnn=rnn: rnn(inputs)[0][:, -1].sum())
 lstm = nn.LSTM(16, args.hidden)
 lstm.bias_ih_l0.data[args.hidden:2 * args.hidden] = 1.0   # forget-gate bias 1
 lstm.bias_hh_l0.data[args.hidden:2 * args.hidden] = 0.0
-flows["lstm"] = diagnostics.gradient_flow(lstm, lambda: lstm(inputs)[0][:, -1].sum())
-print(diagnostics.format_table(flows))
+flows["lstm"] = insight.gradient_flow(lstm, lambda: lstm(inputs)[0][:, -1].sum())
+print(insight.format_table(flows))
 Path(args.out).mkdir(parents=True, exist_ok=True)
-picture = diagnostics.plot(flows, str(Path(args.out) / "05_vanishing_exploding.png"),
+picture = insight.plot(flows, str(Path(args.out) / "05_vanishing_exploding.png"),
                            f"‖dL/dh_t‖ over {args.seq_len} steps: W_hh's largest singular value decides")
 print(f"wrote {picture}")
 decay = {name: flow.decay_per_step() for name, flow in flows.items()}
-assert decay["rnn σ_max=0.5"] < decay["rnn σ_max=1"] < decay["lstm"] < decay["rnn σ_max=2"] < 1 < decay["rnn σ_max=4"], decay
+assert (decay["rnn σ_max=0.5"] < decay["rnn σ_max=1"] < decay["lstm"] < decay["rnn σ_max=2"] < 1
+        < decay["rnn σ_max=4"]), decay

@@ -15,7 +15,7 @@ def rng():
 def kernel_backend(request):
     """Run a test with each fused-kernel backend (numba only where it is installed); "numba-python-loops" is
     the numba backend with its LSTM and GRU time loops in Python, as where NumPy's BLAS cannot be reached."""
-    from chainrule import backend
+    from chainrule._kernels import backend
     name = request.param.split("-")[0]
     if name == "numba" and not backend.numba_available():
         pytest.skip("numba is not installed (pip install 'chainrule[fast]')")

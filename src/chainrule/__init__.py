@@ -1,25 +1,48 @@
 """chainrule: automatic differentiation and recurrent networks on NumPy, readable end to end.
 
+The packages, each importing only those listed before it: `_kernels` (private memory and compiled helpers),
+`autograd` (the engine: `Tensor`, ops, backward), `nn` and `optim` (layers and optimizers), `insight`
+(graph drawings, gradient flow; loaded on first use as `chainrule.insight`) and `charlm` (the character-level
+language model and the `chainrule` command; never imported by the library).
+
 >>> import chainrule as cr
 >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
 >>> (x * x).sum().backward()
 >>> x.grad
 array([2., 4.], dtype=float32)
 """
-from .backward import grad, reverse_topological_order
-from .function import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope
-from .gradcheck import GradcheckError, gradcheck, gradgradcheck
-from .ops import (abs, add, astype, broadcast_to, cat, clamp, clip, concatenate, div, exp, log,
-                  log_softmax, logsumexp, matmul, max, maximum, mean, min, minimum, mul, neg, permute,
-                  pow, relu, reshape, sigmoid, softmax, split, sqrt, squeeze, stack, sub, sum,
-                  swapaxes, tanh, transpose, unsqueeze, where)
-from .tensor import (Tensor, arange, bool_, default_generator, float16, float32, float64, from_numpy,
-                     full, int8, int16, int32, int64, manual_seed, ones, ones_like, rand, randn, tensor,
-                     uint8, zeros, zeros_like)
-from .value import Value
-from . import nn, optim  # noqa: E402  (layers and optimizers on top of the engine)
+from typing import Any
+
+from .autograd import (Function, GradcheckError, Tensor, Value, abs, add, arange, astype, bool_, broadcast_to,
+                       cat, clamp, clip, concatenate, default_generator, detect_anomaly, div, enable_grad, exp,
+                       float16, float32, float64, from_numpy, full, grad, gradcheck, gradgradcheck, int8, int16,
+                       int32, int64, is_grad_enabled, log, log_softmax, logsumexp, manual_seed, matmul, max,
+                       maximum, mean, min, minimum, mul, neg, no_grad, ones, ones_like, permute, pow, rand, randn,
+                       relu, reshape, reverse_topological_order, scope, sigmoid, softmax, split, sqrt, squeeze,
+                       stack, sub, sum, swapaxes, tanh, tensor, transpose, uint8, unsqueeze, where, zeros,
+                       zeros_like)
+from . import autograd, nn, optim
 
 __version__ = "0.1.0"
+
+# Loaded on first use (PEP 562), so that `import chainrule` stays as fast as the engine alone: the drawings and
+# diagnostics (`chainrule.insight`, and the older names `chainrule.viz`, `chainrule.diagnostics`).
+_ON_FIRST_USE = {"insight": "chainrule.insight", "viz": "chainrule.viz", "diagnostics": "chainrule.diagnostics"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_FIRST_USE:
+        from importlib import import_module
+
+        module = import_module(_ON_FIRST_USE[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ON_FIRST_USE))
+
 
 __all__ = [
     "Function", "GradcheckError", "Tensor", "Value", "abs", "add", "arange", "astype", "bool_",
@@ -30,5 +53,5 @@ __all__ = [
     "no_grad", "ones", "ones_like", "permute", "pow", "rand", "randn", "relu", "reshape",
     "reverse_topological_order", "scope", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub", "sum",
     "swapaxes", "tanh", "tensor", "transpose", "uint8", "unsqueeze", "where", "zeros", "zeros_like",
-    "nn", "optim",
+    "autograd", "nn", "optim",
 ]

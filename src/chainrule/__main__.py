@@ -1,5 +1,5 @@
-"""`python -m chainrule` runs the command-line interface."""
-from .cli import main
+"""`python -m chainrule` runs the command-line interface (`chainrule.charlm.cli`)."""
+from .charlm.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
-from ..function import Function
-from ..tensor import Tensor, default_generator
+from ..autograd import ops
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor, default_generator
 from .kernels import backend
 
 _REDUCTIONS = ("mean", "sum", "none")

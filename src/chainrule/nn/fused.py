@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..function import Function, _Modes
-from ..ops import scatter_rows
+from .._kernels.rows import scatter_rows
+from ..autograd.function import Function, is_graph_retained
 from .kernels import backend
 
 
@@ -90,7 +90,7 @@ class FusedLSTM(_FusedFunction):
         (weight_hh,) = ctx.saved_tensors
         # unless the graph is kept for another backward, the gates' storage can hold the gradients
         d_projected, d_h0, d_c0, d_weight_hh = ctx.kernels.lstm_backward(ctx.cache, weight_hh, d_output, d_h_last,
-                                                                         d_c_last, not _Modes.retain_graph)
+                                                                         d_c_last, not is_graph_retained())
         d_bias = d_projected.sum(axis=(0, 1)) if ctx.has_bias else None   # before δ is scattered into the table
         if ctx.tokens is not None:
             d_projected = scatter_rows(d_projected, ctx.table_shape, ctx.tokens)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor, default_generator
+from ..autograd.tensor import Tensor, default_generator
 from . import functional as F
 from .module import Module, Parameter
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..function import scope
-from ..tensor import Tensor, _dtype
+from ..autograd.function import scope
+from ..autograd.tensor import Tensor, resolve_dtype
 
 
 class Parameter(Tensor):
@@ -72,7 +72,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with scope(type(self).__name__):  # names the graph nodes this module creates (see chainrule.viz)
+        with scope(type(self).__name__):  # names the graph nodes this module creates (see chainrule.insight.graph)
             return self.forward(*args, **kwargs)
 
     # -- traversal ------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class Module:
         >>> nn.Linear(2, 2).to("float64").weight.dtype
         dtype('float64')
         """
-        wanted = _dtype(dtype)
+        wanted = resolve_dtype(dtype)
         for parameter in self.parameters():
             if parameter.data.dtype != wanted:
                 parameter.data = parameter.data.astype(wanted)

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
-from ..function import scope
-from ..tensor import Tensor
+from ..autograd import ops
+from ..autograd.function import scope
+from ..autograd.tensor import Tensor
 from . import functional as F
 from .fused import FusedGRU, FusedLSTM, FusedRNN
 from .layers import uniform_parameter
@@ -58,7 +58,8 @@ class _CellBase(Module):
             return Tensor(np.zeros((batch, self.hidden_size), dtype))
         expected = (batch, self.hidden_size) if batched else (self.hidden_size,)
         if state.shape != expected:
-            raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)}, got {list(state.shape)}")
+            raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)}, "
+                             f"got {list(state.shape)}")
         return state if batched else state.unsqueeze(0)
 
     def extra_repr(self) -> str:

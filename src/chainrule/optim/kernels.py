@@ -1,4 +1,4 @@
-"""The Adam update as one compiled pass per parameter (numba backend; see `chainrule.backend`).
+"""The Adam update as one compiled pass per parameter (numba backend; see `chainrule._kernels.backend`).
 
 NumPy needs about a dozen calls per parameter for an Adam step, each a pass over memory with a temporary;
 for the many small tensors of a recurrent model that overhead is most of the step. This kernel does the

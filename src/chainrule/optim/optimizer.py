@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import backend_name
-from ..tensor import Tensor
+from .._kernels.backend import backend_name
+from ..autograd.tensor import Tensor
 
 
 def _contiguous(*arrays: Any) -> bool:

@@ -20,8 +20,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import (back_product, blas, lstm_arrays, numpy_backend,
-               recurrent_weight_gradient, reusable_empty, time_order)
+from . import blas, numpy_backend
+from .common import back_product, lstm_arrays, recurrent_weight_gradient, reusable_empty, time_order
 from .blas import gemm
 
 _state = {"compiled_loops": blas.AVAILABLE}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import (back_product, lstm_arrays, matmul_sum, previous_states, recurrent_weight_gradient, right_operand,
-               time_order)
+from .common import (back_product, lstm_arrays, matmul_sum, previous_states, recurrent_weight_gradient,
+                     right_operand, time_order)
 
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from . import nn
+from .. import nn
+from ..autograd import Tensor, no_grad
+from ..nn import functional as F
 from .checkpoint import CheckpointError, load_checkpoint
-from .function import no_grad
-from .nn import functional as F
-from .tensor import Tensor
 from .text import Vocabulary
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import function as _function
+from .engine import _seed_gradient, run_backward
 
 float16, float32, float64 = np.float16, np.float32, np.float64
 int8, int16, int32, int64, uint8, bool_ = np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_
@@ -16,8 +17,19 @@ _OPERAND_TYPES = (int, float, bool, np.ndarray, np.generic)
 _FAST_OPERAND_TYPES = frozenset({int, float, np.ndarray})  # checked first; Tensor added below
 _DEFAULT_FLOAT = np.dtype(np.float32)
 
+# The primitive ops that Tensor's operators and methods call (`_ops.Add.apply(...)`). The ops are defined
+# on top of Tensor, so they cannot be imported here: `chainrule.autograd.ops` registers itself with
+# `register_ops` when it is imported (the `chainrule.autograd` package imports it right after this module).
+_ops: Any = None
 
-def _dtype(dtype: Any) -> np.dtype | None:
+
+def register_ops(namespace: Any) -> None:
+    """Make `namespace` (a module, or an object with the ops as attributes) the ops Tensor's methods call."""
+    global _ops
+    _ops = namespace
+
+
+def resolve_dtype(dtype: Any) -> np.dtype | None:
     if dtype is None:
         return None
     try:
@@ -31,7 +43,7 @@ def _dtype(dtype: Any) -> np.dtype | None:
 
 def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     """Data of a new tensor: arrays keep their dtype, Python floats become float32 (PyTorch's rule)."""
-    wanted = _dtype(dtype)
+    wanted = resolve_dtype(dtype)
     if isinstance(data, Tensor):
         array = data.data
     elif isinstance(data, np.ndarray):
@@ -176,8 +188,6 @@ class Tensor:
         >>> float(a.grad)
         24.0
         """
-        from .backward import _seed_gradient, run_backward
-
         if not self._requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no graph "
                                "(did you create it under no_grad, or forget requires_grad=True?)")
@@ -507,7 +517,7 @@ def _shape_of(shape: tuple) -> tuple[int, ...]:
 
 
 def _float_dtype(dtype: Any) -> np.dtype:
-    return _dtype(dtype) if dtype is not None else _DEFAULT_FLOAT
+    return resolve_dtype(dtype) if dtype is not None else _DEFAULT_FLOAT
 
 
 def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -547,7 +557,7 @@ def zeros_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) ->
     >>> cr.zeros_like(cr.ones(3)).tolist()
     [0.0, 0.0, 0.0]
     """
-    return Tensor(np.zeros(other.shape, _dtype(dtype) or other.dtype), requires_grad=requires_grad)
+    return Tensor(np.zeros(other.shape, resolve_dtype(dtype) or other.dtype), requires_grad=requires_grad)
 
 
 def ones_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -557,7 +567,7 @@ def ones_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> 
     >>> cr.ones_like(cr.zeros(2)).tolist()
     [1.0, 1.0]
     """
-    return Tensor(np.ones(other.shape, _dtype(dtype) or other.dtype), requires_grad=requires_grad)
+    return Tensor(np.ones(other.shape, resolve_dtype(dtype) or other.dtype), requires_grad=requires_grad)
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
@@ -623,4 +633,3 @@ def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False,
 
 _FAST_OPERAND_TYPES = _FAST_OPERAND_TYPES | {Tensor}
 _function._register_tensor_class(Tensor)
-from . import ops as _ops  # noqa: E402  (ops needs Tensor defined first)

@@ -5,11 +5,11 @@ from typing import Any
 
 import numpy as np
 
-from . import nn
-from .charlm import load_model
-from .diagnostics import GradientFlow, format_table, gradient_flow, plot, scale_recurrent_weights
-from .nn import functional as F
-from .tensor import Tensor, manual_seed
+from .. import nn
+from ..autograd import Tensor, manual_seed
+from ..insight.flow import GradientFlow, format_table, gradient_flow, plot, scale_recurrent_weights
+from ..nn import functional as F
+from .model import load_model
 from .text import DEFAULT_CORPUS_NAME, default_corpus, read_text
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

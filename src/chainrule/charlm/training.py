@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from . import nn, optim
-from .charlm import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
+from .. import nn, optim
+from ..autograd import default_generator, manual_seed
+from ..nn import functional as F
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .nn import functional as F
-from .tensor import default_generator, manual_seed
+from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
                    text_digest)
 
@@ -95,7 +95,8 @@ def _make_optimizer(config: TrainConfig, parameters: list) -> optim.Optimizer:
     return OPTIMIZERS[config.optimizer](parameters, lr=config.lr)
 
 
-def _make_schedule(config: TrainConfig, optimizer: optim.Optimizer, total_steps: int | None) -> optim.LRScheduler | None:
+def _make_schedule(config: TrainConfig, optimizer: optim.Optimizer,
+                   total_steps: int | None) -> optim.LRScheduler | None:
     if config.schedule == "step":
         return optim.StepLR(optimizer, config.lr_decay_every, config.lr_decay)
     if config.schedule == "exponential":
@@ -215,7 +216,8 @@ class Trainer:
         self.progress.history.append(record)
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
-        improved = val_loss is not None and (self.progress.best_val_loss is None or val_loss < self.progress.best_val_loss)
+        best = self.progress.best_val_loss
+        improved = val_loss is not None and (best is None or val_loss < best)
         if improved:
             self.progress.best_val_loss = val_loss
         self.save("latest")
@@ -239,7 +241,8 @@ class Trainer:
         self.model.train()
         try:
             while not ((total is not None and self.progress.step >= total)
-                       or (config.minutes is not None and self.progress.elapsed - trained_before >= config.minutes * 60)):
+                       or (config.minutes is not None
+                           and self.progress.elapsed - trained_before >= config.minutes * 60)):
                 inputs, targets = self.train_streams.batch(self.progress.batch)
                 logits, state = self.model(inputs, self.state)
                 loss = F.cross_entropy(logits, targets)

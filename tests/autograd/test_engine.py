@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule._kernels.memory import REFERENCES_COUNTED
 
 
 def test_reuse_through_multiply_sums_both_paths():
@@ -112,7 +113,7 @@ class _Doubling(cr.Function):
         return out
 
 
-@pytest.mark.skipif(not cr.backward._REFERENCES_COUNTED, reason="reference counts are not exact on this Python")
+@pytest.mark.skipif(not REFERENCES_COUNTED, reason="reference counts are not exact on this Python")
 def test_a_fresh_gradient_becomes_the_leaf_grad_without_a_copy():
     _Doubling.made, _Doubling.keep = [], False
     x = cr.tensor(np.ones(3), requires_grad=True)
@@ -273,6 +274,16 @@ def test_detect_anomaly_names_op_and_creation_site():
     assert "test_engine.py" in message and "y = x.sqrt()" in message
 
 
+def test_detect_anomaly_creation_site_leaves_out_every_chainrule_frame():
+    # an op created inside a layer: the site shown is the user's call, not nn's or autograd's code
+    layer = cr.nn.Linear(2, 1)
+    with cr.detect_anomaly():
+        y = layer(cr.ones(1, 2))
+    frames = y.grad_fn._creation
+    assert frames and all("chainrule" not in frame.filename.split("src")[-1] for frame in frames)
+    assert frames[-1].line == "y = layer(cr.ones(1, 2))"
+
+
 def test_custom_function_first_and_second_order():
     class Cube(cr.Function):
         @staticmethod
@@ -398,12 +409,13 @@ def test_gradcheck_reports_input_and_worst_element():
 
 
 def test_c_ordered_copy_into_out_and_its_errors():
-    from chainrule.backward import c_ordered_copy
+    from chainrule._kernels.memory import c_ordered_copy
     source = np.arange(12.0, dtype=np.float32).reshape(3, 4).T     # F-ordered [4, 3]
     out = np.empty((4, 3), np.float32)
     assert c_ordered_copy(source, out=out) is out
     np.testing.assert_array_equal(out, source)
-    with pytest.raises(ValueError, match=r"out must be C-ordered float32 of shape \(4, 3\), got float64 of shape \(4, 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"out must be C-ordered float32 of shape \(4, 3\), got float64 of shape \(4, 3\)"):
         c_ordered_copy(source, out=np.empty((4, 3)))
     with pytest.raises(ValueError, match=r"got float32 of shape \(3, 4\)"):
         c_ordered_copy(source, out=np.empty((3, 4), np.float32))

@@ -1,4 +1,4 @@
-"""numba kernels for engine-level operations (imported only when the numba backend is in use)."""
+"""numba kernels for the engine: the compiled scatter-add of rows (imported only when the numba backend runs)."""
 from __future__ import annotations
 
 from numba import njit

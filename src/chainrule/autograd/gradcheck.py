@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .backward import grad
+from .engine import grad
 from .function import enable_grad, no_grad
 from .tensor import Tensor
 

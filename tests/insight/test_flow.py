@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import diagnostics, nn
+from chainrule import insight, nn
 from chainrule.nn import functional as F
 
 
@@ -23,11 +23,11 @@ def test_gradient_norms_match_a_hand_unrolled_rnn():
     cr.manual_seed(0)
     rnn = nn.RNN(3, 5).double()
     x = cr.randn(4, 12, 3, dtype="float64")
-    flow = diagnostics.gradient_flow(rnn, lambda: rnn(x)[0][:, -1].sum())
+    flow = insight.gradient_flow(rnn, lambda: rnn(x)[0][:, -1].sum())
     expected, states = manual_rnn_gradients(rnn, x)
     np.testing.assert_allclose(flow.gradient_norms[0], expected, rtol=1e-12)
     tanh_values = np.concatenate([s.data.ravel() for s in states])
-    assert flow.saturation["tanh"] == pytest.approx(np.mean(np.abs(tanh_values) > diagnostics.SATURATED_TANH))
+    assert flow.saturation["tanh"] == pytest.approx(np.mean(np.abs(tanh_values) > insight.flow.SATURATED_TANH))
     assert rnn.recorder is None and rnn.implementation == "fused"
 
 
@@ -36,7 +36,7 @@ def test_two_layer_lstm_and_gru_norms_and_singular_values():
     for cell in (nn.LSTM, nn.GRU):
         layer = cell(3, 4, num_layers=2).double()
         x = cr.randn(2, 7, 3, dtype="float64")
-        flow = diagnostics.gradient_flow(layer, lambda: layer(x)[0][:, -1].sum())
+        flow = insight.gradient_flow(layer, lambda: layer(x)[0][:, -1].sum())
         assert flow.gradient_norms.shape == (2, 7) and np.all(flow.gradient_norms > 0)
         for index in range(2):
             weight = getattr(layer, f"weight_hh_l{index}").data
@@ -54,7 +54,7 @@ def test_lstm_gradient_norms_match_a_hand_unrolled_lstm():
         h, c = F.lstm_cell(x[:, t], h, c, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
         states.append(h)
     expected = [np.linalg.norm(g.data, axis=-1).mean() for g in cr.grad(h.sum(), states)]
-    flow = diagnostics.gradient_flow(lstm, lambda: lstm(x)[0][:, -1].sum())
+    flow = insight.gradient_flow(lstm, lambda: lstm(x)[0][:, -1].sum())
     np.testing.assert_allclose(flow.gradient_norms[0], expected, rtol=1e-12)
     assert flow.gradient_norms[0, -1] == pytest.approx(2.0)  # d(sum of 4 units)/dh_T = ones: norm 2
 
@@ -65,17 +65,17 @@ def test_scaling_controls_vanishing():
     decays = {}
     for sigma in (0.5, 4.0):
         rnn = nn.RNN(3, 16)
-        diagnostics.scale_recurrent_weights(rnn, sigma)
-        decays[sigma] = diagnostics.gradient_flow(rnn, lambda rnn=rnn: rnn(x)[0][:, -1].sum()).decay_per_step()
+        insight.scale_recurrent_weights(rnn, sigma)
+        decays[sigma] = insight.gradient_flow(rnn, lambda rnn=rnn: rnn(x)[0][:, -1].sum()).decay_per_step()
     assert decays[0.5] < 0.6 and decays[4.0] > 1.0
     with pytest.raises(ValueError, match="positive"):
-        diagnostics.scale_recurrent_weights(nn.RNN(2, 2), 0.0)
+        insight.scale_recurrent_weights(nn.RNN(2, 2), 0.0)
 
 
 def test_errors():
     rnn = nn.RNN(2, 3)
     with pytest.raises(ValueError, match="did not run the layer"):
-        diagnostics.gradient_flow(rnn, lambda: (cr.ones(1, requires_grad=True) * 2).sum())
+        insight.gradient_flow(rnn, lambda: (cr.ones(1, requires_grad=True) * 2).sum())
     with pytest.raises(ValueError, match="scalar"):
-        diagnostics.gradient_flow(rnn, lambda: rnn(cr.randn(1, 3, 2))[0])
+        insight.gradient_flow(rnn, lambda: rnn(cr.randn(1, 3, 2))[0])
     assert rnn.recorder is None

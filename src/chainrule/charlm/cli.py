@@ -153,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from .charlm import generate, load_model
+    from .model import generate, load_model
 
     model, vocabulary, _ = load_model(args.checkpoint)
     vocabulary.encode(args.prime, "prime text")  # unknown characters: a clear error before any output
@@ -167,7 +167,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .charlm import evaluate, load_model
+    from .model import evaluate, load_model
     from .text import read_text
 
     model, vocabulary, meta = load_model(args.checkpoint)

@@ -88,7 +88,8 @@ AXIS = [
     Op("getitem_last", lambda x: x[..., -1], lambda x: x[..., -1]),
     Op("split", lambda x: x.split(1, axis=-1)[0] * 2 + x.split(1, axis=-1)[-1],
        lambda x: x.split(1, dim=-1)[0] * 2 + x.split(1, dim=-1)[-1]),
-    Op("flip_concat", lambda x: cr.concatenate([x, x * 2], axis=-1), lambda x: __import__("torch").cat([x, x * 2], dim=-1)),
+    Op("flip_concat", lambda x: cr.concatenate([x, x * 2], axis=-1),
+       lambda x: __import__("torch").cat([x, x * 2], dim=-1)),
     Op("stack", lambda x: cr.stack([x, x.exp()], axis=-1), lambda x: __import__("torch").stack([x, x.exp()], dim=-1)),
     Op("swapaxes", lambda x: x.swapaxes(0, -1), lambda x: x.transpose(0, -1)),
 ]

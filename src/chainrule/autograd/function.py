@@ -21,7 +21,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the chainrule package
 
 
 class _Modes:
@@ -129,6 +129,17 @@ def is_grad_enabled() -> bool:
     True
     """
     return _Modes.grad_enabled
+
+
+def is_graph_retained() -> bool:
+    """True while a backward pass runs that keeps the graph for another one (`retain_graph=True`): a node's
+    backward must then leave what it saved intact instead of reusing its memory.
+
+    >>> import chainrule as cr
+    >>> cr.autograd.is_graph_retained()
+    False
+    """
+    return _Modes.retain_graph
 
 
 def _creation_site() -> list[traceback.FrameSummary]:
@@ -312,7 +323,7 @@ def _describe_failure(cls: type, args: tuple, error: Exception) -> Exception:
     return type(error)(message) if isinstance(error, (ValueError, TypeError, IndexError)) else error
 
 
-_tensor_class: Any = None  # set by chainrule.tensor once Tensor exists (breaks the import cycle)
+_tensor_class: Any = None  # set by chainrule.autograd.tensor once Tensor exists (it imports this module)
 
 
 def _register_tensor_class(cls: type) -> None:

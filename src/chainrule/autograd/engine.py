@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .._kernels.memory import REFERENCES_COUNTED, c_ordered_copy
+from . import function as _function
 from .function import Function, _Modes
 
 _Node = TypeVar("_Node", bound=Hashable)
@@ -53,7 +55,8 @@ def reverse_topological_order(roots: Iterable[_Node],
                 ready.append(parent)
 
 
-def _parent_nodes(node: Function) -> list[Function]:
+def parent_nodes(node: Function) -> list[Function]:
+    """The nodes that produced the inputs of `node` which need a gradient (the graph's edges, backwards)."""
     return [tensor._node for tensor in node.inputs if tensor is not None and tensor._node is not None]
 
 
@@ -73,37 +76,10 @@ def _reduce_to_shape(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.reshape(shape)
 
 
-def c_ordered_copy(array: np.ndarray, dtype: Any = None, band: int = 16, out: np.ndarray | None = None) -> np.ndarray:
-    """A C-ordered copy of `array`. An F-ordered matrix (a transposed view, or a product's transposed
-    gradient) is copied a band of its columns at a time: np.array(array, order="C") reads whole columns
-    and misses the cache on every element (2048×512 float32: 3.5 ms; in bands of 16: 0.6 ms). `out`, a
-    C-ordered array of the same shape and dtype, receives the copy instead of a new array.
-
-    >>> c_ordered_copy(np.arange(6.0).reshape(2, 3).T).flags.c_contiguous
-    True
-    """
-    dtype = array.dtype if dtype is None else np.dtype(dtype)
-    if out is not None and (out.shape != array.shape or out.dtype != dtype or not out.flags.c_contiguous):
-        raise ValueError(f"c_ordered_copy: out must be C-ordered {dtype} of shape {array.shape}, got "
-                         f"{out.dtype} of shape {out.shape}")
-    if array.ndim != 2 or array.flags.c_contiguous or not array.flags.f_contiguous:
-        if out is None:
-            return np.array(array, dtype=dtype, order="C", copy=True)
-        np.copyto(out, array)
-        return out
-    copy = np.empty(array.shape, dtype) if out is None else out
-    for start in range(0, array.shape[1], band):
-        copy[:, start:start + band] = array[:, start:start + band]
-    return copy
-
-
 # A fresh gradient array is referred to by run_backward's `grad` and the `grad` parameters of send,
-# deliver_to_leaf and _only_engine_holds; with no other reference nothing else can see it. This counting
-# holds for CPython up to 3.13 with the GIL; 3.14 may borrow references without counting them, and the
-# free-threaded build counts per thread, so there every gradient is copied.
+# deliver_to_leaf and _only_engine_holds; with no other reference nothing else can see it (where
+# REFERENCES_COUNTED says the counts are exact; elsewhere every gradient is copied).
 _ENGINE_REFERENCES = 4
-_REFERENCES_COUNTED = (sys.implementation.name == "cpython" and sys.version_info < (3, 14)
-                       and getattr(sys, "_is_gil_enabled", lambda: True)())
 
 
 def _only_engine_holds(grad: Any, dtype: np.dtype) -> bool:
@@ -111,7 +87,7 @@ def _only_engine_holds(grad: Any, dtype: np.dtype) -> bool:
     a C-ordered array that owns its memory, of the leaf's dtype, that no one else refers to. Anything
     still held elsewhere (an upstream gradient passed on unchanged, an array a backward kept, a view's
     base) has more references and is copied."""
-    return (_REFERENCES_COUNTED and type(grad) is np.ndarray and grad.dtype == dtype and grad.flags.owndata
+    return (REFERENCES_COUNTED and type(grad) is np.ndarray and grad.dtype == dtype and grad.flags.owndata
             and grad.flags.c_contiguous and grad.flags.writeable
             and sys.getrefcount(grad) <= _ENGINE_REFERENCES + 1)  # + getrefcount's own argument
 
@@ -135,9 +111,9 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
     Without `capture`, gradients of leaves accumulate into their `.grad`. With `capture` (a list of
     tensors) nothing is accumulated and the gradient reaching each captured tensor is returned instead.
     `on_edge(node, input_index, grad)` sees every gradient a node sends to one of its inputs (what
-    `chainrule.viz` writes under each edge).
+    `chainrule.insight.graph` writes under each edge).
     """
-    from .tensor import Tensor
+    Tensor = _function._tensor_class  # noqa: N806  (the class, registered by tensor.py, which imports this module)
 
     grads: dict[Function, list[Any]] = {}
     captured: list[Any] = [None] * len(capture) if capture is not None else []
@@ -184,7 +160,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
     _Modes.grad_enabled = _Modes.tensor_backward = create_graph
     _Modes.retain_graph = retain_graph
     try:
-        for node in reverse_topological_order(root_nodes, _parent_nodes):
+        for node in reverse_topological_order(root_nodes, parent_nodes):
             output_grads = grads.pop(node, None)
             if output_grads is None:  # every consumer sent None
                 if not retain_graph:
@@ -262,7 +238,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     >>> round(float(d2y), 6)   # -2 tanh(x) (1 - tanh(x)^2)
     -0.726862
     """
-    from .tensor import Tensor
+    Tensor = _function._tensor_class  # noqa: N806  (the class, registered by tensor.py, which imports this module)
 
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single_input = isinstance(inputs, Tensor)
@@ -306,7 +282,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
 
 def _seed_gradient(output: Any, seed: Any, create_graph: bool, what: str) -> Any:
     """The gradient that starts a backward pass at `output`: ones for a scalar, else the given one."""
-    from .tensor import Tensor
+    Tensor = _function._tensor_class  # noqa: N806  (the class, registered by tensor.py, which imports this module)
 
     if seed is None:
         if output.data.size != 1:

@@ -6,7 +6,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import nn
-from chainrule.viz import GraphvizWarning, draw_graph, render
+from chainrule.insight.graph import GraphvizWarning, draw_graph, render
 
 
 def edge_labels(dot):

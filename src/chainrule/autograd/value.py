@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Union
 
-from .backward import reverse_topological_order
+from .engine import reverse_topological_order
 
 Number = Union[int, float]
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from chainrule.checkpoint import load_checkpoint
+from chainrule.charlm.checkpoint import load_checkpoint
 
 TEXT = ("ROMEO: But soft, what light through yonder window breaks?\n"
         "JULIET: O Romeo, Romeo, wherefore art thou Romeo?\n") * 30
@@ -179,10 +179,11 @@ def test_cli_keeps_freed_arrays_in_the_heap():
     """After _reuse_freed_memory an 8 MiB array comes from the heap, not from a fresh mapping (glibc mallinfo2)."""
     code = """
 import ctypes, numpy as np
-from chainrule.cli import _reuse_freed_memory
+from chainrule.charlm.cli import _reuse_freed_memory
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = Info
 def mapped_by(allocate):

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from .backward import grad
-from .tensor import Tensor, manual_seed, randn, tensor
-from .value import Value
+from ..autograd import Tensor, Value, grad, manual_seed, ops, randn, tensor
 
 
 def _numerical_derivative(function, at: float, eps: float = 1e-6) -> float:
@@ -57,7 +54,8 @@ def run_demo(print_line=print) -> None:
     manual_seed(0)
     inputs = randn(64, 1)
     targets = inputs * 3 - 1
-    weight, bias = Tensor(np.zeros((1, 1), np.float32), requires_grad=True), Tensor(np.zeros(1, np.float32), requires_grad=True)
+    weight = Tensor(np.zeros((1, 1), np.float32), requires_grad=True)
+    bias = Tensor(np.zeros(1, np.float32), requires_grad=True)
     for _ in range(200):
         loss = ((inputs @ weight + bias - targets) ** 2).mean()
         weight.grad = bias.grad = None

@@ -104,8 +104,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise CheckpointError(f"{json_path} is not a readable checkpoint description ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{json_path} is not a chainrule checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                              f"expected {FORMAT!r})")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{json_path} is not a chainrule checkpoint (format {found!r}, expected {FORMAT!r})")
     weights_path = json_path.parent / str(meta.get("weights_file", ""))
     if not weights_path.is_file():
         raise CheckpointError(f"{json_path} names the weights file {weights_path.name}, which is missing")

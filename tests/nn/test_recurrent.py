@@ -297,9 +297,9 @@ def test_forward_tokens_errors():
 
 
 def test_array_pool_reuses_only_arrays_no_one_else_refers_to():
-    from chainrule.backward import _REFERENCES_COUNTED
-    from chainrule.nn.kernels import ArrayPool
-    if not _REFERENCES_COUNTED:
+    from chainrule._kernels.memory import REFERENCES_COUNTED
+    from chainrule._kernels.memory import ArrayPool
+    if not REFERENCES_COUNTED:
         pytest.skip("reference counts are not exact on this interpreter: the pool always allocates")
     pool = ArrayPool(minimum_bytes=0)
     first = pool.empty((4, 5), np.float32)
@@ -320,7 +320,7 @@ def test_array_pool_reuses_only_arrays_no_one_else_refers_to():
 @pytest.mark.parametrize("reverse", [False, True])
 def test_recurrent_weight_gradient_is_the_sum_over_steps(steps, reverse):
     """dW_hh = Σ_t δ_tᵀ h_{t-1}, h_{t-1} being h0 for the first step taken (the last one when reversed)."""
-    from chainrule.nn.kernels import recurrent_weight_gradient
+    from chainrule.nn.kernels.common import recurrent_weight_gradient
     rng = np.random.default_rng(steps)
     deltas, states, h0 = rng.normal(size=(steps, 3, 8)), rng.normal(size=(steps, 3, 2)), rng.normal(size=(3, 2))
     order = range(steps - 1, -1, -1) if reverse else range(steps)

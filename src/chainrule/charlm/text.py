@@ -111,7 +111,8 @@ class TextStreams:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.seq_len < 1:
-            raise ValueError(f"batch size and sequence length must be positive, got {self.batch_size} and {self.seq_len}")
+            raise ValueError(f"batch size and sequence length must be positive, got {self.batch_size} and "
+                             f"{self.seq_len}")
         stream_length = len(self.ids) // self.batch_size
         if stream_length < self.seq_len + 1:
             raise ValueError(f"the text ({len(self.ids)} characters) is too short for {self.batch_size} streams "

@@ -1,0 +1,37 @@
+"""The engine: tensors that record the operations applied to them, and reverse-mode differentiation.
+
+- `tensor`: `Tensor` and its constructors; `value`: `Value`, the scalar engine.
+- `function`: `Function`, one op's forward and backward side by side (the node is its own `ctx`), the grad
+  modes (`no_grad`, `enable_grad`, `detect_anomaly`) and `scope`.
+- `ops`: the primitive ops and the public op functions composed from them.
+- `engine`: the backward walk (one iterative reverse-topological pass), `grad`, broadcast reduction.
+- `gradcheck`: `gradcheck`, `gradgradcheck` by central differences.
+
+It imports nothing of chainrule but the private helpers in `chainrule._kernels`.
+"""
+from .engine import grad, parent_nodes, reverse_topological_order, run_backward
+from .function import (Function, detect_anomaly, enable_grad, is_grad_enabled, is_graph_retained, no_grad,
+                       scope)
+from .tensor import (Tensor, arange, bool_, default_generator, float16, float32, float64, from_numpy, full,
+                     int8, int16, int32, int64, manual_seed, ones, ones_like, rand, randn, register_ops, tensor,
+                     uint8, zeros, zeros_like)
+from . import ops
+from .ops import (abs, add, astype, broadcast_to, cat, clamp, clip, concatenate, div, exp, log, log_softmax,
+                  logsumexp, matmul, max, maximum, mean, min, minimum, mul, neg, permute, pow, relu, reshape,
+                  sigmoid, softmax, split, sqrt, squeeze, stack, sub, sum, swapaxes, tanh, transpose,
+                  unsqueeze, where)
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .value import Value
+
+register_ops(ops)  # Tensor's operators and methods call the ops, which are built on Tensor
+
+__all__ = [
+    "Function", "GradcheckError", "Tensor", "Value", "abs", "add", "arange", "astype", "bool_", "broadcast_to",
+    "cat", "clamp", "clip", "concatenate", "default_generator", "detect_anomaly", "div", "enable_grad", "exp",
+    "float16", "float32", "float64", "from_numpy", "full", "grad", "gradcheck", "gradgradcheck", "int8", "int16",
+    "int32", "int64", "is_grad_enabled", "is_graph_retained", "log", "log_softmax", "logsumexp", "manual_seed",
+    "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "no_grad", "ones", "ones_like",
+    "parent_nodes", "permute", "pow", "rand", "randn", "relu", "reshape", "reverse_topological_order",
+    "run_backward", "scope", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub", "sum", "swapaxes",
+    "tanh", "tensor", "transpose", "uint8", "unsqueeze", "where", "zeros", "zeros_like",
+]

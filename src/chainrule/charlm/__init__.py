@@ -1,0 +1,15 @@
+"""The application: a character-level language model and the `chainrule` command.
+
+- `text`: reading a corpus, the vocabulary, the batch streams; `model`: `CharModel`, sampling, evaluation;
+- `checkpoint`: a run's arrays and metadata on disk; `training`: the training loop;
+- `cli`: the command line (`chainrule train/sample/eval/info/diagnose/demo`), `diagnose`, `demo`, and
+  `export` (a checkpoint as PyTorch modules); `plots` for the pictures.
+
+It may use every other part of chainrule; no other part imports it (`import chainrule` does not load it).
+What `chainrule.charlm` held when it was one module is still importable from here.
+"""
+from .model import (CELLS, CharModel, Evaluation, ModelConfig, detach_state, evaluate, generate, load_model,
+                    state_arrays, state_from_arrays)
+
+__all__ = ["CELLS", "CharModel", "Evaluation", "ModelConfig", "detach_state", "evaluate", "generate",
+           "load_model", "state_arrays", "state_from_arrays"]

@@ -1,0 +1,178 @@
+"""Gradient flow through time: how much of a loss's gradient reaches each earlier hidden state.
+
+For a vanilla RNN, dL/dh_{t-1} = W_hhᵀ (δ_t ⊙ tanh'(·)): every step back multiplies by W_hh and by tanh'
+(at most 1, near 0 when units saturate), so the norm of dL/dh_t shrinks geometrically when the largest
+singular value of W_hh is below 1 (vanishing) and can grow when it is well above 1 (exploding). An LSTM's
+cell state is carried by the forget gate instead, so its gradient can travel further. These functions
+measure exactly that on a real layer: the norm of dL/dh_t for every step t and layer, the singular values
+of each recurrent weight matrix, and the fraction of saturated tanh / sigmoid units.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Tensor, grad
+
+SATURATED_TANH = 0.99        # |tanh(x)| above this: tanh'(x) < 0.02
+SATURATED_SIGMOID = 0.01     # σ(x) below this or above 1 - this: σ'(x) < 0.01
+
+
+@dataclass
+class GradientFlow:
+    """What `gradient_flow` measured on one recurrent layer."""
+
+    cell: str
+    gradient_norms: np.ndarray                  # [layers, T]: mean over the batch of ‖dL/dh_t‖ (forward direction)
+    singular_values: dict[str, np.ndarray]      # "W_hh_l0" (whole matrix) and, for gated cells, per gate
+    saturation: dict[str, float] = field(default_factory=dict)  # "tanh", "sigmoid": fraction saturated
+
+    @property
+    def largest_singular_value(self) -> float:
+        """σ_max of layer 0's whole recurrent matrix."""
+        return float(self.singular_values["W_hh_l0"][0])
+
+    def decay_per_step(self, layer: int = 0) -> float:
+        """Geometric mean ratio ‖dL/dh_{t-1}‖ / ‖dL/dh_t‖ over the sequence (below 1: vanishing)."""
+        norms = self.gradient_norms[layer]
+        norms = norms[norms > 0]
+        if norms.size < 2:
+            return float("nan")
+        return float(np.exp(np.log(norms[0] / norms[-1]) / (norms.size - 1)))
+
+
+def singular_values(layer: Any) -> dict[str, np.ndarray]:
+    """Singular values of every recurrent weight matrix of an RNN/LSTM/GRU layer (and of each gate's block).
+
+    >>> from chainrule import nn
+    >>> values = singular_values(nn.LSTM(3, 4))
+    >>> sorted(values)
+    ['W_hh_l0', 'W_hh_l0 f', 'W_hh_l0 g', 'W_hh_l0 i', 'W_hh_l0 o']
+    """
+    gates = {"LSTM": "ifgo", "GRU": "rzn"}.get(layer.mode, "")
+    result = {}
+    for index in range(layer.num_layers):
+        weight = getattr(layer, f"weight_hh_l{index}").data.astype(np.float64)
+        result[f"W_hh_l{index}"] = np.linalg.svd(weight, compute_uv=False)
+        for position, gate in enumerate(gates):
+            block = weight[position * layer.hidden_size:(position + 1) * layer.hidden_size]
+            result[f"W_hh_l{index} {gate}"] = np.linalg.svd(block, compute_uv=False)
+    return result
+
+
+def gradient_flow(layer: Any, loss_of_run: Callable[[], Tensor]) -> GradientFlow:
+    """Run `loss_of_run()` (a forward pass through `layer` ending in a scalar loss) and measure its gradient flow.
+
+    The layer is run through its reference path with every step recorded; dL/dh_t is then the gradient
+    of the loss with respect to each recorded hidden state (through both the outputs and the recurrence).
+
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> rnn = nn.RNN(3, 8)
+    >>> x = cr.randn(2, 10, 3)
+    >>> flow = gradient_flow(rnn, lambda: rnn(x)[0][:, -1].sum())
+    >>> flow.gradient_norms.shape
+    (1, 10)
+    """
+    records: list[dict] = []
+    layer.recorder = records
+    try:
+        loss = loss_of_run()
+    finally:
+        layer.recorder = None
+    if not isinstance(loss, Tensor) or loss.size != 1:
+        raise ValueError("gradient_flow: the function must return a scalar loss Tensor")
+    forward = [r for r in records if not r["reverse"]]
+    if not forward:
+        raise ValueError("gradient_flow: the function did not run the layer")
+    steps = 1 + max(r["t"] for r in forward)
+    states = [r["h"] for r in forward]
+    grads = grad(loss, states, allow_unused=True)
+    norms = np.zeros((layer.num_layers, steps))
+    for record, g in zip(forward, grads):
+        if g is not None:
+            norms[record["layer"], record["t"]] = float(np.linalg.norm(g.data.reshape(-1, g.shape[-1]), axis=-1).mean())
+    saturation = {}
+    tanh = [a.data for r in records for a in r.get("tanh", [])]
+    if tanh:
+        saturation["tanh"] = float(np.mean(np.concatenate([np.abs(a).ravel() for a in tanh]) > SATURATED_TANH))
+    sigmoid = [a.data for r in records for a in r.get("sigmoid", [])]
+    if sigmoid:
+        values = np.concatenate([a.ravel() for a in sigmoid])
+        saturation["sigmoid"] = float(np.mean((values < SATURATED_SIGMOID) | (values > 1 - SATURATED_SIGMOID)))
+    return GradientFlow(layer.mode.split("_")[0].lower(), norms, singular_values(layer), saturation)
+
+
+def scale_recurrent_weights(layer: Any, largest_singular_value: float) -> None:
+    """Rescale each W_hh of the layer so its largest singular value is the given one (in place).
+
+    >>> from chainrule import nn
+    >>> rnn = nn.RNN(3, 8)
+    >>> scale_recurrent_weights(rnn, 2.0)
+    >>> round(float(singular_values(rnn)["W_hh_l0"][0]), 6)
+    2.0
+    """
+    if largest_singular_value <= 0:
+        raise ValueError(f"the largest singular value must be positive, got {largest_singular_value}")
+    for index in range(layer.num_layers):
+        weight = getattr(layer, f"weight_hh_l{index}")
+        current = np.linalg.svd(weight.data.astype(np.float64), compute_uv=False)[0]
+        weight.data *= weight.data.dtype.type(largest_singular_value / current)
+
+
+def format_table(flows: dict[str, GradientFlow], steps_back: list[int] | None = None) -> str:
+    """A small text table: ‖dL/dh_t‖ (layer 0) at a few distances from the end of the sequence.
+
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> rnn = nn.RNN(3, 8); x = cr.randn(2, 5, 3)
+    >>> print(format_table({"rnn": gradient_flow(rnn, lambda: rnn(x)[0][:, -1].sum())}, [0, 4]).splitlines()[0])
+    steps back           rnn
+    """
+    length = min(flow.gradient_norms.shape[1] for flow in flows.values())
+    if steps_back is None:
+        steps_back = sorted({s for s in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if s < length} | {length - 1})
+    lines = [f"{'steps back':<12}" + "".join(f"{name:>14}" for name in flows)]
+    for back in steps_back:
+        row = f"{back:<12}"
+        for flow in flows.values():
+            norms = flow.gradient_norms[0]
+            row += f"{norms[norms.size - 1 - back]:>14.3e}"
+        lines.append(row)
+    lines.append(f"{'σ_max(W_hh)':<12}" + "".join(f"{flow.largest_singular_value:>14.3f}" for flow in flows.values()))
+    lines.append(f"{'decay/step':<12}" + "".join(f"{flow.decay_per_step():>14.3f}" for flow in flows.values()))
+    for kind in ("tanh", "sigmoid"):
+        if any(kind in flow.saturation for flow in flows.values()):
+            lines.append(f"{kind + ' sat.':<12}" + "".join(
+                f"{flow.saturation[kind]:>14.1%}" if kind in flow.saturation else f"{'-':>14}"
+                for flow in flows.values()))
+    return "\n".join(lines)
+
+
+def plot(flows: dict[str, GradientFlow], path: str, title: str = "Gradient flow through time") -> str:
+    """PNG: ‖dL/dh_t‖ against steps back in time (log scale), one line per entry, σ_max(W_hh) in the legend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4.8))
+    for name, flow in flows.items():
+        for layer in range(flow.gradient_norms.shape[0]):
+            norms = flow.gradient_norms[layer][::-1]  # index 0: the last step
+            label = f"{name} (σ_max(W_hh) = {float(flow.singular_values[f'W_hh_l{layer}'][0]):.2f})"
+            if flow.gradient_norms.shape[0] > 1:
+                label = f"{name} layer {layer} (σ_max(W_hh) = {float(flow.singular_values[f'W_hh_l{layer}'][0]):.2f})"
+            positive = norms > 0
+            axes.semilogy(np.arange(norms.size)[positive], norms[positive], label=label)
+    axes.set_xlabel("steps back in time from the loss")
+    axes.set_ylabel("‖dL/dh_t‖ (mean over the batch)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

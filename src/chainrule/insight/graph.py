@@ -1,0 +1,307 @@
+"""Computational-graph drawings: forward value above each edge, gradient below (the seed article's pictures).
+
+`draw_graph(output)` returns Graphviz DOT text and, given a path, writes it or renders it to SVG/PNG with
+Graphviz's `dot` program. Works for a `Tensor` (the op nodes of its graph) and for a scalar `Value`.
+The gradient under an edge is what flows along that edge: the add node hands its upstream gradient to
+both inputs, the multiply node swaps its inputs, and a value used twice receives two contributions.
+"""
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Function, Tensor, Value, parent_nodes, reverse_topological_order, run_backward
+
+INSTALL_HINT = ("Graphviz's `dot` program is needed to render SVG or PNG. Install it with "
+                "`apt-get install graphviz` (Debian, Ubuntu), `dnf install graphviz` (Fedora), "
+                "`brew install graphviz` (macOS) or `conda install graphviz`.")
+_SYMBOLS = {"Add": "+", "Sub": "−", "Mul": "×", "Div": "÷", "Pow": "^", "MatMul": "@", "Neg": "neg",
+            "Exp": "exp", "Log": "log", "Tanh": "tanh", "Sigmoid": "σ", "Relu": "relu", "Softmax": "softmax",
+            "LogSoftmax": "log_softmax", "LogSumExp": "logsumexp", "GetItem": "[ ]", "Sum": "Σ", "Max": "max",
+            "Reshape": "reshape", "Permute": "transpose", "CrossEntropy": "cross-entropy", "+": "+", "*": "×",
+            "-": "−", "/": "÷", "**": "^"}
+
+
+class GraphvizWarning(UserWarning):
+    """Graphviz is not installed: the DOT text was written instead of the picture."""
+
+
+def _format(value: Any) -> str:
+    """Small values in full, larger ones as shape and norm."""
+    if value is None:
+        return ""
+    array = np.asarray(value, dtype=np.float64)
+    if array.size == 1:
+        return f"{array.item():.4g}"
+    if array.size <= 6:
+        return "[" + ", ".join(f"{v:.3g}" for v in array.ravel()) + "]"
+    return f"{tuple(array.shape)} ‖·‖={np.linalg.norm(array):.3g}"
+
+
+def _edge_label(value: str, grad: str, show_grads: bool) -> str:
+    rows = f'<tr><td><font color="darkgreen">{html.escape(value)}</font></td></tr>' if value else ""
+    if show_grads and grad:
+        rows += f'<tr><td><font color="red3">{html.escape(grad)}</font></td></tr>'
+    return f'<<table border="0" cellpadding="0" cellspacing="0">{rows}</table>>' if rows else '""'
+
+
+class _Graph:
+    """Nodes and edges of a drawing, before they become DOT text."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.edges: list[dict[str, Any]] = []
+
+    def node(self, key: str, label: str, kind: str, group: str | None = None) -> None:
+        self.nodes.setdefault(key, {"label": label, "kind": kind, "group": group})
+
+    def edge(self, source: str, target: str, value: str, grad: str) -> None:
+        self.edges.append({"source": source, "target": target, "value": value, "grad": grad})
+
+    def collapsed(self) -> _Graph:
+        """Merge every group of op nodes into one box; keep the edges that cross groups, once each."""
+        merged = _Graph()
+        members: dict[str, int] = {}
+        rename = {}
+        for key, node in self.nodes.items():
+            group = node["group"]
+            if group is None:
+                merged.nodes[key] = node
+                rename[key] = key
+            else:
+                rename[key] = f"group:{group}"
+                members[group] = members.get(group, 0) + 1
+        for group, count in members.items():
+            merged.node(f"group:{group}", f"{group}\n({count} ops)", "group")
+        seen = set()
+        for edge in self.edges:
+            source, target = rename[edge["source"]], rename[edge["target"]]
+            if source == target or (source, target) in seen:
+                continue
+            seen.add((source, target))
+            crosses = source.startswith("group:") or target.startswith("group:")
+            merged.edge(source, target, "" if crosses else edge["value"], "" if crosses else edge["grad"])
+        return merged
+
+    def dot(self, title: str, show_grads: bool, notes: list[tuple[str, str]]) -> str:
+        styles = {
+            "op": 'shape=circle, style=filled, fillcolor="#f2f2f2", fontsize=12',
+            "leaf": 'shape=box, style="rounded,filled", fillcolor="#fff4c2"',
+            "parameter": 'shape=box, style="rounded,filled", fillcolor="#cfe2ff"',
+            "output": 'shape=doublecircle, style=filled, fillcolor="#d9f2d9", fontsize=11',
+            "group": 'shape=box3d, style=filled, fillcolor="#eeeeee"',
+        }
+        lines = ["digraph chainrule {", "  rankdir=LR;", '  node [fontname="Helvetica"];',
+                 '  edge [fontname="Helvetica", fontsize=10];']
+        if title:
+            lines.append(f'  label="{html.escape(title)}"; labelloc=t;')
+        for key, node in self.nodes.items():
+            label = html.escape(node["label"]).replace("\n", "\\n")
+            lines.append(f'  "{key}" [label="{label}", {styles[node["kind"]]}];')
+        for edge in self.edges:
+            label = _edge_label(edge["value"], edge["grad"], show_grads)
+            lines.append(f'  "{edge["source"]}" -> "{edge["target"]}" [label={label}];')
+        for index, (target, text) in enumerate(notes):
+            key = f"note{index}"
+            label = html.escape(text).replace("\n", "\\l") + "\\l"  # \l: left-justified lines
+            lines.append(f'  "{key}" [shape=note, style=filled, fillcolor="#fffbe6", fontsize=10, label="{label}"];')
+            lines.append(f'  "{key}" -> "{target}" [style=dashed, arrowhead=none];')
+        if show_grads:
+            lines.append('  legend [shape=plaintext, fontsize=10, label=<<font color="darkgreen">forward value</font>'
+                         '<br/><font color="red3">gradient flowing back</font>>];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _group_of(node: Function, collapse: Any) -> str | None:
+    scope = getattr(node, "scope", ())
+    if collapse is None or not scope:
+        return None
+    if callable(collapse):
+        return collapse(scope)
+    if collapse == "module":
+        return scope[0]
+    steps = [part for part in scope if part.startswith("t=")]  # collapse == "time"
+    return steps[-1] if steps else None
+
+
+def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], collapse: Any,
+                  annotate: Any) -> tuple[_Graph, list[tuple[str, str]]]:
+    if output._node is None:
+        raise ValueError("draw_graph: this tensor was not computed from anything (no graph to draw); "
+                         "create its inputs with requires_grad=True")
+    nodes = list(reverse_topological_order([output._node], parent_nodes))
+    edge_grads: dict[tuple[int, int], Any] = {}
+    output_grad = None
+    if show_grads:
+        seed = np.ones_like(output.data)
+        output_grad = seed
+        leaves = [t for n in nodes for t in n.inputs if t is not None and t._node is None]
+        try:
+            run_backward([output], [seed], retain_graph=True, create_graph=False, capture=leaves,
+                         on_edge=lambda node, index, grad: edge_grads.__setitem__((id(node), index), grad))
+        except RuntimeError as error:
+            raise RuntimeError(f"draw_graph could not compute the gradients: {error}. Draw before calling "
+                               "backward(), or call backward(retain_graph=True), or pass show_grads=False") from None
+    graph = _Graph()
+    key_of = {id(node): f"op{index}" for index, node in enumerate(nodes)}
+    leaf_keys: dict[int, str] = {}
+    for node in nodes:
+        graph.node(key_of[id(node)], _SYMBOLS.get(node.name, node.name), "op", _group_of(node, collapse))
+    for node in nodes:
+        for index, source in enumerate(node.inputs):
+            if source is None:
+                continue
+            if source._node is None:
+                if id(source) not in leaf_keys:
+                    leaf_keys[id(source)] = f"leaf{len(leaf_keys)}"
+                    name = names.get(id(source)) or ("parameter" if type(source).__name__ == "Parameter" else "input")
+                    shape = "" if source.data.size <= 6 else f"\n{tuple(source.shape)}"
+                    kind = "parameter" if type(source).__name__ == "Parameter" or id(source) in names else "leaf"
+                    graph.node(leaf_keys[id(source)], f"{name}{shape}", kind)
+                start = leaf_keys[id(source)]
+            else:
+                start = key_of[id(source._node)]
+            value = _format(source.data) if isinstance(source, Tensor) else f"{tuple(source.shape)}"
+            graph.edge(start, key_of[id(node)], value, _format(edge_grads.get((id(node), index))))
+    graph.node("output", f"{_format(output.data)}", "output")
+    graph.edge(key_of[id(output._node)], "output", _format(output.data), _format(output_grad))
+    notes = []
+    if annotate is not None:
+        target = annotate._node if isinstance(annotate, Tensor) else annotate
+        if not isinstance(target, Function) or id(target) not in key_of:
+            raise ValueError("draw_graph: `annotate` must be a tensor (or node) of the drawn graph")
+        upstream = _upstream_of(target, nodes, edge_grads, output, output_grad)
+        notes.append((key_of[id(target)], _chain_rule_note(target, upstream, edge_grads)))
+    return (graph.collapsed() if collapse is not None else graph), notes
+
+
+def _upstream_of(target: Function, nodes: list, edge_grads: dict, output: Tensor, output_grad: Any) -> Any:
+    """The total gradient arriving at the target's output: the sum of what its consumers sent."""
+    if target is output._node:
+        return output_grad
+    total = None
+    for node in nodes:
+        for index, source in enumerate(node.inputs):
+            if source is not None and source._node is target:
+                grad = edge_grads.get((id(node), index))
+                if grad is not None:
+                    total = grad if total is None else total + grad
+    return total
+
+
+def _chain_rule_note(node: Function, upstream: Any, edge_grads: dict) -> str:
+    lines = [f"{node.name}: downstream = upstream × local", f"upstream {_format(upstream)}"]
+    for index, source in enumerate(node.inputs):
+        if source is None:
+            continue
+        downstream = edge_grads.get((id(node), index))
+        if downstream is None:
+            continue
+        if np.size(upstream) == 1 and np.size(downstream) == 1 and float(np.asarray(upstream).ravel()[0]) != 0:
+            local = float(np.asarray(downstream).ravel()[0]) / float(np.asarray(upstream).ravel()[0])
+            lines.append(f"input {index}: local {local:.4g} → downstream {_format(downstream)}")
+        else:
+            lines.append(f"input {index}: local = Jacobian → downstream {_format(downstream)}")
+    return "\n".join(lines)
+
+
+def _value_graph(output: Value, show_grads: bool, annotate: Any) -> tuple[_Graph, list[tuple[str, str]]]:
+    order = list(reverse_topological_order([output], lambda v: v.parents))
+    totals: dict[int, float] = {id(output): 1.0}
+    for value in order:  # the same walk as Value.backward, without touching .grad
+        for parent, local in zip(value.parents, value.local_grads):
+            totals[id(parent)] = totals.get(id(parent), 0.0) + totals.get(id(value), 0.0) * local
+    graph = _Graph()
+    keys = {id(value): f"v{index}" for index, value in enumerate(order)}
+    for value in order:
+        if value.parents:
+            graph.node(keys[id(value)], _SYMBOLS.get(value.op, value.op), "op")
+        else:
+            graph.node(keys[id(value)], value.label or f"{value.data:.4g}", "leaf")
+    for value in order:
+        for parent, local in zip(value.parents, value.local_grads):
+            flowing = totals.get(id(value), 0.0) * local  # downstream = upstream × local
+            graph.edge(keys[id(parent)], keys[id(value)], f"{parent.data:.4g}", f"{flowing:.4g}")
+    graph.node("output", f"{output.data:.4g}", "output")
+    graph.edge(keys[id(output)], "output", f"{output.data:.4g}", "1")
+    notes = []
+    if annotate is not None:
+        if not isinstance(annotate, Value) or id(annotate) not in keys or not annotate.parents:
+            raise ValueError("draw_graph: `annotate` must be a computed Value of the drawn graph")
+        upstream = totals.get(id(annotate), 0.0)
+        lines = [f"{_SYMBOLS.get(annotate.op, annotate.op)}: downstream = upstream × local", f"upstream {upstream:.4g}"]
+        for index, (parent, local) in enumerate(zip(annotate.parents, annotate.local_grads)):
+            lines.append(f"input {index} ({parent.data:.4g}): {upstream:.4g} × {local:.4g} = {upstream * local:.4g}")
+        notes.append((keys[id(annotate)], "\n".join(lines)))
+    return graph, notes
+
+
+def draw_graph(output: Tensor | Value, path: str | Path | None = None, format: str | None = None,  # noqa: A002
+               show_grads: bool = True, annotate: Any = None, collapse: str | Callable[[tuple], str] | None = None,
+               names: Mapping[str, Tensor] | None = None, title: str = "") -> str:
+    """Draw the graph that computed `output`; returns the DOT text, and writes `path` when given.
+
+    - `format`: "svg", "png" or "dot" (default: from the path's suffix, else "svg"). SVG and PNG need
+      Graphviz's `dot`; without it the DOT text is written next to the path and a warning says how to
+      install Graphviz.
+    - `show_grads`: compute d(output)/d(everything) (seed 1) and write each edge's gradient under its value.
+    - `annotate`: a tensor (or Value) of the graph whose node gets a note: upstream × local = downstream.
+    - `collapse`: "module" or "time" (or a function of the scope path) merges the op nodes created in
+      the same module / time step (see `chainrule.scope`) into one box: unrolled RNNs stay readable.
+    - `names`: {"W": tensor, ...} labels leaves; `model.named_parameters()` works as is.
+
+    >>> import chainrule as cr
+    >>> x, y, z = (cr.tensor(v, requires_grad=True) for v in (-2.0, 5.0, -4.0))
+    >>> dot = draw_graph((x + y) * z, names={"x": x, "y": y, "z": z})
+    >>> "digraph" in dot and "-12" in dot
+    True
+    """
+    if not (collapse is None or callable(collapse) or collapse in ("module", "time")):
+        raise ValueError(f"collapse must be None, 'module', 'time' or a function of the scope path, got {collapse!r}")
+    named = {id(tensor): name for name, tensor in (dict(names).items() if names is not None else ())}
+    if isinstance(output, Value):
+        graph, notes = _value_graph(output, show_grads, annotate)
+    elif isinstance(output, Tensor):
+        graph, notes = _tensor_graph(output, show_grads, named, collapse, annotate)
+    else:
+        raise TypeError(f"draw_graph expects a Tensor or a Value, got {type(output).__name__}")
+    text = graph.dot(title, show_grads, notes)
+    if path is not None:
+        render(text, path, format)
+    return text
+
+
+def render(dot_text: str, path: str | Path, format: str | None = None) -> Path:  # noqa: A002
+    """Write DOT text as `path` (".dot"), or render it to SVG/PNG with Graphviz; returns the file written.
+
+    >>> import tempfile, os
+    >>> render("digraph { a -> b }", os.path.join(tempfile.mkdtemp(), "g.dot")).suffix
+    '.dot'
+    """
+    path = Path(path)
+    format = (format or path.suffix.lstrip(".") or "svg").lower()  # noqa: A001  (the parameter, resolved)
+    if format not in ("svg", "png", "dot"):
+        raise ValueError(f"format must be 'svg', 'png' or 'dot', got {format!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "dot":
+        path.write_text(dot_text, encoding="utf-8")
+        return path
+    executable = shutil.which("dot")
+    if executable is None:
+        fallback = path.with_suffix(".dot")
+        fallback.write_text(dot_text, encoding="utf-8")
+        warnings.warn(f"{INSTALL_HINT} The DOT text was written to {fallback}.", GraphvizWarning, stacklevel=3)
+        return fallback
+    result = subprocess.run([executable, f"-T{format}", "-o", str(path)], input=dot_text.encode("utf-8"),
+                            capture_output=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"Graphviz failed to render {path}: {result.stderr.decode(errors='replace').strip()}")
+    return path
