@@ -11,13 +11,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..._kernels.backend import backend_name, numba_available, use_backend  # noqa: F401  (re-exported)
-from . import numpy_backend
 
 
 def backend() -> ModuleType:
     """The module of fused kernels for the backend in use (see `chainrule._kernels.backend`)."""
     if backend_name() == "numba":
-        from . import numba_backend  # numba loaded on first use
-
-        return numba_backend
-    return numpy_backend
+        from . import numba_backend as module  # numba loaded on first use
+    else:
+        from . import numpy_backend as module
+    return module
