@@ -78,4 +78,30 @@ def test_errors():
         insight.gradient_flow(rnn, lambda: (cr.ones(1, requires_grad=True) * 2).sum())
     with pytest.raises(ValueError, match="scalar"):
         insight.gradient_flow(rnn, lambda: rnn(cr.randn(1, 3, 2))[0])
-    assert rnn.recorder is None
+    assert rnn.implementation == "fused"   # switched to the reference path for the measurement, and back
+    with pytest.raises(ValueError, match="ran twice"):
+        insight.gradient_flow(rnn, lambda: rnn(cr.randn(1, 3, 2))[0].sum() + rnn(cr.randn(1, 3, 2))[0].sum())
+    other = nn.RNN(2, 3, implementation="reference")
+    with pytest.raises(ValueError, match="no other recurrent layer"):
+        insight.gradient_flow(rnn, lambda: rnn(cr.randn(1, 3, 2))[0].sum() + nn.Sequential(other)(
+            cr.randn(1, 3, 2))[0].sum())
+
+
+def test_any_model_whose_steps_are_scoped_is_measured_without_its_help():
+    # a hand-written recurrence: naming its steps (as the reference layers do) is all the measurement needs
+    cr.manual_seed(2)
+    rnn = nn.RNN(3, 5).double()
+    x = cr.randn(4, 9, 3, dtype="float64")
+    expected, _ = manual_rnn_gradients(rnn, x)
+
+    def by_hand():
+        h = cr.zeros(4, 5, dtype="float64")
+        with cr.scope("layer 0"):
+            for t in range(9):
+                with cr.scope(f"t={t}"):
+                    h = F.rnn_cell(x[:, t], h, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        return h.sum()
+
+    flow = insight.gradient_flow(rnn, by_hand)
+    np.testing.assert_allclose(flow.gradient_norms[0], expected, rtol=1e-12)
+    assert 0.0 <= flow.saturation["tanh"] <= 1.0 and "sigmoid" not in flow.saturation

@@ -11,7 +11,7 @@ It imports nothing of chainrule but the private helpers in `chainrule._kernels`.
 """
 from .engine import grad, parent_nodes, reverse_topological_order, run_backward
 from .function import (Function, detect_anomaly, enable_grad, is_grad_enabled, is_graph_retained, no_grad,
-                       scope)
+                       observe_nodes, scope)
 from .tensor import (Tensor, arange, bool_, default_generator, float16, float32, float64, from_numpy, full,
                      int8, int16, int32, int64, manual_seed, ones, ones_like, rand, randn, register_ops, tensor,
                      uint8, zeros, zeros_like)
@@ -31,7 +31,7 @@ __all__ = [
     "float16", "float32", "float64", "from_numpy", "full", "grad", "gradcheck", "gradgradcheck", "int8", "int16",
     "int32", "int64", "is_grad_enabled", "is_graph_retained", "log", "log_softmax", "logsumexp", "manual_seed",
     "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "no_grad", "ones", "ones_like",
-    "parent_nodes", "permute", "pow", "rand", "randn", "relu", "reshape", "reverse_topological_order",
+    "observe_nodes", "parent_nodes", "permute", "pow", "rand", "randn", "relu", "reshape", "reverse_topological_order",
     "run_backward", "scope", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub", "sum", "swapaxes",
     "tanh", "tensor", "transpose", "uint8", "unsqueeze", "where", "zeros", "zeros_like",
 ]

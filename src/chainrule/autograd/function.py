@@ -30,6 +30,7 @@ class _Modes:
     anomaly = False          # record creation sites and check gradients for NaN/inf?
     retain_graph = False     # will the running backward keep the graph (so saved arrays must stay intact)?
     scope: tuple[str, ...] = ()  # names of the enclosing `scope` blocks, recorded on new nodes
+    observers: tuple[Callable[[Function, tuple], None], ...] = ()  # see `observe_nodes`
 
 
 class _ModeSwitch:
@@ -119,6 +120,35 @@ class scope:
 
     def __exit__(self, *exc: object) -> None:
         _Modes.scope = self._previous
+
+
+class observe_nodes:
+    """Call `observer(node, outputs)` for every graph node recorded inside the block: the `Function` node
+    (with its `name` and `scope`) and the tuple of Tensors it produced. A general forward hook: it sees any
+    model built from chainrule ops, without the model's help (`chainrule.insight` measures gradient flow
+    with it). Blocks nest; the innermost observer is called first.
+
+    >>> import chainrule as cr
+    >>> seen = []
+    >>> x = cr.ones(2, requires_grad=True)
+    >>> with cr.autograd.observe_nodes(lambda node, outputs: seen.append((node.name, outputs[0].shape))):
+    ...     y = (x * 2).tanh()
+    >>> seen
+    [('Mul', (2,)), ('Tanh', (2,))]
+    """
+
+    def __init__(self, observer: Callable[[Function, tuple], None]) -> None:
+        if not callable(observer):
+            raise TypeError(f"observe_nodes expects a callable observer(node, outputs), got "
+                            f"{type(observer).__name__}")
+        self.observer = observer
+
+    def __enter__(self) -> None:
+        self._previous = _Modes.observers
+        _Modes.observers = (self.observer, *self._previous)
+
+    def __exit__(self, *exc: object) -> None:
+        _Modes.observers = self._previous
 
 
 def is_grad_enabled() -> bool:
@@ -293,9 +323,13 @@ class Function:
             outputs = tuple([tensor_class._from_array(r, node, i) for i, r in enumerate(result)])
             node.output_meta = tuple([(out.data.shape, out.data.dtype) for out in outputs])
             node._output_ids = tuple([id(out.data) for out in outputs])
+            if _Modes.observers:
+                _notify(node, outputs)
             return outputs
         output = tensor_class._from_array(result, node, 0)
         node._output_ids = id(output.data)  # a single output keeps the default output_meta (one slot)
+        if _Modes.observers:
+            _notify(node, (output,))
         return output
 
     def _arrays_of(self, results: tuple) -> tuple:
@@ -312,6 +346,11 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} node>"
+
+
+def _notify(node: Function, outputs: tuple) -> None:
+    for observer in _Modes.observers:
+        observer(node, outputs)
 
 
 def _describe_failure(cls: type, args: tuple, error: Exception) -> Exception:

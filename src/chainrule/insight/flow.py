@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor, grad
+from ..autograd import Tensor, grad, observe_nodes
 
 SATURATED_TANH = 0.99        # |tanh(x)| above this: tanh'(x) < 0.02
 SATURATED_SIGMOID = 0.01     # σ(x) below this or above 1 - this: σ'(x) < 0.01
@@ -66,8 +66,13 @@ def singular_values(layer: Any) -> dict[str, np.ndarray]:
 def gradient_flow(layer: Any, loss_of_run: Callable[[], Tensor]) -> GradientFlow:
     """Run `loss_of_run()` (a forward pass through `layer` ending in a scalar loss) and measure its gradient flow.
 
-    The layer is run through its reference path with every step recorded; dL/dh_t is then the gradient
-    of the loss with respect to each recorded hidden state (through both the outputs and the recurrence).
+    The layer runs its reference path (the cell equations, one graph node per operation), and every node it
+    records is seen through the engine's general forward hook, `observe_nodes`: the layer needs no measuring
+    code of its own. Its nodes are recognised by the scopes the reference path opens, `layer <l>` and `t=<t>`:
+    the last node of a step's scope computes the state the step hands on, h_t. The function must run the
+    layer once, and no other recurrent layer through its reference path.
+    dL/dh_t is then the gradient of the loss with respect to each h_t (through both the outputs and the
+    recurrence), and the Tanh and Sigmoid nodes give the saturation.
 
     >>> import chainrule as cr
     >>> from chainrule import nn
@@ -77,31 +82,55 @@ def gradient_flow(layer: Any, loss_of_run: Callable[[], Tensor]) -> GradientFlow
     >>> flow.gradient_norms.shape
     (1, 10)
     """
-    records: list[dict] = []
-    layer.recorder = records
+    states: dict[tuple[int, int], Tensor] = {}   # (layer, t) -> h_t of the forward direction
+    activations: dict[str, list[np.ndarray]] = {"Tanh": [], "Sigmoid": []}
+    current: list[Any] = [None]                   # the step whose nodes are arriving
+    finished: set[tuple[int, int]] = set()
+
+    def observe(node: Any, outputs: tuple) -> None:
+        scope = node.scope
+        if len(scope) < 2 or not scope[-2].startswith("layer ") or not scope[-1].startswith("t="):
+            return
+        if node.name in activations:
+            activations[node.name].append(outputs[0].data)
+        level = scope[-2].split(" ")[1:]
+        if len(level) != 1:   # "layer 1 reverse": only the forward direction's states are measured
+            return
+        key = int(level[0]), int(scope[-1][2:])
+        if key != current[0]:
+            if key in finished:
+                raise ValueError(f"gradient_flow: step {key[1]} of layer {key[0]} ran twice; the function "
+                                 "must run the layer once, and no other recurrent layer through its "
+                                 "reference path")
+            if current[0] is not None:
+                finished.add(current[0])
+            current[0] = key
+        states[key] = outputs[0]
+
+    implementation = layer.implementation
+    layer.implementation = "reference"
     try:
-        loss = loss_of_run()
+        with observe_nodes(observe):
+            loss = loss_of_run()
     finally:
-        layer.recorder = None
+        layer.implementation = implementation
     if not isinstance(loss, Tensor) or loss.size != 1:
         raise ValueError("gradient_flow: the function must return a scalar loss Tensor")
-    forward = [r for r in records if not r["reverse"]]
-    if not forward:
+    if not states:
         raise ValueError("gradient_flow: the function did not run the layer")
-    steps = 1 + max(r["t"] for r in forward)
-    states = [r["h"] for r in forward]
-    grads = grad(loss, states, allow_unused=True)
+    steps = 1 + max(t for _, t in states)
+    keys = sorted(states)
+    grads = grad(loss, [states[key] for key in keys], allow_unused=True)
     norms = np.zeros((layer.num_layers, steps))
-    for record, g in zip(forward, grads):
+    for (level, t), g in zip(keys, grads):
         if g is not None:
-            norms[record["layer"], record["t"]] = float(np.linalg.norm(g.data.reshape(-1, g.shape[-1]), axis=-1).mean())
+            norms[level, t] = float(np.linalg.norm(g.data.reshape(-1, g.shape[-1]), axis=-1).mean())
     saturation = {}
-    tanh = [a.data for r in records for a in r.get("tanh", [])]
-    if tanh:
-        saturation["tanh"] = float(np.mean(np.concatenate([np.abs(a).ravel() for a in tanh]) > SATURATED_TANH))
-    sigmoid = [a.data for r in records for a in r.get("sigmoid", [])]
-    if sigmoid:
-        values = np.concatenate([a.ravel() for a in sigmoid])
+    if activations["Tanh"]:
+        values = np.concatenate([np.abs(a).ravel() for a in activations["Tanh"]])
+        saturation["tanh"] = float(np.mean(values > SATURATED_TANH))
+    if activations["Sigmoid"]:
+        values = np.concatenate([a.ravel() for a in activations["Sigmoid"]])
         saturation["sigmoid"] = float(np.mean((values < SATURATED_SIGMOID) | (values > 1 - SATURATED_SIGMOID)))
     return GradientFlow(layer.mode.split("_")[0].lower(), norms, singular_values(layer), saturation)
 
