@@ -1,4 +1,4 @@
-"""The seed article's first graph: f = z·(x + y) at x = -2, y = 5, z = -4.
+"""The first graph of the RNN backpropagation article (README, Sources): f = z·(x + y) at x = -2, y = 5, z = -4.
 
 Forward values go above the edges, gradients below: the add node hands its upstream gradient to both
 inputs unchanged (a distributor), the multiply node swaps its inputs (df/dz = x + y, df/(x + y) = z).

@@ -1,7 +1,8 @@
-"""The book's scalar example and its branching problem: a value used twice gets the sum of both gradients.
+"""The scalar example of Weidman's *Deep Learning from Scratch* (O'Reilly 2019, ch. 6; README, Sources) and its
+branching problem: a value used twice gets the sum of both gradients.
 
 a = 3, b = 4a, c = b + 3, d = c·(a + 2): d = 75 and dd/da = 35 = 4·(a + 2) + c, the two uses of a.
-The book's NumberWithGrad.backward recursion re-sends a node's running total every time it is reached,
+The book's `NumberWithGrad.backward` recursion re-sends a node's running total every time it is reached,
 so when a value is used twice it over-counts; for b = 2a, c = b·b it gives 36 instead of 24. Both are
 shown below, next to chainrule's traversal (each node once, in reverse topological order).
 

@@ -1,4 +1,5 @@
-"""Softmax + negative log-likelihood: the gradient with respect to the logits is S - 1 at the target.
+"""Softmax + negative log-likelihood: the gradient with respect to the logits is S - 1 at the target (the RNN
+backpropagation article's custom nodes; README, Sources).
 
     python examples/03_softmax_nll.py [--out examples/output]
 """

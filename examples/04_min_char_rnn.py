@@ -2,7 +2,8 @@
 
 h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h), y_t = W_hy h_t + b_y, loss = Σ_t -log softmax(y_t)[target_t];
 Adagrad with learning rate 0.1, every gradient clipped to [-5, 5], 25-step chunks with the state carried
-(and detached) between them, as in Karpathy's min-char-rnn.
+(and detached) between them, as in Andrej Karpathy's min-char-rnn.py
+(https://gist.github.com/karpathy/d4dee566867f8291f086).
 
     python examples/04_min_char_rnn.py [--seconds 60] [--text FILE]
 """

@@ -2,8 +2,9 @@
 
 Each node's backward runs exactly once, after every consumer of its outputs has sent its share of the
 gradient; shares arriving from several consumers are summed (a value used twice gets both gradients,
-which the source book's recursive `NumberWithGrad.backward` over-counts). Gradients of broadcast inputs
-are reduced back to the input's shape here, once, so no op has to do it itself.
+which the recursive `NumberWithGrad.backward` of Weidman's *Deep Learning from Scratch*, ch. 6,
+over-counts). Gradients of broadcast inputs are reduced back to the input's shape here, once, so no op has
+to do it itself.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def reverse_topological_order(roots: Iterable[_Node],
                               parents: Callable[[_Node], Iterable[_Node]]) -> Iterator[_Node]:
     """Yield every node reachable from `roots`, each once, consumers before the nodes they consume.
 
-    Kahn's algorithm: count each node's consumers, then release a node when its count reaches zero.
-    A parent listed twice by one node (c = b * b) is counted twice and released after both uses.
+    Kahn's algorithm (A. B. Kahn, "Topological sorting of large networks", CACM 1962): count each node's
+    consumers, then release a node when its count reaches zero. A parent listed twice by one node
+    (c = b * b) is counted twice and released after both uses.
 
     >>> graph = {"d": ["c", "a"], "c": ["b"], "b": ["a"], "a": []}
     >>> list(reverse_topological_order(["d"], graph.__getitem__))

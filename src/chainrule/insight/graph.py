@@ -1,4 +1,5 @@
-"""Computational-graph drawings: forward value above each edge, gradient below (the seed article's pictures).
+"""Computational-graph drawings: forward value above each edge, gradient below, as the pictures of the RNN
+backpropagation article (README, Sources) show them.
 
 `draw_graph(output)` returns Graphviz DOT text and, given a path, writes it or renders it to SVG/PNG with
 Graphviz's `dot` program. Works for a `Tensor` (the op nodes of its graph) and for a scalar `Value`.
