@@ -20,9 +20,11 @@ REFERENCES_COUNTED = (sys.implementation.name == "cpython" and sys.version_info 
 
 def c_ordered_copy(array: np.ndarray, dtype: Any = None, band: int = 16, out: np.ndarray | None = None) -> np.ndarray:
     """A C-ordered copy of `array`. An F-ordered matrix (a transposed view, or a product's transposed
-    gradient) is copied a band of its columns at a time: np.array(array, order="C") reads whole columns
-    and misses the cache on every element (2048×512 float32: 3.5 ms; in bands of 16: 0.6 ms). `out`, a
-    C-ordered array of the same shape and dtype, receives the copy instead of a new array.
+    gradient) is copied a band of its columns at a time: np.array(array, order="C") reads whole columns and
+    misses the cache on every element (BENCHMARKS.md, "Banded copies"). `out`, a C-ordered array of the same
+    shape and dtype, receives the copy instead of a new array.
+
+    Raises ValueError when `out` is not C-ordered or differs in shape or dtype.
 
     >>> c_ordered_copy(np.arange(6.0).reshape(2, 3).T).flags.c_contiguous
     True
@@ -46,8 +48,8 @@ class ArrayPool:
     """Large arrays kept for reuse by later calls once nothing else refers to them.
 
     A training step allocates the same few arrays of megabytes (gates, states, δ) every step. Fresh ones
-    cost a page fault per 4 KiB when the C allocator hands them back to the kernel between steps (2,500
-    faults, ~12 ms of a 2×512 LSTM step here). An array is taken again only when the pool holds its only
+    cost a page fault per 4 KiB when the C allocator hands them back to the kernel between steps
+    (BENCHMARKS.md, "The array pool"). An array is taken again only when the pool holds its only
     reference (counted as for leaf gradients, see `chainrule.autograd.engine`), so one that a caller still
     uses, directly or through a view, is never overwritten.
 

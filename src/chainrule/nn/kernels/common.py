@@ -51,10 +51,9 @@ def recurrent_weight_gradient(deltas: np.ndarray, states: np.ndarray, initial: n
 
 
 def back_product(delta: np.ndarray, weight_hh_t: np.ndarray) -> np.ndarray:
-    """δ_t W_hh for a backward step, computed as (W_hhᵀ δ_tᵀ)ᵀ with the W_hhᵀ the forward made: for these
-    skinny shapes OpenBLAS runs it 10-30% faster than δ_t @ W_hh on hot data (H = 512: 419 against 469 µs).
-    (The numba LSTM and GRU do the same product from H = 512, into one [H, B] buffer copied across; below
-    that they compute δ_t W_hh plainly: `numba_backend._back_product`.)"""
+    """δ_t W_hh [B, H] for a backward step, computed as (W_hhᵀ δ_tᵀ)ᵀ with the W_hhᵀ [H, G] the forward made:
+    for these skinny shapes BLAS runs that form faster (BENCHMARKS.md, "The backward step product"). The
+    numba LSTM and GRU choose between the two forms by H: `numba_backend._back_product`."""
     return np.ascontiguousarray((weight_hh_t @ delta.T).T)
 
 
@@ -66,8 +65,8 @@ def lstm_arrays(shape: tuple[int, int, int], dtype: np.dtype) -> tuple[np.ndarra
 
 
 def right_operand(weight_hh: np.ndarray, steps: int) -> np.ndarray:
-    """W_hhᵀ for the per-step products: a contiguous copy multiplies ~30% faster, which repays the copy
-    over a sequence but not for one or two steps (sampling)."""
+    """W_hhᵀ for the per-step products: a contiguous copy multiplies faster, which repays the copy over a
+    sequence but not for a few steps (sampling), which take the view (BENCHMARKS.md, "A contiguous W_hhᵀ")."""
     if steps <= 4:
         return weight_hh.T
     return c_ordered_copy(weight_hh.T, out=reusable_empty(weight_hh.shape[::-1], weight_hh.dtype))
