@@ -23,7 +23,11 @@ class LRScheduler:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__} needs a chainrule optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
-        for group in optimizer.param_groups:
+        for number, group in enumerate(optimizer.param_groups):
+            if last_epoch != -1 and "initial_lr" not in group:
+                # resuming from the current (already scheduled) lr would restart the schedule from there
+                raise KeyError(f"param 'initial_lr' is not specified in param_groups[{number}] when resuming "
+                               "an optimizer: restore the optimizer's state_dict first, or pass last_epoch=-1")
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
