@@ -163,7 +163,8 @@ def _reduce(losses: np.ndarray, reduction: str, count: int, dtype: np.dtype) -> 
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):
             total = total / count  # the mean of no targets is nan, as in PyTorch
-    return np.asarray(total, dtype=dtype)
+    with np.errstate(over="ignore"):  # a result beyond float16's range is inf, as PyTorch gives it
+        return np.asarray(total, dtype=dtype)
 
 
 def _row_scale(g: Any, rows: Any, reduction: str, count: int) -> Any:
@@ -342,4 +343,7 @@ def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor
     if reduction == "mean":
         # the mean of no elements is nan, as in PyTorch (chainrule's mean refuses an empty axis)
         total = total / prediction.size if prediction.size else total * np.nan
-    return total if work == dtype else total.astype(dtype)
+    if work == dtype:
+        return total
+    with np.errstate(over="ignore"):  # a result beyond float16's range is inf, as PyTorch gives it
+        return total.astype(dtype)
