@@ -219,3 +219,24 @@ def test_module_options_are_checked():
     with pytest.raises(ValueError, match="non-negative integer"):
         nn.Embedding(-1, 3)
     assert nn.Embedding(0, 3)(np.zeros(0, np.int64)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("target", [2, -100])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_one_sample_without_a_batch_axis(target, reduction):
+    for kind in ("ce", "nll_raw"):
+        loss, grad = ours(kind, [-1.0, -2.0, -3.0], target, reduction)
+        expected_loss, expected_grad = theirs(kind, [-1.0, -2.0, -3.0], target, reduction)
+        same(loss, expected_loss)
+        same(grad, expected_grad)
+
+
+def test_loss_inputs_of_the_wrong_kind_are_refused():
+    for call in (lambda: F.cross_entropy(cr.tensor([[1, 2, 3]]), [0]), lambda: F.nll_loss(cr.tensor([[1, 2]]), [0]),
+                 lambda: F.mse_loss(cr.tensor([1, 2]), cr.tensor([0, 0]))):
+        with pytest.raises(TypeError, match="must be floating"):  # PyTorch: not implemented for 'Long'
+            call()
+    with pytest.raises(NotImplementedError):
+        TF.cross_entropy(torch.tensor([[1, 2, 3]]), torch.tensor([0]))
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        F.cross_entropy(cr.zeros(1, 3), [0], ignore_index=None)  # was: every target counted

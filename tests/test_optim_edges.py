@@ -231,6 +231,18 @@ def test_clip_grad_norm_of_empty_gradients_and_bad_arguments():
         nn.utils.clip_grad_norm_([full], float("nan"))
     with pytest.raises(ValueError, match="clip_value must be non-negative"):
         nn.utils.clip_grad_value_([full], -1.0)
+    half = cr.ones(3, dtype="float16", requires_grad=True)
+    half.grad = np.array([1e4, -6e4, np.inf], np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a bound beyond float16's range is capped, not cast (with a warning)
+        nn.utils.clip_grad_value_([half], 1e6)
+    np.testing.assert_array_equal(half.grad, np.array([1e4, -6e4, 65504], np.float16))
+    # Deliberate difference: PyTorch refuses a bound that float16 cannot hold; the bound is the largest
+    # float16 at most clip_value (inf still becomes finite, as a float32 gradient clipped at 1e6 would)
+    reference = torch.ones(3, dtype=torch.float16, requires_grad=True)
+    reference.grad = torch.tensor([1e4, -6e4, np.inf], dtype=torch.float16)
+    with pytest.raises(RuntimeError, match="overflow"):
+        torch.nn.utils.clip_grad_value_([reference], 1e6)
 
 
 def test_scheduler_resuming_without_initial_lr_is_refused_like_torch():

@@ -132,7 +132,18 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
+def _floating_input(x: Any, what: str, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{what}: {name} must be floating (float16, float32 or float64), got dtype {x.dtype}; "
+                        f"convert it with .astype('float32')")
+
+
 def _target_array(logits_shape: tuple[int, ...], target: Any, ignore_index: int, what: str) -> np.ndarray:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"{what}: ignore_index must be an integer, got {type(ignore_index).__name__} "
+                        f"{ignore_index!r}")
     target = np.asarray(target.data if isinstance(target, Tensor) else target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"{what}: targets must be integer class indices, got dtype {target.dtype}")
@@ -247,7 +258,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_i
     'mean' over many rows does not overflow. Output: shape target.shape for 'none', else a scalar, in
     the logits' dtype.
 
-    Raises TypeError (targets not integers, logits not a Tensor), ValueError (shapes, reduction) and
+    Raises TypeError (targets or ignore_index not integers, logits not a floating Tensor), ValueError (shapes, reduction) and
     IndexError (a target out of range).
 
     >>> import chainrule as cr
@@ -255,9 +266,11 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_i
     1.3863
     """
     _check_reduction(reduction)
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"cross_entropy: logits must be a Tensor, got {type(logits).__name__}")
+    _floating_input(logits, "cross_entropy", "logits")
     target = _target_array(logits.shape, target, ignore_index, "cross_entropy")
+    if logits.ndim == 1:  # one sample of C classes: computed as a batch of one
+        loss = CrossEntropy.apply(logits.reshape(1, -1), target.reshape(1), reduction, ignore_index)
+        return loss.reshape(()) if reduction == "none" else loss
     return CrossEntropy.apply(logits, target, reduction, ignore_index)
 
 
@@ -304,7 +317,7 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean", ignore_ind
     values); 'mean' divides by the number of counted targets (none: nan, gradient 0). float16 sums in
     float32. Output: shape target.shape for 'none', else a scalar, in the input's dtype.
 
-    Raises TypeError (targets not integers, input not a Tensor), ValueError (shapes, reduction) and
+    Raises TypeError (targets or ignore_index not integers, input not a floating Tensor), ValueError (shapes, reduction) and
     IndexError (a target out of range).
 
     >>> import chainrule as cr
@@ -312,9 +325,11 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean", ignore_ind
     1.3863
     """
     _check_reduction(reduction)
-    if not isinstance(log_probs, Tensor):
-        raise TypeError(f"nll_loss: log_probs must be a Tensor, got {type(log_probs).__name__}")
+    _floating_input(log_probs, "nll_loss", "log_probs")
     target = _target_array(log_probs.shape, target, ignore_index, "nll_loss")
+    if log_probs.ndim == 1:  # one sample of C classes: computed as a batch of one
+        loss = NLLLoss.apply(log_probs.reshape(1, -1), target.reshape(1), reduction, ignore_index)
+        return loss.reshape(()) if reduction == "none" else loss
     return NLLLoss.apply(log_probs, target, reduction, ignore_index)
 
 
@@ -323,13 +338,15 @@ def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor
     scalar, in prediction's dtype. float16 squares and sums in float32 for 'mean' and 'sum' (the result is
     cast back), so an accumulation does not overflow; the mean of no elements is nan, their sum 0.
 
-    Raises ValueError when the shapes differ or the reduction is unknown.
+    Raises ValueError when the shapes differ or the reduction is unknown, TypeError when prediction is not
+    a floating Tensor.
 
     >>> import chainrule as cr
     >>> mse_loss(cr.ones(3), cr.zeros(3)).item()
     1.0
     """
     _check_reduction(reduction)
+    _floating_input(prediction, "mse_loss", "prediction")
     target_shape = tuple(getattr(target, "shape", np.shape(target)))
     if target_shape != prediction.shape:
         raise ValueError(f"mse_loss: prediction has shape {prediction.shape} but target has shape {target_shape}")

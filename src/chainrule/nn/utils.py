@@ -78,4 +78,6 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     if not clip_value >= 0:
         raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
     for p in _with_grads(parameters):
-        np.clip(p.grad, -clip_value, clip_value, out=p.grad)
+        # a bound beyond the dtype's range (1e6 for float16) clips nothing: cap it, not cast it to inf
+        bound = min(clip_value, float(np.finfo(p.grad.dtype).max)) if p.grad.dtype.kind == "f" else clip_value
+        np.clip(p.grad, -bound, bound, out=p.grad)
