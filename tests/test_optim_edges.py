@@ -251,3 +251,13 @@ def test_scheduler_resuming_without_initial_lr_is_refused_like_torch():
     with pytest.raises(KeyError, match="initial_lr"):
         torch.optim.lr_scheduler.StepLR(torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=0.1),
                                         step_size=2, last_epoch=3)
+
+
+def test_loaded_options_are_checked_before_anything_changes():
+    w = cr.ones(2, requires_grad=True)
+    opt = optim.Adam([w], lr=0.1)
+    saved = opt.state_dict()
+    saved["param_groups"][0]["betas"] = (0.9, 1.5)
+    with pytest.raises(ValueError, match="beta parameter at index 1"):
+        opt.load_state_dict(saved)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.999)

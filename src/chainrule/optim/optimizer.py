@@ -188,8 +188,12 @@ class Optimizer:
                                      f"the parameter has shape {p.data.shape}")
                 restored[name] = value.astype(_state_dtype(p.data.dtype)) if isinstance(value, np.ndarray) else value
             new_state[id(p)] = restored
-        for saved, group in zip(saved_groups, self.param_groups):
-            group.update({k: v for k, v in saved.items() if k != "params"})
+        merged = [{**group, **{k: v for k, v in saved.items() if k != "params"}}
+                  for saved, group in zip(saved_groups, self.param_groups)]
+        for options in merged:  # the saved options are checked as given ones are, before anything changes
+            self._check_options(options)
+        for options, group in zip(merged, self.param_groups):
+            group.update(options)
         self.state = new_state
 
     def __repr__(self) -> str:
