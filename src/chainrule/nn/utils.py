@@ -23,8 +23,8 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     The norm is accumulated in float32 or wider whatever the gradients' dtype (float16 squares overflow:
     300² > 65504), and the clip coefficient max_norm / (norm + 1e-6) comes from that wide norm, so float16
     gradients are scaled right even when the norm itself does not fit float16. The returned norm has the
-    gradients' dtype (float32 when no parameter has a gradient), as in PyTorch; an empty gradient
-    contributes 0. A NaN norm makes every gradient NaN and an infinite one scales by 0, as in PyTorch.
+    gradients' dtype, but at least float32 (PyTorch returns a float16 norm, inf beyond 65504); float32
+    when no parameter has a gradient. An empty gradient contributes 0. A NaN norm makes every gradient NaN and an infinite one scales by 0, as in PyTorch.
     `norm_type` is a positive number or inf ('inf').
 
     Raises ValueError (max_norm < 0, norm_type not positive) and RuntimeError (a non-finite norm with
@@ -63,8 +63,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         with np.errstate(invalid="ignore"):  # inf · 0 = NaN where a gradient is inf, as in PyTorch
             for g in grads:
                 g *= coefficient
-    with np.errstate(over="ignore"):  # a norm beyond float16's range is inf in float16, as in PyTorch
-        return Tensor(np.asarray(total, dtype=np.result_type(*grads)))
+    return Tensor(np.asarray(total, dtype=np.result_type(np.float32, *grads)))
 
 
 def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -> None:

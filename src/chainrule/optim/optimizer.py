@@ -73,6 +73,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}  # keyed by id(parameter)
+        self._step_count = 0  # steps taken: a schedule stepped before the first one warns
         for group in groups:
             self.add_param_group(group)
 
@@ -130,6 +131,7 @@ class Optimizer:
                     p.grad[...] = 0
 
     def step(self) -> None:
+        self._step_count += 1
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
