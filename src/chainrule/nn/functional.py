@@ -222,11 +222,12 @@ class CrossEntropy(Function):
         ctx.save_for_backward(logits, probabilities)
         ctx.target, ctx.rows, ctx.reduction, ctx.count = picked_target, rows, reduction, count
         if reduction == "none":
-            if rows is Ellipsis:
-                return losses.astype(logits.dtype, copy=False)
-            full = np.zeros(target.shape, logits.dtype)
-            full[rows] = losses
-            return full
+            with np.errstate(over="ignore"):  # a float16 loss beyond 65504 is inf, as PyTorch gives it
+                if rows is Ellipsis:
+                    return losses.astype(logits.dtype, copy=False)
+                full = np.zeros(target.shape, logits.dtype)
+                full[rows] = losses
+                return full
         return _reduce(losses, reduction, count, logits.dtype)
 
     @staticmethod
