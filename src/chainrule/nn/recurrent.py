@@ -7,6 +7,8 @@ layer and direction, hand-written BPTT, see `fused.py`) and "reference" (the cel
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -127,18 +129,32 @@ class GRUCell(_CellBase):
 
 # -- sequence layers -----------------------------------------------------------------------------------------
 
+def _check_dtype(name: str, what: str, dtype: Any, expected: Any) -> None:
+    """Refuse a dtype other than the parameters' (ValueError, as PyTorch; NumPy would silently promote)."""
+    if np.dtype(dtype) != np.dtype(expected):
+        raise ValueError(f"{name}: {what} dtype ({np.dtype(dtype)}) does not match the parameters' dtype "
+                         f"({np.dtype(expected)}): convert the {what} (.astype) or the layer (.to(dtype))")
+
+
 def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
-    """[T, B, 1] boolean mask of the real (non-padding) steps, or None when every sequence is full."""
+    """[T, B, 1] boolean mask of the real (non-padding) steps, or None when every sequence is full.
+
+    Lengths run from 1 to T: a sequence of length 0 is refused, as PyTorch's pack_padded_sequence refuses
+    it (it would have no last step for h_n). A length past T, a fractional or boolean one is refused too
+    (PyTorch truncates fractions to integers).
+    """
     if lengths is None:
         return None
     values = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
     if values.ndim != 1 or values.shape[0] != batch:
         raise ValueError(f"lengths must be a vector with one length per sequence ({batch}), got shape {values.shape}")
+    if values.size == 0:   # an empty batch: np.asarray([]) is float64, but there is no length to check
+        return None
     if values.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers, got dtype {values.dtype}")
-    if values.size and (values.min() < 1 or values.max() > steps):
-        raise ValueError(f"every length must be between 1 and the sequence length {steps}, got "
-                         f"min {values.min()} and max {values.max()}")
+        raise TypeError(f"lengths must be integers, got dtype {values.dtype}: pass e.g. np.array(lengths, int)")
+    if values.min() < 1 or values.max() > steps:
+        raise ValueError(f"every length must be between 1 and the sequence length {steps} (a length of 0 is "
+                         f"refused, as by PyTorch's packing), got min {values.min()} and max {values.max()}")
     if (values == steps).all():
         return None
     return (np.arange(steps)[:, None] < values[None, :])[:, :, None]
@@ -157,8 +173,14 @@ class _RecurrentBase(Module):
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         _check_size("num_layers", num_layers)
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        if (not isinstance(dropout, numbers.Real) or isinstance(dropout, bool)
+                or not 0.0 <= dropout <= 1.0):
+            raise ValueError(f"dropout must be a number in [0, 1] (the probability of zeroing an element "
+                             f"between layers), got {dropout!r}")
+        if dropout > 0 and num_layers == 1:   # PyTorch warns the same way
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                          UserWarning, stacklevel=3)
         if implementation not in _IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -198,6 +220,7 @@ class _RecurrentBase(Module):
                              f"got shape {x.shape}")
         if x.data.dtype.kind != "f":
             raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
+        _check_dtype(name, "input", x.dtype, self.weight_hh_l0.dtype)
         batched = x.ndim == 3
         if not batched:
             return x.unsqueeze(1), False                  # [T, 1, I]
@@ -215,6 +238,7 @@ class _RecurrentBase(Module):
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)} "
                              f"([num_layers * num_directions, batch, hidden_size]), got {list(state.shape)}")
+        _check_dtype(type(self).__name__, what, state.dtype, dtype)
         if not batched:
             state = state.unsqueeze(1)
         if not state.requires_grad:
@@ -227,8 +251,8 @@ class _RecurrentBase(Module):
             return self._reference(x, states, weights, mask, reverse, layer)
         bias = None
         if projected is None:
-            steps, batch, features = x.shape
-            projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, -1)
+            steps, batch, features = x.shape   # the gate width spelt out: -1 is ambiguous when B = 0
+            projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, weights[0].shape[0])
             bias = self._projection_bias(weights)
             if bias is not None and not self._kernel_adds_bias:
                 projected, bias = projected + bias, None
@@ -259,8 +283,8 @@ class _RecurrentBase(Module):
                 states = new_states
                 outputs[t] = new_states[0]
             else:
-                keep = mask[t]
-                outputs[t] = new_states[0] * keep.astype(x.dtype)
+                keep = mask[t]   # selected, not multiplied: a padded step's state may be inf
+                outputs[t] = ops.where(keep, new_states[0], np.zeros((), x.dtype))
                 states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
         return (ops.stack(outputs), *states)
 
@@ -283,9 +307,14 @@ class _RecurrentBase(Module):
             first = first_projections[0]
             batched, dtype = True, (first[0] if isinstance(first, tuple) else first).dtype
             steps, batch = first[1].shape if isinstance(first, tuple) else first.shape[:2]
-        if steps == 0:
-            raise ValueError(f"{type(self).__name__}: the input has no time steps")
+        if steps == 0:   # as PyTorch: there would be no last step for h_n
+            raise ValueError(f"{type(self).__name__}: expected a sequence length larger than 0, got an input "
+                             f"with no time steps")
         mask = _lengths_mask(lengths, batch, steps)
+        if mask is not None and x is not None:
+            # padded inputs are replaced by 0 (a select), so an inf or NaN there reaches no real step's value
+            # or gradient (dW_ih = Σ xᵀ δ would take NaN · 0 from it)
+            x = ops.where(mask, x, np.zeros((), dtype))
         initial = [self._initial_state(state, batch, dtype, batched, name)
                    for state, name in zip(states, state_names)]
         finals: list[list[Tensor]] = [[] for _ in state_names]

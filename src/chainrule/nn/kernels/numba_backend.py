@@ -340,7 +340,8 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
     gates_all, h_states, c_states, tanh_c_all = lstm_arrays(shape, dtype)
     # p_t for sequence b: row t·B + b of the projections as [T·B, 4H], or row tokens[t, b] of the table
     if tokens is None:
-        table, rows = projected.reshape(steps * batch, -1), np.arange(steps * batch).reshape(steps, batch)
+        # the width spelt out: a -1 cannot be inferred when T·B = 0
+        table, rows = projected.reshape(steps * batch, gate_width), np.arange(steps * batch).reshape(steps, batch)
     else:
         table, rows = projected, tokens
     bias = np.zeros(gate_width, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
