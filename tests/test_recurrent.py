@@ -106,10 +106,14 @@ def test_fused_functions_gradcheck(cell, with_mask, reverse):
         assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (projected, h0, c0, weight_hh, bias_hh))
         assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, None, mask, reverse), (projected, h0, c0, weight_hh))
     elif cell == "gru":
-        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (projected, h0, weight_hh, bias_hh))
+        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (projected, h0, weight_hh, bias_hh, leaf(gates)))
+        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, None, None, mask, reverse), (projected, h0, weight_hh))
     else:
         for nonlinearity in ("tanh", "relu"):
-            assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, mask, reverse, nonlinearity), (projected, h0, weight_hh))
+            assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, mask, reverse, nonlinearity),
+                                (projected, h0, weight_hh, bias_hh))
+            assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, None, mask, reverse, nonlinearity),
+                                (projected, h0, weight_hh))
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -62,13 +62,20 @@ class _FusedFunction(Function):
         self.cache = None
 
 
+def _add_bias(projected, bias):
+    """p_t + b in the compute dtype (so that its gradient, Σ over steps and sequences, is summed there too)."""
+    return projected if bias is None else projected + bias
+
+
 class FusedRNN(_FusedFunction):
-    """h_t = act(p_t + h_{t-1} W_hhᵀ) with p_t = x_t W_ihᵀ + b_ih + b_hh; act is tanh or relu."""
+    """h_t = act(p_t + b + h_{t-1} W_hhᵀ) with p_t = x_t W_ihᵀ and b = b_ih + b_hh (or None); act is tanh or relu."""
 
     @staticmethod
-    def forward(ctx, projected, h0, weight_hh, mask, reverse, nonlinearity):
+    def forward(ctx, projected, h0, weight_hh, bias, mask, reverse, nonlinearity):
         kernels = backend()
-        (projected, h0, weight_hh), ctx.stored = _compute(projected, h0, weight_hh)
+        (projected, h0, weight_hh, bias), ctx.stored = _compute(projected, h0, weight_hh, bias)
+        ctx.has_bias = bias is not None
+        projected = _add_bias(projected, bias)
         states, h, ctx.cache = kernels.rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity)
         ctx.kernels = kernels
         ctx.save_for_backward(weight_hh)
@@ -79,7 +86,8 @@ class FusedRNN(_FusedFunction):
         (weight_hh,) = ctx.saved_tensors
         (d_output, d_h_last), _ = _compute(d_output, d_h_last)
         d_projected, d_h0, d_weight_hh = ctx.kernels.rnn_backward(ctx.cache, weight_hh, d_output, d_h_last)
-        return (*_stored(ctx.stored, d_projected, d_h0, d_weight_hh), None, None, None)
+        d_bias = d_projected.sum(axis=(0, 1)) if ctx.has_bias else None
+        return (*_stored(ctx.stored, d_projected, d_h0, d_weight_hh, d_bias), None, None, None)
 
 
 def _check_tokens(tokens, table_shape):
@@ -129,12 +137,14 @@ class FusedLSTM(_FusedFunction):
 
 class FusedGRU(_FusedFunction):
     """r, z = σ(p_{r,z} + h W_h{r,z}ᵀ + b_h{r,z}); n = tanh(p_n + r ⊙ (h W_hnᵀ + b_hn)); h_t = n + z ⊙ (h_{t-1} - n),
-    with p_t = x_t W_ihᵀ + b_ih."""
+    with p_t = x_t W_ihᵀ + b_ih (b_ih added here when given)."""
 
     @staticmethod
-    def forward(ctx, projected, h0, weight_hh, bias_hh, mask, reverse):
+    def forward(ctx, projected, h0, weight_hh, bias_hh, bias_ih, mask, reverse):
         kernels = backend()
-        (projected, h0, weight_hh, bias_hh), ctx.stored = _compute(projected, h0, weight_hh, bias_hh)
+        (projected, h0, weight_hh, bias_hh, bias_ih), ctx.stored = _compute(projected, h0, weight_hh, bias_hh, bias_ih)
+        ctx.has_bias_ih = bias_ih is not None
+        projected = _add_bias(projected, bias_ih)
         states, h, ctx.cache = kernels.gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse)
         ctx.kernels = kernels
         ctx.has_bias = bias_hh is not None
@@ -146,5 +156,6 @@ class FusedGRU(_FusedFunction):
         (weight_hh,) = ctx.saved_tensors
         (d_output, d_h_last), _ = _compute(d_output, d_h_last)
         d_projected, d_h0, d_weight_hh, d_bias_hh = ctx.kernels.gru_backward(ctx.cache, weight_hh, d_output, d_h_last)
-        return (*_stored(ctx.stored, d_projected, d_h0, d_weight_hh, d_bias_hh if ctx.has_bias else None),
-                None, None, None)
+        d_bias_ih = d_projected.sum(axis=(0, 1)) if ctx.has_bias_ih else None
+        return (*_stored(ctx.stored, d_projected, d_h0, d_weight_hh, d_bias_hh if ctx.has_bias else None,
+                         d_bias_ih), None, None)

@@ -160,6 +160,14 @@ def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
     return (np.arange(steps)[:, None] < values[None, :])[:, :, None]
 
 
+def _rows(table: Tensor, index: np.ndarray) -> Tensor:
+    """table[index] for integer ids; with no ids, an empty slice of the table (its gradient a zero array of
+    the table's shape) shaped as the lookup would be, since the engine's row scatter needs at least one row."""
+    if index.size:
+        return table[index]
+    return table[0:0].reshape(*index.shape, *table.shape[1:])
+
+
 class _RecurrentBase(Module):
     mode = ""
     # set to a list to have each step of a forward pass recorded there (run through the reference path):
@@ -253,9 +261,7 @@ class _RecurrentBase(Module):
         if projected is None:
             steps, batch, features = x.shape   # the gate width spelt out: -1 is ambiguous when B = 0
             projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, weights[0].shape[0])
-            bias = self._projection_bias(weights)
-            if bias is not None and not self._kernel_adds_bias:
-                projected, bias = projected + bias, None
+            bias = self._projection_bias(weights)   # added by the fused node (float16: in float32)
         return self._fused(projected, states, weights, mask, reverse, bias)
 
     def _projection_bias(self, weights: tuple) -> Tensor | None:
@@ -290,9 +296,6 @@ class _RecurrentBase(Module):
 
     def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple, record: dict | None) -> list[Tensor]:
         raise NotImplementedError
-
-    # whether the fused kernel adds the projection bias itself (else it is added to x W_ihᵀ beforehand)
-    _kernel_adds_bias = False
 
     def _fused(self, projected: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
                reverse: bool, bias: Tensor | None = None) -> tuple:
@@ -402,8 +405,8 @@ class _RecurrentBase(Module):
                 table = weights[0].mT if embedding is None else embedding @ weights[0].mT
                 projected = self._look_up(table + bias if bias is not None else table, time_major)
             else:
-                projected = (weights[0].mT[time_major] if embedding is None
-                             else embedding[time_major] @ weights[0].mT)
+                projected = (_rows(weights[0].mT, time_major) if embedding is None
+                             else _rows(embedding, time_major) @ weights[0].mT)
                 projected = projected + bias if bias is not None else projected
             projections.append(projected)
         return time_major, projections
@@ -414,7 +417,7 @@ class _RecurrentBase(Module):
         return table[time_major]
 
     def _token_inputs(self, time_major: np.ndarray, embedding: Tensor | None) -> Tensor:
-        x = embedding[time_major] if embedding is not None else Tensor(
+        x = _rows(embedding, time_major) if embedding is not None else Tensor(
             np.eye(self.input_size, dtype=self.weight_hh_l0.dtype)[time_major])
         return x.swapaxes(0, 1) if self.batch_first else x
 
@@ -455,7 +458,7 @@ class RNN(_RecurrentBase):
         return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity, record)]
 
     def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        return FusedRNN.apply(projected, states[0], weights[1], mask, reverse, self.nonlinearity)
+        return FusedRNN.apply(projected, states[0], weights[1], bias, mask, reverse, self.nonlinearity)
 
 
 class LSTM(_RecurrentBase):
@@ -487,8 +490,6 @@ class LSTM(_RecurrentBase):
     def _look_up(self, table, time_major):
         return table, time_major
 
-    _kernel_adds_bias = True
-
     def _fused(self, projected, states, weights, mask, reverse, bias=None):
         tokens = None
         if isinstance(projected, tuple):  # a [vocabulary, 4H] table and the token ids (see _look_up)
@@ -511,4 +512,4 @@ class GRU(_RecurrentBase):
         return [F.gru_cell(x_t, states[0], *weights, record)]
 
     def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        return FusedGRU.apply(projected, states[0], weights[1], weights[3], mask, reverse)
+        return FusedGRU.apply(projected, states[0], weights[1], weights[3], bias, mask, reverse)
