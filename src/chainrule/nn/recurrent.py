@@ -30,6 +30,13 @@ def _check_size(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _check_dtype(name: str, what: str, dtype: Any, expected: Any) -> None:
+    """Refuse a dtype other than the parameters' (ValueError, as PyTorch; NumPy would silently promote)."""
+    if np.dtype(dtype) != np.dtype(expected):
+        raise ValueError(f"{name}: {what} dtype ({np.dtype(dtype)}) does not match the parameters' dtype "
+                         f"({np.dtype(expected)}): convert the {what} (.astype) or the layer (.to(dtype))")
+
+
 # -- cells ------------------------------------------------------------------------------------------------
 
 class _CellBase(Module):
@@ -52,6 +59,7 @@ class _CellBase(Module):
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: expected input of shape [batch, {self.input_size}] or [{self.input_size}], "
                              f"got {x.shape}")
+        _check_dtype(name, "input", x.dtype, self.weight_hh.dtype)
         batched = x.ndim == 2
         return (x if batched else x.unsqueeze(0)), batched
 
@@ -61,6 +69,7 @@ class _CellBase(Module):
         expected = (batch, self.hidden_size) if batched else (self.hidden_size,)
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)}, got {list(state.shape)}")
+        _check_dtype(type(self).__name__, what, state.dtype, dtype)
         return state if batched else state.unsqueeze(0)
 
     def extra_repr(self) -> str:
@@ -128,13 +137,6 @@ class GRUCell(_CellBase):
 
 
 # -- sequence layers -----------------------------------------------------------------------------------------
-
-def _check_dtype(name: str, what: str, dtype: Any, expected: Any) -> None:
-    """Refuse a dtype other than the parameters' (ValueError, as PyTorch; NumPy would silently promote)."""
-    if np.dtype(dtype) != np.dtype(expected):
-        raise ValueError(f"{name}: {what} dtype ({np.dtype(dtype)}) does not match the parameters' dtype "
-                         f"({np.dtype(expected)}): convert the {what} (.astype) or the layer (.to(dtype))")
-
 
 def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
     """[T, B, 1] boolean mask of the real (non-padding) steps, or None when every sequence is full.

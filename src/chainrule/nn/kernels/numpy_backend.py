@@ -56,11 +56,12 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
     zero = states.dtype.type(0)
     d_h = d_h_last
     for t in time_order(states.shape[0], not reverse):
-        np.multiply(d_h + d_output[t], local[t], out=deltas[t])
+        d_total = d_h + d_output[t]
         carried = None
-        if mask is not None:   # padding: no δ, and dL/dh passes on unchanged
-            np.copyto(deltas[t], zero, where=~mask[t])
+        if mask is not None:   # padding: no δ (its output's gradient is dropped), and dL/dh passes on unchanged
+            d_total = np.where(mask[t], d_total, zero)
             carried = np.where(mask[t], zero, d_h)
+        np.multiply(d_total, local[t], out=deltas[t])
         # dL/dh_{t-1} = δ_t W_hh (the seed's W_hhᵀ δ in column form), plus what padding carried
         d_h = back_product(deltas[t], weight_hh_t)
         if carried is not None:
