@@ -349,14 +349,20 @@ def test_fused_outputs_kept_by_the_caller_survive_later_steps():
     np.testing.assert_array_equal(kept.data, snapshot)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.usefixtures("kernel_backend")
-def test_fused_lstm_token_table_input_errors():
-    from chainrule.nn.fused import FusedLSTM
-    table, state = cr.randn(5, 8), np.zeros((2, 2), np.float32)
-    weight_hh = cr.randn(8, 2)
+def test_fused_token_table_input_errors(cell):
+    from chainrule.nn.fused import FusedGRU, FusedLSTM, FusedRNN
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * 2
+    table, state = cr.randn(5, gates), np.zeros((2, 2), np.float32)
+    weight_hh = cr.randn(gates, 2)
 
     def run(tokens, projected=table):
-        return FusedLSTM.apply(projected, state, state, weight_hh, None, None, False, tokens=tokens)
+        if cell == "lstm":
+            return FusedLSTM.apply(projected, state, state, weight_hh, None, None, False, tokens=tokens)
+        if cell == "gru":
+            return FusedGRU.apply(projected, state, weight_hh, None, None, None, False, tokens=tokens)
+        return FusedRNN.apply(projected, state, weight_hh, None, None, False, "tanh", tokens=tokens)
 
     assert run(np.array([[0, 4], [3, 3]]))[0].shape == (2, 2, 2)
     with pytest.raises(IndexError, match=r"token ids must be in \[0, 5\), got min 0 and max 5"):
@@ -367,8 +373,8 @@ def test_fused_lstm_token_table_input_errors():
         run(np.array([[0.0, 1.0]]))
     with pytest.raises(TypeError, match=r"of shape \(2,\)"):
         run(np.array([0, 1]))
-    with pytest.raises(ValueError, match=r"projected must be a \[vocabulary, 4H\] table, got shape \(1, 5, 8\)"):
-        run(np.array([[0, 1]]), cr.randn(1, 5, 8))
+    with pytest.raises(ValueError, match=r"projected must be a \[vocabulary, gates\] table, got shape \(1, 5, "):
+        run(np.array([[0, 1]]), cr.randn(1, 5, gates))
 
 
 def _float32_ulps(values, exact):

@@ -381,3 +381,48 @@ def test_float16_gradients_are_summed_in_float32(cell):
         assert grad.dtype == np.float16
         np.testing.assert_allclose(grad.astype(np.float32), grads[np.float32][name], rtol=1e-2, atol=1e-2,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("with_embedding", [False, True])
+@pytest.mark.usefixtures("kernel_backend")
+def test_float16_token_inputs_sum_in_float32(cell, with_embedding):
+    """Token ids: the gradient of the lookup table sums every step's δ per token (4,096 of them for 3
+    tokens here), in float32 before it is rounded to float16."""
+    rng = np.random.default_rng(9)
+    ids = rng.integers(0, 3, (64, 64))
+    table = rng.standard_normal((3, 3)).astype(np.float16)
+    grads = {}
+    for dtype in (np.float16, np.float32):
+        layer, _ = make_pair(cell, 3, 2, dtype=np.float16)
+        layer.to(dtype)
+        embedding = cr.tensor(table.astype(dtype), requires_grad=True) if with_embedding else None
+        out, _ = layer.forward_tokens(ids, embedding)
+        assert out.dtype == dtype
+        out.sum().backward()
+        grads[dtype] = {name: p.grad for name, p in layer.named_parameters()}
+        if with_embedding:
+            grads[dtype]["embedding"] = embedding.grad
+    for name, grad in grads[np.float16].items():
+        assert grad.dtype == np.float16
+        np.testing.assert_allclose(grad.astype(np.float32), grads[np.float32][name], rtol=1e-2, atol=1e-2,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+@pytest.mark.usefixtures("kernel_backend")
+def test_float16_with_dropout_between_layers(name):
+    cr.manual_seed(10)
+    layer = getattr(nn, name)(3, 4, num_layers=2, dropout=0.5).to(np.float16)
+    x = cr.tensor(np.ones((2, 5, 3), np.float16), requires_grad=True)
+    out, _ = layer(x)
+    out.sum().backward()
+    assert out.dtype == x.grad.dtype == layer.weight_ih_l1.grad.dtype == np.float16
+    assert np.isfinite(layer.weight_ih_l1.grad).all()
+
+
+def test_lstm_refuses_half_an_initial_state():
+    layer = nn.LSTM(3, 4)
+    for state in [(None, cr.zeros(1, 2, 4)), (cr.zeros(1, 2, 4), None), (cr.zeros(1, 2, 4),)]:
+        with pytest.raises(TypeError, match=r"must be a tuple \(h0, c0\) of two Tensors"):
+            layer(cr.zeros(2, 5, 3), state)

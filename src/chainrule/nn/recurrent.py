@@ -256,15 +256,17 @@ class _RecurrentBase(Module):
         return [state[k] for k in range(count)]
 
     def _run_direction(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                       reverse: bool, projected: Tensor | None = None, layer: int = 0) -> tuple:
+                       reverse: bool, projected: tuple | None = None, layer: int = 0) -> tuple:
+        """`projected`: None (computed here from x), or layer 0's (projections or table, token ids or None,
+        bias) from `_token_projections`. The bias is added by the fused node (float16: in float32)."""
         if self.implementation == "reference" or self.recorder is not None:
             return self._reference(x, states, weights, mask, reverse, layer)
-        bias = None
         if projected is None:
             steps, batch, features = x.shape   # the gate width spelt out: -1 is ambiguous when B = 0
-            projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, weights[0].shape[0])
-            bias = self._projection_bias(weights)   # added by the fused node (float16: in float32)
-        return self._fused(projected, states, weights, mask, reverse, bias)
+            source = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, weights[0].shape[0])
+            projected = (source, None, self._projection_bias(weights))
+        source, tokens, bias = projected
+        return self._fused(source, states, weights, mask, reverse, bias, tokens)
 
     def _projection_bias(self, weights: tuple) -> Tensor | None:
         """The bias added to x W_ihᵀ before the fused kernel: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
@@ -300,7 +302,8 @@ class _RecurrentBase(Module):
         raise NotImplementedError
 
     def _fused(self, projected: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-               reverse: bool, bias: Tensor | None = None) -> tuple:
+               reverse: bool, bias: Tensor | None, tokens: np.ndarray | None) -> tuple:
+        """The fused node: `projected` is [T, B, G], or with `tokens` ([T, B] ids) a [vocabulary, G] table."""
         raise NotImplementedError
 
     def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...],
@@ -309,9 +312,9 @@ class _RecurrentBase(Module):
             x, batched = self._check_input(x)
             (steps, batch), dtype = x.shape[:2], x.dtype
         else:
-            first = first_projections[0]
-            batched, dtype = True, (first[0] if isinstance(first, tuple) else first).dtype
-            steps, batch = first[1].shape if isinstance(first, tuple) else first.shape[:2]
+            source, tokens, _ = first_projections[0]
+            batched, dtype = True, source.dtype
+            steps, batch = tokens.shape if tokens is not None else source.shape[:2]
         if steps == 0:   # as PyTorch: there would be no last step for h_n
             raise ValueError(f"{type(self).__name__}: expected a sequence length larger than 0, got an input "
                              f"with no time steps")
@@ -381,7 +384,9 @@ class _RecurrentBase(Module):
         """Layer 0's input projections for token ids, as lookups into a [vocabulary, gates] table.
 
         x W_ihᵀ + b with x = E[ids] equals (E W_ihᵀ + b)[ids] (one-hot input: W_ihᵀ[ids] + b), so the
-        T·B-row matrix products of the projection, of dx and of dW_ih shrink to vocabulary-row ones.
+        T·B-row matrix products of the projection, of dx and of dW_ih shrink to vocabulary-row ones. Per
+        direction: (table, ids, b), the fused node looking the rows up (and summing their gradients per
+        token, in float32 for float16); or, for fewer ids than rows, ([T, B, G] projections, None, b).
         """
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         name = type(self).__name__
@@ -405,18 +410,12 @@ class _RecurrentBase(Module):
             bias = self._projection_bias(weights)
             if use_table:
                 table = weights[0].mT if embedding is None else embedding @ weights[0].mT
-                projected = self._look_up(table + bias if bias is not None else table, time_major)
+                projections.append((table, time_major, bias))
             else:
                 projected = (_rows(weights[0].mT, time_major) if embedding is None
                              else _rows(embedding, time_major) @ weights[0].mT)
-                projected = projected + bias if bias is not None else projected
-            projections.append(projected)
+                projections.append((projected, None, bias))
         return time_major, projections
-
-    def _look_up(self, table: Tensor, time_major: np.ndarray) -> Any:
-        """Layer 0's projections [T, B, G] from the [vocabulary, G] table (the LSTM hands the table and the
-        ids to its fused kernel instead, which reads the rows step by step)."""
-        return table[time_major]
 
     def _token_inputs(self, time_major: np.ndarray, embedding: Tensor | None) -> Tensor:
         x = _rows(embedding, time_major) if embedding is not None else Tensor(
@@ -439,6 +438,17 @@ class RNN(_RecurrentBase):
     output: [batch, seq, num_directions * hidden]; h_n: [num_layers * num_directions, batch, hidden].
     `lengths` (one per sequence) makes the steps past each sequence's end padding: they leave the state
     unchanged, give output 0 and receive no gradient; h_n is each sequence's state at its own last step.
+    Padding is selected away, so an inf or NaN in a padded input, or in the gradient reaching a padded output,
+    touches no real step (as in PyTorch's packed sequences).
+
+    Edges, as PyTorch: a batch of 0 gives empty outputs and zero parameter gradients; a sequence of 0 steps
+    raises ValueError; `dropout` (applied between layers, in training) must be a number in [0, 1] (else
+    ValueError) and warns (UserWarning) with num_layers = 1, where it does nothing; the input and the initial
+    state must have the parameters' dtype (else ValueError; `.to(dtype)` converts the layer). Lengths must be
+    integers from 1 to seq (TypeError, ValueError): 0 is refused as PyTorch's packing refuses it; a fraction
+    is refused where PyTorch truncates it. float16 layers keep float16 values and gradients, but the fused
+    implementation computes the recurrence in float32 and rounds once (PyTorch rounds every step), so no sum
+    over steps (dW_hh = Σ_t δ_tᵀ h_{t-1}) is taken in float16.
 
     >>> import chainrule as cr
     >>> output, h_n = RNN(3, 5, num_layers=2)(cr.ones(4, 7, 3))
@@ -459,8 +469,9 @@ class RNN(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity, record)]
 
-    def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        return FusedRNN.apply(projected, states[0], weights[1], bias, mask, reverse, self.nonlinearity)
+    def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
+        return FusedRNN.apply(projected, states[0], weights[1], bias, mask, reverse, self.nonlinearity,
+                              tokens=tokens)
 
 
 class LSTM(_RecurrentBase):
@@ -479,8 +490,9 @@ class LSTM(_RecurrentBase):
     def _split_state(self, state: Any) -> tuple:
         if state is None:
             return (None, None)
-        if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise TypeError("LSTM: the initial state must be a tuple (h0, c0)")
+        if not isinstance(state, (tuple, list)) or len(state) != 2 or any(s is None for s in state):
+            raise TypeError("LSTM: the initial state must be a tuple (h0, c0) of two Tensors (or None for "
+                            f"zeros of both), got {state!r}")
         return tuple(state)
 
     def _join_state(self, finals: list[Tensor]) -> Any:
@@ -489,13 +501,7 @@ class LSTM(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return list(F.lstm_cell(x_t, states[0], states[1], *weights, record))
 
-    def _look_up(self, table, time_major):
-        return table, time_major
-
-    def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        tokens = None
-        if isinstance(projected, tuple):  # a [vocabulary, 4H] table and the token ids (see _look_up)
-            projected, tokens = projected
+    def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
         return FusedLSTM.apply(projected, states[0], states[1], weights[1], bias, mask, reverse, tokens=tokens)
 
 
@@ -513,5 +519,5 @@ class GRU(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.gru_cell(x_t, states[0], *weights, record)]
 
-    def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        return FusedGRU.apply(projected, states[0], weights[1], weights[3], bias, mask, reverse)
+    def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
+        return FusedGRU.apply(projected, states[0], weights[1], weights[3], bias, mask, reverse, tokens=tokens)

@@ -563,7 +563,7 @@ def _dropout(x, draws, threshold, scale, out):
 
 
 def apply_dropout(x, draws, threshold, scale):
-    if x.ndim > 3 or x.size == 0:
+    if x.ndim > 3 or x.size == 0 or x.dtype == np.float16:   # numba has no float16 arithmetic
         return numpy_backend.apply_dropout(x, draws, threshold, scale)
     out = np.empty(x.shape, x.dtype)
     as_3d = (1,) * (3 - x.ndim) + x.shape
