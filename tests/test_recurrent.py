@@ -106,7 +106,8 @@ def test_fused_functions_gradcheck(cell, with_mask, reverse):
         assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (projected, h0, c0, weight_hh, bias_hh))
         assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, None, mask, reverse), (projected, h0, c0, weight_hh))
     elif cell == "gru":
-        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (projected, h0, weight_hh, bias_hh, leaf(gates)))
+        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse),
+                            (projected, h0, weight_hh, bias_hh, leaf(gates)))
         assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, None, None, mask, reverse), (projected, h0, weight_hh))
     else:
         for nonlinearity in ("tanh", "relu"):
@@ -261,20 +262,21 @@ def test_errors_say_what_was_expected(bad, message):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("with_embedding", [False, True])
+@pytest.mark.parametrize("shape, lengths", [((3, 6), [6, 4, 2]), ((1, 3), [2])])   # more ids than rows, fewer
 @pytest.mark.usefixtures("kernel_backend")
-def test_forward_tokens_matches_reference_on_embedded_inputs(cell, with_embedding):
+def test_forward_tokens_matches_reference_on_embedded_inputs(cell, with_embedding, shape, lengths):
     cr.manual_seed(13)
     vocabulary, width = 7, 5
     layer = CELLS[cell](width if with_embedding else vocabulary, 4, num_layers=2, bidirectional=True).double()
     embedding = cr.randn(vocabulary, width, dtype="float64", requires_grad=True) if with_embedding else None
-    ids = np.random.default_rng(0).integers(0, vocabulary, (3, 6))
+    ids = np.random.default_rng(0).integers(0, vocabulary, shape)
     ids[0, :3] = 2  # repeated tokens: their table gradients must add up
 
     def run_tokens():
         layer.zero_grad()
         if embedding is not None:
             embedding.grad = None
-        out, final = layer.forward_tokens(ids, embedding, lengths=[6, 4, 2])
+        out, final = layer.forward_tokens(ids, embedding, lengths=lengths)
         finals = final if isinstance(final, tuple) else (final,)
         ((out * out).sum() + sum((f * f).sum() for f in finals)).backward()
         grads = {n: p.grad.copy() for n, p in layer.named_parameters()}

@@ -190,7 +190,7 @@ class _RecurrentBase(Module):
         if dropout > 0 and num_layers == 1:   # PyTorch warns the same way
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
                           f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=2)
         if implementation not in _IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -269,7 +269,7 @@ class _RecurrentBase(Module):
         return self._fused(source, states, weights, mask, reverse, bias, tokens)
 
     def _projection_bias(self, weights: tuple) -> Tensor | None:
-        """The bias added to x W_ihᵀ before the fused kernel: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
+        """The bias the fused node adds to x W_ihᵀ: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
         bias_ih, bias_hh = weights[2], weights[3]
         if bias_ih is None:
             return None
