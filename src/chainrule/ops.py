@@ -46,9 +46,11 @@ def _accumulation_dtype(dtype: np.dtype) -> Any:
 
 
 def _scalar_power(x: Any, exponent: Any) -> Any:
-    """x ** exponent for an array x; a Python-number exponent of 0.5 or -0.5 is sqrt(x) or 1 / sqrt(x), as
-    in PyTorch's pow(Tensor, Scalar) (they differ from C's pow at -0 and -inf: sqrt(-0) = -0, sqrt(-inf) = NaN)."""
-    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+    """x ** exponent for an array x; for float32 and float64 a Python-number exponent of 0.5 or -0.5 is
+    sqrt(x) or 1 / sqrt(x), as in PyTorch's pow(Tensor, Scalar) (they differ from C's pow at -0 and -inf:
+    sqrt(-0) = -0, sqrt(-inf) = NaN); float16, as in PyTorch, keeps C's pow."""
+    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool) and \
+            getattr(x, "dtype", None) in (np.float32, np.float64):
         if exponent == 0.5:
             return np.sqrt(x)
         if exponent == -0.5:
@@ -628,7 +630,7 @@ def scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np
     rows = shape[0]
     flat = index.reshape(-1) % rows if index.size and index.min() < 0 else index.reshape(-1)
     values = g.reshape(flat.size, int(np.prod(shape[1:])))  # not -1: g may have no elements
-    if backend_name() == "numba":
+    if backend_name() == "numba" and g.dtype != np.float16:  # numba has no float16 arithmetic
         from .numba_ops import scatter_add_rows
         out = np.zeros((rows, values.shape[1]), g.dtype)
         scatter_add_rows(out, flat, np.ascontiguousarray(values))
