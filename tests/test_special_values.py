@@ -337,6 +337,13 @@ def test_float16_accumulations_do_not_overflow():
     big = np.full(4096, 30.0, dtype=np.float16)   # sum 122880 overflows float16; the mean is 30
     assert cr.tensor(big).mean().item() == torch.tensor(big).mean().item() == 30.0
     assert_same(cr.tensor(big).softmax().data, torch.tensor(big).softmax(0).numpy(), "float16", "softmax")
+    # the sums inside the backward of softmax and log_softmax (Σ g = 122880 here) are float32 too
+    for name in ("softmax", "log_softmax"):
+        x = cr.tensor(np.zeros(4096, np.float16), requires_grad=True)
+        tx = torch.tensor(np.zeros(4096, np.float16), requires_grad=True)
+        getattr(x, name)().backward(big)
+        getattr(tx, name)(0).backward(torch.tensor(big))
+        assert_same(x.grad, tx.grad.numpy(), "float16", f"gradient of {name}")
 
 
 # -- Value against the Tensor engine ----------------------------------------------------------------------

@@ -45,6 +45,14 @@ def _accumulation_dtype(dtype: np.dtype) -> Any:
     return np.float32 if dtype == np.float16 else None
 
 
+def _in_float32_for_float16(fn: Any, *arrays: Any) -> Any:
+    """fn(*arrays), computed in float32 and rounded once when the arrays are float16 (PyTorch's CPU kernels
+    do so: a sum inside a backward must not overflow float16 when the result fits); else as it is."""
+    if builtins.any(isinstance(a, Tensor) or a.dtype != np.float16 for a in arrays):
+        return fn(*arrays)
+    return fn(*(a.astype(np.float32) for a in arrays)).astype(np.float16)
+
+
 def _scalar_power(x: Any, exponent: Any) -> Any:
     """x ** exponent for an array x; for float32 and float64 a Python-number exponent of 0.5 or -0.5 is
     sqrt(x) or 1 / sqrt(x), as in PyTorch's pow(Tensor, Scalar) (they differ from C's pow at -0 and -inf:
@@ -546,7 +554,9 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return out * (g - (g * out).sum(axis=ctx.axis, keepdims=True)), None
+        axis = ctx.axis
+        return _in_float32_for_float16(lambda g, out: out * (g - (g * out).sum(axis=axis, keepdims=True)),
+                                       g, out), None
 
 
 class LogSoftmax(Function):
@@ -562,7 +572,9 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return g - _exp(out) * g.sum(axis=ctx.axis, keepdims=True), None
+        axis = ctx.axis
+        return _in_float32_for_float16(lambda g, out: g - _exp(out) * g.sum(axis=axis, keepdims=True),
+                                       g, out), None
 
 
 # -- shape and indexing ------------------------------------------------------------------------------
