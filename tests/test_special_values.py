@@ -285,6 +285,8 @@ def test_reductions_over_an_empty_axis():
     assert x.sum(axis=1).tolist() == [0.0, 0.0, 0.0]
     assert np.isnan(x.mean(axis=1).data).all() and np.isnan(x.mean().item())   # PyTorch: NaN
     assert x.logsumexp(axis=1).tolist() == [-math.inf] * 3                        # log 0
+    # DIFFERENCE: PyTorch raises IndexError when the empty axis is named and RuntimeError for a reduction
+    # over all axes; chainrule raises IndexError, with one message, in both cases
     for name in ("max", "min"):
         with pytest.raises(IndexError, match="size 0.*no identity"):
             getattr(x, name)(axis=1)
@@ -425,3 +427,18 @@ def test_value_never_raises_at_special_points():
             for y in values:
                 for op in VALUE_BINARY.values():
                     op(Value(x), Value(y)).backward()
+
+
+def test_value_multiplies_an_infinite_upstream_gradient_by_a_selected_zero():
+    # DIFFERENCE (between the two engines, only with an infinite or NaN upstream gradient): a Value keeps one
+    # local derivative per edge (the book's model, which viz draws) and multiplies the upstream gradient by
+    # it, so where PyTorch and the Tensor engine select 0 (pow with exponent 0) an infinite upstream
+    # gradient gives inf · 0 = NaN in Value
+    x = Value(2.0)
+    ((x ** 0) * math.inf).backward()
+    t = cr.tensor(2.0, dtype="float64", requires_grad=True)
+    ((t ** 0) * math.inf).backward()
+    tt = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    ((tt ** 0) * math.inf).backward()
+    assert float(t.grad) == tt.grad.item() == 0.0
+    assert math.isnan(x.grad)

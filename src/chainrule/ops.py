@@ -857,7 +857,7 @@ def relu(x: Tensor) -> Tensor:
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001
-    """|x| elementwise (gradient sign(x), 0 at 0).
+    """|x| elementwise (gradient sign(x), 0 at 0 and at NaN, as PyTorch).
 
     >>> import chainrule as cr
     >>> cr.abs(cr.tensor([-2.0])).tolist()
@@ -943,7 +943,8 @@ def sum(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
          keepdim: bool | None = None) -> Tensor:
-    """Mean over `axis` (all axes by default): the sum divided by the count.
+    """Mean over `axis` (all axes by default): the sum divided by the count; NaN over an empty axis, as
+    PyTorch; float16 is summed in float32.
 
     >>> import chainrule as cr
     >>> cr.mean(cr.tensor([1.0, 3.0])).item()
@@ -955,7 +956,8 @@ def mean(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None
 
 def max(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
-    """Largest value over `axis` (all axes by default); ties share the gradient.
+    """Largest value over `axis` (all axes by default); ties share the gradient equally (PyTorch's amax).
+    Raises IndexError when a reduced axis has size 0 (there is no identity for max).
 
     >>> import chainrule as cr
     >>> cr.max(cr.tensor([[1.0, 4.0], [3.0, 2.0]]), axis=0).tolist()
@@ -967,7 +969,7 @@ def max(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
 
 def min(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
-    """Smallest value over `axis`: -max(-x).
+    """Smallest value over `axis`: -max(-x) (ties share the gradient; IndexError over an empty axis).
 
     >>> import chainrule as cr
     >>> cr.min(cr.tensor([1.0, -4.0])).item()
@@ -979,7 +981,7 @@ def min(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
 
 def logsumexp(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
               keepdim: bool | None = None) -> Tensor:
-    """log(sum(exp(x))) over `axis`, computed without overflow.
+    """log(sum(exp(x))) over `axis`, computed without overflow; -inf over an empty axis (log 0).
 
     >>> import chainrule as cr
     >>> round(cr.logsumexp(cr.tensor([1e4, 1e4])).item(), 3)
