@@ -383,6 +383,11 @@ def test_float16_accumulations_do_not_overflow():
     w = cr.tensor(np.ones(1, np.float16), requires_grad=True)
     (w * cr.tensor(values)).sum().backward()
     assert w.grad.tolist() == [60000.0]
+    many = cr.zeros(70000, dtype="float16", requires_grad=True)   # 1 / 70000: the count is not float16
+    many.mean().backward()
+    torch_many = torch.zeros(70000, dtype=torch.float16, requires_grad=True)
+    torch_many.mean().backward()
+    assert many.grad[0] == torch_many.grad[0].item() > 0
     big = np.full(4096, 30.0, dtype=np.float16)   # sum 122880 overflows float16; the mean is 30
     assert cr.tensor(big).mean().item() == torch.tensor(big).mean().item() == 30.0
     assert_same(cr.tensor(big).softmax().data, torch.tensor(big).softmax(0).numpy(), "float16", "softmax")

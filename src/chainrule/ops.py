@@ -486,7 +486,9 @@ class Mean(Function):
     def backward(ctx, g):
         if ctx.count == 0:  # the input has no elements
             return np.zeros(ctx.input_shape, _data(g).dtype), None, None
-        return _broadcast_to(g.reshape(ctx.kept_shape) / ctx.count, ctx.input_shape), None, None
+        count, kept_shape = ctx.count, ctx.kept_shape  # a float16 count above 65504 would be inf
+        share = _in_float32_for_float16(lambda g: g.reshape(kept_shape) / count, g)
+        return _broadcast_to(share, ctx.input_shape), None, None
 
 
 def _check_reducible(x: np.ndarray, axes: tuple[int, ...], what: str) -> None:
