@@ -6,7 +6,9 @@ issue's examples with their exact right values, the kinks and ties one by one, e
 accumulations, and `Value` against the Tensor engine over the same special values.
 
 Where chainrule differs from PyTorch, a comment marked DIFFERENCE says so and why; the sweep masks nothing
-else.
+else. One more, not a number: the Tensor engine lets NumPy's RuntimeWarnings ("divide by zero encountered")
+through where PyTorch is silent (silencing them costs an errstate switch per op on the hot path); `Value`
+silences them (test_value_never_raises_at_special_points).
 """
 import math
 import warnings
