@@ -1,7 +1,9 @@
 """One table of operations shared by the gradcheck and the PyTorch-oracle tests.
 
 Each entry: how many inputs, how to make their values (kept away from kinks and outside domains), the
-chainrule call and the equivalent torch call.
+chainrule call and the equivalent torch call. The gradcheck and random-value oracle tests use the makers;
+tests/test_special_values.py ignores them and draws every op's inputs from the special values
+(0, -0, ±inf, NaN, subnormals, the largest finite value, ±1, small normals) in every float dtype.
 """
 from __future__ import annotations
 
@@ -59,7 +61,13 @@ UNARY = [
     Op("clip", lambda x: cr.clip(x, -0.5, 0.5), lambda x: x.clamp(-0.5, 0.5), (away_from_half,)),
     Op("square", lambda x: x ** 2, lambda x: x ** 2),
     Op("pow_2.5", lambda x: x ** 2.5, lambda x: x ** 2.5, (positive,)),
+    Op("pow_half", lambda x: x ** 0.5, lambda x: x ** 0.5, (positive,)),
+    Op("pow_minus_half", lambda x: x ** -0.5, lambda x: x ** -0.5, (positive,)),
+    Op("pow_zero", lambda x: x ** 0, lambda x: x ** 0),
+    Op("cube", lambda x: x ** 3, lambda x: x ** 3),
+    Op("reciprocal_pow", lambda x: x ** -1, lambda x: x ** -1, (away_from_zero,)),
     Op("rpow", lambda x: 2.0 ** x, lambda x: 2.0 ** x),
+    Op("rpow_zero_base", lambda x: 0.0 ** x, lambda x: 0.0 ** x, (positive,)),
     Op("rsub", lambda x: 1.0 - x, lambda x: 1.0 - x),
     Op("rdiv", lambda x: 1.0 / x, lambda x: 1.0 / x, (away_from_zero,)),
     Op("sum", lambda x: x.sum(), lambda x: x.sum()),
@@ -72,6 +80,8 @@ UNARY = [
     Op("getitem_repeats", lambda x: x.reshape(-1)[[0, 0, -1]], lambda x: x.reshape(-1)[[0, 0, -1]]),
     Op("broadcast", lambda x: x.broadcast_to((2,) + x.shape), lambda x: x.expand((2,) + x.shape)),
     Op("unsqueeze", lambda x: x.unsqueeze(0), lambda x: x.unsqueeze(0)),
+    Op("clamp_min", lambda x: x.clamp(min=0.0), lambda x: x.clamp(min=0.0), (away_from_zero,)),
+    Op("astype_float64", lambda x: x.astype("float64") * 2, lambda x: x.double() * 2),
 ]
 
 # ops that take an axis: applied along the last axis of tensors with at least one dimension
@@ -104,4 +114,9 @@ BINARY = [
     Op("minimum", cr.minimum, lambda x, y: __import__("torch").minimum(x, y), (distinct, normal)),
     Op("where", lambda x, y: cr.where(x.data > 0, x, y),
        lambda x, y: __import__("torch").where(x > 0, x, y), (away_from_zero, normal)),
+    Op("where_log", lambda x, y: cr.where(x.data > 0, x.log(), y),  # the unselected log(x <= 0) is NaN
+       lambda x, y: __import__("torch").where(x > 0, x.log(), y), (away_from_zero, normal)),
 ]
+
+# matrix products: the shapes are drawn by each test (they must agree in the contracted dimension)
+MATMUL = Op("matmul", lambda x, y: x @ y, lambda x, y: x @ y, (normal, normal))

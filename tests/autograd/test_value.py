@@ -66,10 +66,29 @@ def test_bad_operands():
         Value(1.0) + "a"
     with pytest.raises(TypeError):
         Value("a")
-    with pytest.raises(ValueError, match="non-positive"):
-        Value(-1.0).log()
-    with pytest.raises(ValueError, match="not a real"):
-        Value(-8.0) ** 0.5
+
+
+
+def test_points_outside_the_domain_give_nan_not_exceptions():
+    # the book's engine raised ValueError here; Value follows the Tensor engine and PyTorch instead
+    assert math.isnan(Value(-1.0).log().data)
+    assert math.isnan((Value(-8.0) ** 0.5).data)
+    assert Value(0.0).log().data == -math.inf
+    assert (Value(1.0) / 0).data == math.inf
+    assert Value(1000.0).exp().data == math.inf
+
+
+def test_example_2_sqrt_at_zero():
+    # issue 15, example 2: Value(0.0) ** 0.5 raised ZeroDivisionError while building the node
+    # [PyTorch: value 0, gradient inf]
+    x = Value(0.0)
+    y = x ** 0.5
+    y.backward()
+    assert y.data == 0.0 and x.grad == math.inf
+    x = Value(-0.0)  # PyTorch's pow(x, 0.5) is sqrt: sqrt(-0) = -0 and 1 / (2 sqrt(-0)) = -inf
+    y = x ** 0.5
+    y.backward()
+    assert math.copysign(1, y.data) == -1 and x.grad == -math.inf
 
 
 def test_gradients_accumulate_and_zero():

@@ -106,10 +106,15 @@ def test_fused_functions_gradcheck(cell, with_mask, reverse):
         assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, mask, reverse), (projected, h0, c0, weight_hh, bias_hh))
         assert cr.gradcheck(lambda *a: FusedLSTM.apply(*a, None, mask, reverse), (projected, h0, c0, weight_hh))
     elif cell == "gru":
-        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse), (projected, h0, weight_hh, bias_hh))
+        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, mask, reverse),
+                            (projected, h0, weight_hh, bias_hh, leaf(gates)))
+        assert cr.gradcheck(lambda *a: FusedGRU.apply(*a, None, None, mask, reverse), (projected, h0, weight_hh))
     else:
         for nonlinearity in ("tanh", "relu"):
-            assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, mask, reverse, nonlinearity), (projected, h0, weight_hh))
+            assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, mask, reverse, nonlinearity),
+                                (projected, h0, weight_hh, bias_hh))
+            assert cr.gradcheck(lambda *a: FusedRNN.apply(*a, None, mask, reverse, nonlinearity),
+                                (projected, h0, weight_hh))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -257,20 +262,21 @@ def test_errors_say_what_was_expected(bad, message):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("with_embedding", [False, True])
+@pytest.mark.parametrize("shape, lengths", [((3, 6), [6, 4, 2]), ((1, 3), [2])])   # more ids than rows, fewer
 @pytest.mark.usefixtures("kernel_backend")
-def test_forward_tokens_matches_reference_on_embedded_inputs(cell, with_embedding):
+def test_forward_tokens_matches_reference_on_embedded_inputs(cell, with_embedding, shape, lengths):
     cr.manual_seed(13)
     vocabulary, width = 7, 5
     layer = CELLS[cell](width if with_embedding else vocabulary, 4, num_layers=2, bidirectional=True).double()
     embedding = cr.randn(vocabulary, width, dtype="float64", requires_grad=True) if with_embedding else None
-    ids = np.random.default_rng(0).integers(0, vocabulary, (3, 6))
+    ids = np.random.default_rng(0).integers(0, vocabulary, shape)
     ids[0, :3] = 2  # repeated tokens: their table gradients must add up
 
     def run_tokens():
         layer.zero_grad()
         if embedding is not None:
             embedding.grad = None
-        out, final = layer.forward_tokens(ids, embedding, lengths=[6, 4, 2])
+        out, final = layer.forward_tokens(ids, embedding, lengths=lengths)
         finals = final if isinstance(final, tuple) else (final,)
         ((out * out).sum() + sum((f * f).sum() for f in finals)).backward()
         grads = {n: p.grad.copy() for n, p in layer.named_parameters()}
@@ -345,14 +351,20 @@ def test_fused_outputs_kept_by_the_caller_survive_later_steps():
     np.testing.assert_array_equal(kept.data, snapshot)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.usefixtures("kernel_backend")
-def test_fused_lstm_token_table_input_errors():
-    from chainrule.nn.fused import FusedLSTM
-    table, state = cr.randn(5, 8), np.zeros((2, 2), np.float32)
-    weight_hh = cr.randn(8, 2)
+def test_fused_token_table_input_errors(cell):
+    from chainrule.nn.fused import FusedGRU, FusedLSTM, FusedRNN
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * 2
+    table, state = cr.randn(5, gates), np.zeros((2, 2), np.float32)
+    weight_hh = cr.randn(gates, 2)
 
     def run(tokens, projected=table):
-        return FusedLSTM.apply(projected, state, state, weight_hh, None, None, False, tokens=tokens)
+        if cell == "lstm":
+            return FusedLSTM.apply(projected, state, state, weight_hh, None, None, False, tokens=tokens)
+        if cell == "gru":
+            return FusedGRU.apply(projected, state, weight_hh, None, None, None, False, tokens=tokens)
+        return FusedRNN.apply(projected, state, weight_hh, None, None, False, "tanh", tokens=tokens)
 
     assert run(np.array([[0, 4], [3, 3]]))[0].shape == (2, 2, 2)
     with pytest.raises(IndexError, match=r"token ids must be in \[0, 5\), got min 0 and max 5"):
@@ -363,8 +375,8 @@ def test_fused_lstm_token_table_input_errors():
         run(np.array([[0.0, 1.0]]))
     with pytest.raises(TypeError, match=r"of shape \(2,\)"):
         run(np.array([0, 1]))
-    with pytest.raises(ValueError, match=r"projected must be a \[vocabulary, 4H\] table, got shape \(1, 5, 8\)"):
-        run(np.array([[0, 1]]), cr.randn(1, 5, 8))
+    with pytest.raises(ValueError, match=r"projected must be a \[vocabulary, gates\] table, got shape \(1, 5, "):
+        run(np.array([[0, 1]]), cr.randn(1, 5, gates))
 
 
 def _float32_ulps(values, exact):

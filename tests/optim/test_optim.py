@@ -108,7 +108,7 @@ def test_schedulers_match_torch(make, torch_make):
     schedule, reference = make(ours), torch_make(theirs, torch)
     for _ in range(12):
         assert schedule.get_last_lr()[0] == pytest.approx(reference.get_last_lr()[0], rel=1e-9)
-        theirs.step()
+        ours.step(), theirs.step()
         schedule.step()
         reference.step()
     state = schedule.state_dict()

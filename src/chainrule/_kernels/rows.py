@@ -16,8 +16,8 @@ def scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np
     """
     rows = shape[0]
     flat = index.reshape(-1) % rows if index.size and index.min() < 0 else index.reshape(-1)
-    values = g.reshape(flat.size, -1)
-    if backend_name() == "numba":
+    values = g.reshape(flat.size, int(np.prod(shape[1:])))  # not -1: g may have no elements
+    if backend_name() == "numba" and g.dtype != np.float16:  # numba has no float16 arithmetic
         from .numba_rows import scatter_add_rows  # numba loaded on first use
         out = np.zeros((rows, values.shape[1]), g.dtype)
         scatter_add_rows(out, flat, np.ascontiguousarray(values))

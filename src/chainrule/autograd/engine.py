@@ -72,7 +72,10 @@ def _reduce_to_shape(grad: Any, shape: tuple[int, ...]) -> Any:
     axes = tuple(range(extra)) + tuple(extra + i for i, size in enumerate(shape)
                                        if size == 1 and grad.shape[extra + i] != 1)
     if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
+        if type(grad) is np.ndarray and grad.dtype == np.float16:  # summed in float32: no overflow on the way
+            grad = grad.sum(axis=axes, keepdims=True, dtype=np.float32).astype(np.float16)
+        else:
+            grad = grad.sum(axis=axes, keepdims=True)
     if grad.shape[extra:] != shape:
         raise RuntimeError(f"internal error: gradient of shape {grad.shape} for an input of shape {shape}")
     return grad.reshape(shape)

@@ -29,9 +29,90 @@ def _log(x: Any) -> Any:
 
 
 def _where(condition: np.ndarray, x: Any, y: Any) -> Any:
+    """Select (never multiply by a mask: inf · 0 and NaN · 0 are NaN)."""
     if isinstance(x, Tensor) or isinstance(y, Tensor):
         return Where.apply(condition, x, y)
     return np.where(condition, x, y)
+
+
+def _data(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _accumulation_dtype(dtype: np.dtype) -> Any:
+    """float16 is summed in float32 (as PyTorch's CPU kernels do), so a sum never overflows on the way to a
+    result that fits; other dtypes are summed in their own precision (None)."""
+    return np.float32 if dtype == np.float16 else None
+
+
+def _in_float32_for_float16(fn: Any, *arrays: Any) -> Any:
+    """fn(*arrays), computed in float32 and rounded once when the arrays are float16 (PyTorch's CPU kernels
+    do so: a sum inside a backward must not overflow float16 when the result fits); else as it is."""
+    if builtins.any(isinstance(a, Tensor) or a.dtype != np.float16 for a in arrays):
+        return fn(*arrays)
+    return fn(*(a.astype(np.float32) for a in arrays)).astype(np.float16)
+
+
+def _scalar_power(x: Any, exponent: Any) -> Any:
+    """x ** exponent for an array x; for float32 and float64 a Python-number exponent of 0.5 or -0.5 is
+    sqrt(x) or 1 / sqrt(x), as in PyTorch's pow(Tensor, Scalar) (they differ from C's pow at -0 and -inf:
+    sqrt(-0) = -0, sqrt(-inf) = NaN); float16, as in PyTorch, keeps C's pow."""
+    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool) and \
+            getattr(x, "dtype", None) in (np.float32, np.float64):
+        if exponent == 0.5:
+            return np.sqrt(x)
+        if exponent == -0.5:
+            return np.reciprocal(np.sqrt(x))
+    return np.power(x, exponent)
+
+
+def _power(x: Any, exponent: Any) -> Any:
+    if isinstance(x, Tensor) or isinstance(exponent, Tensor):
+        return Pow.apply(x, exponent)
+    return _scalar_power(x, exponent)
+
+
+def _matmul(x: Any, y: Any) -> Any:
+    """x @ y; float16 arrays are multiplied in float32 and rounded once (PyTorch's CPU half matmul)."""
+    if isinstance(x, Tensor) or isinstance(y, Tensor):
+        return MatMul.apply(x, y)
+    if x.dtype == np.float16 and y.dtype == np.float16:
+        return np.matmul(x.astype(np.float32), y.astype(np.float32)).astype(np.float16)
+    return np.matmul(x, y)
+
+
+# -- local derivatives shared with `Value` (upstream g times ∂out/∂input, with PyTorch's conventions) --
+
+def pow_gradients(g: Any, x: Any, y: Any, out: Any, need_x: bool = True, need_y: bool = True) -> tuple:
+    """Gradients of out = x ** y (PyTorch's pow_backward):
+    ∂/∂x = y x^(y-1), selected to 0 where y == 0 (even at x = 0, inf or NaN);
+    ∂/∂y = x^y ln x, selected to 0 where x == 0 and y >= 0 (0 · ln 0 is the limit 0, not NaN);
+    a negative base gives NaN for ∂/∂y (ln of a negative number), as in PyTorch."""
+    grad_x = grad_y = None
+    if need_x:
+        if isinstance(y, (int, float)) and not isinstance(y, bool):
+            grad_x = np.zeros(np.shape(_data(g)), _data(g).dtype) if y == 0 else g * (y * _power(x, y - 1))
+        else:
+            grad_x = _where(np.equal(_data(y), 0), 0, g * (y * _power(x, y - 1)))
+    if need_y:
+        at_zero = np.logical_and(np.equal(_data(x), 0), np.greater_equal(_data(y), 0))
+        grad_y = g * _where(at_zero, 0, out * _log(x))
+    return grad_x, grad_y
+
+
+def div_gradients(g: Any, x: Any, y: Any) -> tuple:
+    """Gradients of x / y: g / y and -g (x / y) / y (PyTorch's order: -g · x / y² overflows sooner)."""
+    return g / y, -g * ((x / y) / y)
+
+
+def sigmoid_forward(x: Any) -> Any:
+    """1 / (1 + e^-x) written so that neither branch overflows."""
+    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+
+
+def relu_blocked(out: Any) -> Any:
+    """Where relu passes no gradient: out <= 0 (PyTorch's threshold_backward; NaN passes its gradient)."""
+    return np.less_equal(out, 0)
 
 
 def _broadcast_to(x: Any, shape: tuple[int, ...]) -> Any:
@@ -116,28 +197,38 @@ class Div(Function):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        grad_x = g / y
-        # d(x/y)/dy = -x / y²
-        return grad_x, (-grad_x * x / y if ctx.inputs[1] is not None else None)
+        grad_x, grad_y = div_gradients(g, x, y)
+        return grad_x, (grad_y if ctx.inputs[1] is not None else None)
 
 
 class Pow(Function):
+    """z = x ** y; the gradients and their special points are in `pow_gradients`."""
+
     @staticmethod
     def forward(ctx, x, y):
-        out = np.power(x, y)
+        out = _scalar_power(x, y)
         ctx.save_for_backward(x, y, out)
         return out
 
     @staticmethod
     def backward(ctx, g):
         x, y, out = ctx.saved_tensors
-        grad_x = grad_y = None
-        if ctx.inputs[0] is not None:
-            # d(x^y)/dx = y x^(y-1); a constant exponent of 0 has zero gradient even at x = 0
-            grad_x = g * 0.0 if isinstance(y, (int, float)) and y == 0 else g * y * x ** (y - 1)
-        if ctx.inputs[1] is not None:
-            grad_y = g * out * _log(x)  # d(x^y)/dy = x^y ln x
-        return grad_x, grad_y
+        return pow_gradients(g, x, y, out, ctx.inputs[0] is not None, ctx.inputs[1] is not None)
+
+
+class Sqrt(Function):
+    """√x; d√x/dx = 1 / (2√x): inf at 0, -inf at -0 (PyTorch's sqrt_backward g / (2 out))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = np.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g / (2 * out)
 
 
 def _memory_order(x: Any) -> tuple[int, ...] | None:
@@ -164,9 +255,10 @@ class MatMul(Function):
         if x.ndim > 2 and y.ndim == 2:
             axes = _memory_order(x)
             rows = x if axes is None else x.transpose(axes)
-            product = (rows.reshape(-1, x.shape[-1]) @ y).reshape(rows.shape[:-1] + y.shape[-1:])
+            count = int(np.prod(rows.shape[:-1]))  # not -1: a zero-size x has no inferable row count
+            product = _matmul(rows.reshape(count, x.shape[-1]), y).reshape(rows.shape[:-1] + y.shape[-1:])
             return product if axes is None else product.transpose(np.argsort(axes))
-        return np.matmul(x, y)
+        return _matmul(x, y)
 
     @staticmethod
     def backward(ctx, g):
@@ -177,13 +269,14 @@ class MatMul(Function):
             axes = _memory_order(x) if isinstance(g, np.ndarray) else None   # (not under create_graph)
             if axes is not None:
                 x, g = x.transpose(axes), g.transpose(axes)
-            rows_x, rows_g = x.reshape((-1, x.shape[-1])), g.reshape((-1, g.shape[-1]))
+            count = int(np.prod(x.shape[:-1]))
+            rows_x, rows_g = x.reshape((count, x.shape[-1])), g.reshape((count, g.shape[-1]))
             grad_x = grad_y = None
             if ctx.inputs[0] is not None:
-                grad_x = (rows_g @ y.mT).reshape(x.shape)
+                grad_x = _matmul(rows_g, y.mT).reshape(x.shape)
                 grad_x = grad_x if axes is None else grad_x.transpose(np.argsort(axes))
             if ctx.inputs[1] is not None:
-                grad_y = rows_x.mT @ rows_g
+                grad_y = _matmul(rows_x.mT, rows_g)
             return grad_x, grad_y
         x2 = x.reshape((1, x.shape[0])) if x.ndim == 1 else x
         y2 = y.reshape((y.shape[0], 1)) if y.ndim == 1 else y
@@ -194,11 +287,11 @@ class MatMul(Function):
             g2 = g2.reshape(g2.shape + (1,))
         grad_x = grad_y = None
         if ctx.inputs[0] is not None:
-            grad_x = g2 @ y2.mT
+            grad_x = _matmul(g2, y2.mT)
             if x.ndim == 1:
                 grad_x = grad_x.reshape(grad_x.shape[:-2] + grad_x.shape[-1:])
         if ctx.inputs[1] is not None:
-            grad_y = x2.mT @ g2
+            grad_y = _matmul(x2.mT, g2)
             if y.ndim == 1:
                 grad_y = grad_y.reshape(grad_y.shape[:-1])
         return grad_x, grad_y
@@ -261,33 +354,37 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx, x):
-        # 1 / (1 + e^-x) written so that neither branch overflows
-        out = np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+        out = sigmoid_forward(x)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return g * out * (1 - out)
+        return g * (1 - out) * out
 
 
 class Relu(Function):
+    """max(x, 0) (NaN stays NaN); the gradient is selected: 0 where the output is <= 0, else g."""
+
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x > 0)
-        return np.maximum(x, 0)
+        out = np.maximum(x, 0)
+        ctx.save_for_backward(relu_blocked(out))
+        return out
 
     @staticmethod
     def backward(ctx, g):
-        (positive,) = ctx.saved_tensors
-        return g * positive
+        (blocked,) = ctx.saved_tensors
+        return _where(blocked, 0, g)
 
 
 class Abs(Function):
+    """|x|; gradient g · sign(x), where sign(0) = sign(NaN) = 0 (PyTorch's sgn)."""
+
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(np.sign(x))
+        ctx.save_for_backward(np.greater(x, 0).astype(x.dtype) - np.less(x, 0))
         return np.abs(x)
 
     @staticmethod
@@ -312,22 +409,23 @@ class Clip(Function):
     @staticmethod
     def backward(ctx, g):
         (inside,) = ctx.saved_tensors
-        return g * inside, None, None
+        return _where(inside, g, 0), None, None
 
 
 class Maximum(Function):
-    """Elementwise max; where x == y the gradient is split equally (as PyTorch does)."""
+    """Elementwise max (NaN wins); where x == y the gradient is split equally, and where either is NaN
+    both get g (PyTorch: x's gradient is g/2 on ties, 0 where x < y, else g; y's likewise)."""
 
     @staticmethod
     def forward(ctx, x, y):
-        share_x = (x > y) + 0.5 * (x == y)
-        ctx.save_for_backward(share_x.astype(np.result_type(x, y), copy=False))
+        ctx.save_for_backward(np.less(x, y), np.equal(x, y), np.greater(x, y))
         return np.maximum(x, y)
 
     @staticmethod
     def backward(ctx, g):
-        (share_x,) = ctx.saved_tensors
-        return g * share_x, g * (1 - share_x)
+        less, equal, greater = ctx.saved_tensors
+        shared = _where(equal, g / 2, g)
+        return _where(less, 0, shared), _where(greater, 0, shared)
 
 
 class Where(Function):
@@ -360,11 +458,45 @@ class Sum(Function):
     def forward(ctx, x, axes, keepdims):
         ctx.input_shape = x.shape
         ctx.kept_shape = _kept_shape(x.shape, axes)
-        return np.sum(x, axis=axes, keepdims=keepdims)
+        wide = _accumulation_dtype(x.dtype)
+        out = np.sum(x, axis=axes, keepdims=keepdims, dtype=wide)
+        return out if wide is None else out.astype(x.dtype)
 
     @staticmethod
     def backward(ctx, g):
         return _broadcast_to(g.reshape(ctx.kept_shape), ctx.input_shape), None, None
+
+
+class Mean(Function):
+    """Mean over axes: the sum (float16 summed in float32) divided by the count; NaN over an empty axis
+    (0 / 0, as PyTorch). Gradient g / count to every element."""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        ctx.input_shape = x.shape
+        ctx.kept_shape = _kept_shape(x.shape, axes)
+        ctx.count = int(np.prod([x.shape[a] for a in axes]))
+        total = np.sum(x, axis=axes, keepdims=keepdims, dtype=_accumulation_dtype(x.dtype))
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)  # integers: a float mean
+        if ctx.count == 0:
+            return np.full(np.shape(total), np.nan, dtype)
+        return (total / ctx.count).astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.count == 0:  # the input has no elements
+            return np.zeros(ctx.input_shape, _data(g).dtype), None, None
+        count, kept_shape = ctx.count, ctx.kept_shape  # a float16 count above 65504 would be inf
+        share = _in_float32_for_float16(lambda g: g.reshape(kept_shape) / count, g)
+        return _broadcast_to(share, ctx.input_shape), None, None
+
+
+def _check_reducible(x: np.ndarray, axes: tuple[int, ...], what: str) -> None:
+    empty = [a for a in axes if x.shape[a] == 0]
+    if empty:
+        raise IndexError(f"{what}: axis {empty[0]} of the input of shape {x.shape} has "
+                         f"size 0, and {what} of nothing has no value (no identity); reduce over a "
+                         "non-empty axis, or check for empty input first")
 
 
 class Max(Function):
@@ -372,8 +504,7 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx, x, axes, keepdims):
-        if x.size == 0:
-            raise ValueError("max/min of an empty tensor has no identity")
+        _check_reducible(x, axes, "max/min")
         out = np.max(x, axis=axes, keepdims=True)
         is_max = x == out
         ctx.save_for_backward(is_max / is_max.sum(axis=axes, keepdims=True).astype(x.dtype))
@@ -387,13 +518,17 @@ class Max(Function):
 
 
 class LogSumExp(Function):
-    """log Σ exp(x), shifted by the max so logits of 1e4 do not overflow; gradient softmax(x)."""
+    """log Σ exp(x), shifted by the max so logits of 1e4 do not overflow; gradient softmax(x).
+
+    An infinite max is not subtracted (PyTorch: a row of -inf gives -inf, a +inf gives +inf); an empty axis
+    gives -inf (log 0); float16 is computed in float32 and rounded once."""
 
     @staticmethod
     def forward(ctx, x, axes, keepdims):
-        shift = np.max(x, axis=axes, keepdims=True) if x.size else np.zeros(_kept_shape(x.shape, axes), x.dtype)
-        shift = np.where(np.isfinite(shift), shift, 0)
-        out = np.log(np.sum(np.exp(x - shift), axis=axes, keepdims=True)) + shift
+        wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)
+        shift = np.max(wide, axis=axes, keepdims=True, initial=-np.inf)
+        shift = np.where(np.isinf(shift), 0, shift)
+        out = (np.log(np.sum(np.exp(wide - shift), axis=axes, keepdims=True)) + shift).astype(x.dtype)
         ctx.kept_shape = out.shape
         out = out if keepdims else np.squeeze(out, axis=axes)
         ctx.save_for_backward(x, out)
@@ -410,8 +545,10 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis):
-        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-        out = e / np.sum(e, axis=axis, keepdims=True)
+        wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
+        # the max is subtracted even when infinite: a row of -inf or with +inf is NaN, as in PyTorch
+        e = np.exp(wide - np.max(wide, axis=axis, keepdims=True, initial=-np.inf))
+        out = (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out
@@ -419,14 +556,17 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return out * (g - (g * out).sum(axis=ctx.axis, keepdims=True)), None
+        axis = ctx.axis
+        return _in_float32_for_float16(lambda g, out: out * (g - (g * out).sum(axis=axis, keepdims=True)),
+                                       g, out), None
 
 
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
-        shifted = x - np.max(x, axis=axis, keepdims=True)
-        out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
+        shifted = wide - np.max(wide, axis=axis, keepdims=True, initial=-np.inf)
+        out = (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out
@@ -434,7 +574,9 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return g - _exp(out) * g.sum(axis=ctx.axis, keepdims=True), None
+        axis = ctx.axis
+        return _in_float32_for_float16(lambda g, out: g - _exp(out) * g.sum(axis=axis, keepdims=True),
+                                       g, out), None
 
 
 # -- shape and indexing ------------------------------------------------------------------------------
@@ -653,7 +795,7 @@ def sqrt(x: Tensor) -> Tensor:
     >>> cr.sqrt(cr.tensor([4.0])).tolist()
     [2.0]
     """
-    return Pow.apply(_as_tensor(x, "sqrt"), 0.5)
+    return Sqrt.apply(_as_tensor(x, "sqrt"))
 
 
 def tanh(x: Tensor) -> Tensor:
@@ -687,7 +829,7 @@ def relu(x: Tensor) -> Tensor:
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001
-    """|x| elementwise (gradient sign(x), 0 at 0).
+    """|x| elementwise (gradient sign(x), 0 at 0 and at NaN, as PyTorch).
 
     >>> import chainrule as cr
     >>> cr.abs(cr.tensor([-2.0])).tolist()
@@ -773,23 +915,21 @@ def sum(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
          keepdim: bool | None = None) -> Tensor:
-    """Mean over `axis` (all axes by default): the sum divided by the count.
+    """Mean over `axis` (all axes by default): the sum divided by the count; NaN over an empty axis, as
+    PyTorch; float16 is summed in float32.
 
     >>> import chainrule as cr
     >>> cr.mean(cr.tensor([1.0, 3.0])).item()
     2.0
     """
     axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
-    axes = _normalize_axes(axis, x.ndim)
-    count = int(np.prod([x.shape[a] for a in axes]))
-    if count == 0:
-        raise ValueError(f"mean over an empty axis of a tensor of shape {x.shape}")
-    return Sum.apply(x, axes, keepdims) / count
+    return Mean.apply(x, _normalize_axes(axis, x.ndim), keepdims)
 
 
 def max(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
-    """Largest value over `axis` (all axes by default); ties share the gradient.
+    """Largest value over `axis` (all axes by default); ties share the gradient equally (PyTorch's amax).
+    Raises IndexError when a reduced axis has size 0 (there is no identity for max).
 
     >>> import chainrule as cr
     >>> cr.max(cr.tensor([[1.0, 4.0], [3.0, 2.0]]), axis=0).tolist()
@@ -801,7 +941,7 @@ def max(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
 
 def min(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
-    """Smallest value over `axis`: -max(-x).
+    """Smallest value over `axis`: -max(-x) (ties share the gradient; IndexError over an empty axis).
 
     >>> import chainrule as cr
     >>> cr.min(cr.tensor([1.0, -4.0])).item()
@@ -813,7 +953,7 @@ def min(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
 
 def logsumexp(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
               keepdim: bool | None = None) -> Tensor:
-    """log(sum(exp(x))) over `axis`, computed without overflow.
+    """log(sum(exp(x))) over `axis`, computed without overflow; -inf over an empty axis (log 0).
 
     >>> import chainrule as cr
     >>> round(cr.logsumexp(cr.tensor([1e4, 1e4])).item(), 3)

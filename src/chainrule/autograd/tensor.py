@@ -354,7 +354,7 @@ class Tensor:
         return _ops.Log.apply(self)
 
     def sqrt(self) -> Tensor:
-        return _ops.Pow.apply(self, 0.5)
+        return _ops.Sqrt.apply(self)
 
     def tanh(self) -> Tensor:
         return _ops.Tanh.apply(self)

@@ -8,12 +8,16 @@ which re-sends the running total on every visit, gives 36.
 """
 from __future__ import annotations
 
-import math
-from typing import Union
+from typing import Any, Union
 
+import numpy as np
+
+from . import ops as _ops
 from .engine import reverse_topological_order
 
 Number = Union[int, float]
+_F = np.float64
+_ONE = np.float64(1.0)
 
 
 class Value:
@@ -55,37 +59,47 @@ class Value:
             return Value(other)
         raise TypeError(f"unsupported operand for {op}: Value and {type(other).__name__}")
 
-    # each op: the value, then ∂out/∂input for every input
+    # Each op computes its value and its local derivatives with NumPy float64 and the same functions as the
+    # Tensor engine (chainrule.ops), so the two engines agree at every special point: no Python-float
+    # exceptions (ZeroDivisionError, OverflowError, math domain errors), but inf and NaN as PyTorch gives.
+    def _result(self, out: Any, parents: tuple[Value, ...], local_grads: tuple, op: str) -> Value:
+        return Value(float(out), parents, tuple(float(local) for local in local_grads), op)
+
     def __add__(self, other: Value | Number) -> Value:
         other = self._lift(other, "+")
-        return Value(self.data + other.data, (self, other), (1.0, 1.0), "+")
+        with np.errstate(all="ignore"):
+            return self._result(_F(self.data) + _F(other.data), (self, other), (1.0, 1.0), "+")
 
     def __mul__(self, other: Value | Number) -> Value:
         other = self._lift(other, "*")
-        return Value(self.data * other.data, (self, other), (other.data, self.data), "*")
+        with np.errstate(all="ignore"):
+            return self._result(_F(self.data) * _F(other.data), (self, other), (other.data, self.data), "*")
 
     def __pow__(self, exponent: Value | Number) -> Value:
-        exponent = self._lift(exponent, "**")
-        out = self.data ** exponent.data
-        if isinstance(out, complex):
-            raise ValueError(f"Value: {self.data} ** {exponent.data} is not a real number")
-        local_base = exponent.data * self.data ** (exponent.data - 1) if exponent.data != 0 else 0.0
-        local_exponent = out * math.log(self.data) if self.data > 0 else 0.0
-        return Value(out, (self, exponent), (local_base, local_exponent), "**")
+        """self ** exponent. A number exponent follows PyTorch's pow(Tensor, Scalar) (0.5 is sqrt, so
+        Value(-0.0) ** 0.5 is -0.0 with gradient -inf); a Value exponent follows pow(Tensor, Tensor)."""
+        lifted = self._lift(exponent, "**")
+        x = _F(self.data)
+        y = float(exponent) if not isinstance(exponent, Value) else _F(exponent.data)
+        with np.errstate(all="ignore"):
+            out = _ops._scalar_power(x, y)
+            local_base, local_exponent = _ops.pow_gradients(_ONE, x, y, out)
+        return self._result(out, (self, lifted), (local_base, local_exponent), "**")
 
     def __neg__(self) -> Value:
-        return Value(-self.data, (self,), (-1.0,), "neg")
+        return self._result(-_F(self.data), (self,), (-1.0,), "neg")
 
     def __sub__(self, other: Value | Number) -> Value:
         other = self._lift(other, "-")
-        return Value(self.data - other.data, (self, other), (1.0, -1.0), "-")
+        with np.errstate(all="ignore"):
+            return self._result(_F(self.data) - _F(other.data), (self, other), (1.0, -1.0), "-")
 
     def __truediv__(self, other: Value | Number) -> Value:
+        """self / other; division by 0 gives ±inf or NaN (and gradients to match), as for Tensors."""
         other = self._lift(other, "/")
-        if other.data == 0:
-            raise ZeroDivisionError("Value division by zero")
-        return Value(self.data / other.data, (self, other),
-                     (1.0 / other.data, -self.data / other.data ** 2), "/")
+        x, y = _F(self.data), _F(other.data)
+        with np.errstate(all="ignore"):
+            return self._result(x / y, (self, other), _ops.div_gradients(_ONE, x, y), "/")
 
     def __radd__(self, other: Number) -> Value:
         return self._lift(other, "+") + self
@@ -103,25 +117,29 @@ class Value:
         return self._lift(base, "**") ** self
 
     def exp(self) -> Value:
-        out = math.exp(self.data)
-        return Value(out, (self,), (out,), "exp")
+        with np.errstate(all="ignore"):
+            out = np.exp(_F(self.data))
+        return self._result(out, (self,), (out,), "exp")
 
     def log(self) -> Value:
-        if self.data <= 0:
-            raise ValueError(f"Value.log of a non-positive number ({self.data})")
-        return Value(math.log(self.data), (self,), (1.0 / self.data,), "log")
+        """ln(self): -inf at 0 (gradient inf), NaN below 0, as for Tensors and in PyTorch."""
+        x = _F(self.data)
+        with np.errstate(all="ignore"):
+            return self._result(np.log(x), (self,), (_ONE / x,), "log")
 
     def tanh(self) -> Value:
-        out = math.tanh(self.data)
-        return Value(out, (self,), (1.0 - out * out,), "tanh")
+        out = np.tanh(_F(self.data))
+        with np.errstate(all="ignore"):
+            return self._result(out, (self,), (1 - out * out,), "tanh")
 
     def sigmoid(self) -> Value:
-        z = self.data
-        out = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-        return Value(out, (self,), (out * (1.0 - out),), "sigmoid")
+        with np.errstate(all="ignore"):
+            out = _ops.sigmoid_forward(_F(self.data))
+            return self._result(out, (self,), ((1 - out) * out,), "sigmoid")
 
     def relu(self) -> Value:
-        return Value(max(self.data, 0.0), (self,), (1.0 if self.data > 0 else 0.0,), "relu")
+        out = np.maximum(_F(self.data), 0.0)
+        return self._result(out, (self,), (0.0 if _ops.relu_blocked(out) else 1.0,), "relu")
 
     def backward(self) -> None:
         """Add d(self)/d(v) to `v.grad` for every Value v this one was computed from (and itself).
@@ -139,7 +157,8 @@ class Value:
             upstream = grads.pop(node, 0.0)
             node.grad += upstream
             for parent, local in zip(node.parents, node.local_grads):
-                grads[parent] = grads.get(parent, 0.0) + upstream * local  # downstream = upstream × local
+                # downstream = upstream × local (Python floats: inf · 0 is NaN, never an exception)
+                grads[parent] = grads.get(parent, 0.0) + upstream * local
 
     def zero_grad(self) -> None:
         """Set the grad of this Value and of everything it was computed from back to 0."""

@@ -126,7 +126,24 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a loss computes and accumulates in: float16 widens to float32, so a sum over many rows
+    cannot overflow the float16 range (65504) that only the result has to fit."""
+    return np.result_type(dtype, np.float32)
+
+
+def _floating_input(x: Any, what: str, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{what}: {name} must be floating (float16, float32 or float64), got dtype {x.dtype}; "
+                        f"convert it with .astype('float32')")
+
+
 def _target_array(logits_shape: tuple[int, ...], target: Any, ignore_index: int, what: str) -> np.ndarray:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"{what}: ignore_index must be an integer, got {type(ignore_index).__name__} "
+                        f"{ignore_index!r}")
     target = np.asarray(target.data if isinstance(target, Tensor) else target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"{what}: targets must be integer class indices, got dtype {target.dtype}")
@@ -142,97 +159,209 @@ def _target_array(logits_shape: tuple[int, ...], target: Any, ignore_index: int,
     return target
 
 
+def _counted(target: np.ndarray, ignore_index: int) -> tuple[Any, int]:
+    """The index of the rows whose target counts (Ellipsis when all do) and how many they are.
+
+    Ignored rows are selected out, never multiplied by 0: their values may be inf or NaN (inf · 0 = NaN)."""
+    valid = target != ignore_index
+    count = int(valid.sum())
+    return (Ellipsis if count == valid.size else np.nonzero(valid)), count
+
+
+def _reduce(losses: np.ndarray, reduction: str, count: int, dtype: np.dtype) -> np.ndarray:
+    """Sum or mean of the counted rows' losses (in the work dtype), cast to the input's dtype."""
+    total = losses.sum()
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = total / count  # the mean of no targets is nan, as in PyTorch
+    with np.errstate(over="ignore"):  # a result beyond float16's range is inf, as PyTorch gives it
+        return np.asarray(total, dtype=dtype)
+
+
+def _row_scale(g: Any, rows: Any, reduction: str, count: int) -> Any:
+    """The upstream gradient each counted row's loss receives, shaped to broadcast over the classes."""
+    if reduction == "none":
+        return g[rows][..., None]
+    return g / count if reduction == "mean" else g
+
+
+def _place_rows(rows_grad: Any, rows: Any, like: Any) -> Any:
+    """The gradient of the whole input: the counted rows' gradients at their places, zeros elsewhere
+    (an ignored row's gradient is 0 whatever its values, as it is selected out)."""
+    if rows is Ellipsis:
+        return rows_grad
+    if isinstance(rows_grad, Tensor):
+        return ops.Scatter.apply(rows_grad, like.shape, rows)
+    out = np.zeros_like(like)  # the input's memory layout, whatever it is
+    out[rows] = rows_grad
+    return out
+
+
 class CrossEntropy(Function):
     """Fused log-softmax + negative log-likelihood over the last axis.
 
     loss_i = logsumexp(z_i) - z_i[t_i]; its gradient is softmax(z_i) - onehot(t_i) (S - 1 at the target).
+    Only the counted rows (target != ignore_index) enter the arithmetic; float16 computes in float32.
     """
 
     @staticmethod
     def forward(ctx, logits, target, reduction, ignore_index):
-        probabilities = logits - logits.max(axis=-1, keepdims=True)
-        picked = np.take_along_axis(probabilities, np.where(target != ignore_index, target, 0)[..., None], axis=-1)
-        np.exp(probabilities, out=probabilities)
+        rows, count = _counted(target, ignore_index)
+        work = _work_dtype(logits.dtype)
+        z = logits[rows].astype(work, copy=False)  # [K, C] (or the whole input when every row counts)
+        picked_target = target[rows][..., None]
+        if z.size:
+            shifted = z - z.max(axis=-1, keepdims=True)
+        else:  # no counted rows (or no classes): max has no identity, and nothing needs shifting
+            shifted = z.copy()
+        picked = np.take_along_axis(shifted, picked_target, axis=-1)[..., 0]
+        probabilities = np.exp(shifted, out=shifted)
         total = probabilities.sum(axis=-1, keepdims=True)
         probabilities /= total
-        valid = target != ignore_index
-        safe_target = np.where(valid, target, 0)
-        losses = ((np.log(total) - picked)[..., 0] * valid).astype(logits.dtype, copy=False)  # lse - z_t
-        count = int(valid.sum())
+        losses = np.log(total[..., 0]) - picked  # lse - z_t
         ctx.save_for_backward(logits, probabilities)
-        ctx.valid, ctx.target, ctx.reduction, ctx.count = valid, safe_target, reduction, count
+        ctx.target, ctx.rows, ctx.reduction, ctx.count = picked_target, rows, reduction, count
         if reduction == "none":
-            return losses
-        total = losses.sum(dtype=logits.dtype)
-        if reduction == "sum":
-            return total
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return total / count  # the mean of no targets is nan, as in PyTorch
+            with np.errstate(over="ignore"):  # a float16 loss beyond 65504 is inf, as PyTorch gives it
+                if rows is Ellipsis:
+                    return losses.astype(logits.dtype, copy=False)
+                full = np.zeros(target.shape, logits.dtype)
+                full[rows] = losses
+                return full
+        return _reduce(losses, reduction, count, logits.dtype)
 
     @staticmethod
     def backward(ctx, g):
         logits, probabilities = ctx.saved_tensors
-        weight = ctx.valid.astype(logits.dtype)
-        if ctx.reduction == "mean":
-            weight = weight / ctx.count if ctx.count else weight * np.nan
-        scale = g[..., None] * weight[..., None] if ctx.reduction == "none" else g * weight[..., None]
+        rows, target = ctx.rows, ctx.target
+        if ctx.count == 0:  # nothing counted: the gradient is zero (not 0 / 0), as in PyTorch
+            return np.zeros(logits.shape, logits.dtype), None, None, None
+        scale = _row_scale(g, rows, ctx.reduction, ctx.count)
         if isinstance(logits, Tensor):
             # under create_graph the saved softmax would be a constant: recompute it from the logits
-            onehot = np.zeros(logits.shape, logits.dtype)
-            np.put_along_axis(onehot, ctx.target[..., None], 1.0, axis=-1)
-            return (logits.softmax(axis=-1) - onehot) * scale, None, None, None
-        grad = probabilities.copy(order="K")   # in the logits' memory layout, whatever it is
-        np.put_along_axis(grad, ctx.target[..., None], np.take_along_axis(grad, ctx.target[..., None], -1) - 1, -1)
+            z = logits[rows]
+            onehot = np.zeros(z.shape, logits.dtype)
+            np.put_along_axis(onehot, target, 1.0, axis=-1)
+            return _place_rows((z.softmax(axis=-1) - onehot) * scale, rows, logits), None, None, None
+        grad = probabilities.copy(order="K")  # the saved softmax stays intact for a retained graph
+        np.put_along_axis(grad, target, np.take_along_axis(grad, target, -1) - 1, -1)
         grad *= scale  # (softmax - onehot) scaled: S - 1 at the target
-        return grad, None, None, None
+        return _place_rows(grad.astype(logits.dtype, copy=False), rows, logits), None, None, None
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
     """Cross-entropy of class scores [N, C] or [B, T, C] (classes last) against integer targets.
 
-    Stable for large logits; gradient softmax - onehot. Targets equal to `ignore_index` count for nothing.
+    Stable for large logits; gradient softmax - onehot. Targets equal to `ignore_index` count for nothing:
+    their rows are left out (an ignored row's loss is 0 and its gradient 0, even where its logits are inf
+    or NaN), and 'mean' divides by the number of counted targets (no counted target: nan, gradient 0, as
+    in PyTorch). float16 logits are computed and summed in float32 and the result cast back, so a
+    'mean' over many rows does not overflow. Output: shape target.shape for 'none', else a scalar, in
+    the logits' dtype.
+
+    Raises TypeError (targets or ignore_index not integers, logits not a floating Tensor), ValueError (shapes,
+    reduction) and IndexError (a target out of range).
 
     >>> import chainrule as cr
     >>> round(cross_entropy(cr.zeros(2, 4), [1, 3]).item(), 4)   # log 4
     1.3863
     """
     _check_reduction(reduction)
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"cross_entropy: logits must be a Tensor, got {type(logits).__name__}")
+    _floating_input(logits, "cross_entropy", "logits")
     target = _target_array(logits.shape, target, ignore_index, "cross_entropy")
+    if logits.ndim == 1:  # one sample of C classes: computed as a batch of one
+        loss = CrossEntropy.apply(logits.reshape(1, -1), target.reshape(1), reduction, ignore_index)
+        return loss.reshape(()) if reduction == "none" else loss
     return CrossEntropy.apply(logits, target, reduction, ignore_index)
+
+
+class NLLLoss(Function):
+    """Negative log-likelihood: loss_i = -x_i[t_i]; its gradient is -onehot(t_i), on the counted rows only."""
+
+    @staticmethod
+    def forward(ctx, log_probs, target, reduction, ignore_index):
+        rows, count = _counted(target, ignore_index)
+        picked_target = target[rows][..., None]
+        losses = -np.take_along_axis(log_probs[rows], picked_target, axis=-1)[..., 0]
+        ctx.shape, ctx.dtype = log_probs.shape, log_probs.dtype
+        ctx.target, ctx.rows, ctx.reduction, ctx.count = picked_target, rows, reduction, count
+        if reduction == "none":
+            if rows is Ellipsis:
+                return losses
+            full = np.zeros(target.shape, log_probs.dtype)
+            full[rows] = losses
+            return full
+        return _reduce(losses.astype(_work_dtype(log_probs.dtype), copy=False), reduction, count,
+                       log_probs.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.count == 0:  # nothing counted: the gradient is zero (not 0 / 0), as in PyTorch
+            return np.zeros(ctx.shape, ctx.dtype), None, None, None
+        rows, target = ctx.rows, ctx.target
+        scale = _row_scale(g, rows, ctx.reduction, ctx.count)
+        rows_shape = target.shape[:-1] + ctx.shape[-1:]
+        minus_onehot = np.zeros(rows_shape, ctx.dtype)
+        np.put_along_axis(minus_onehot, target, -1.0, axis=-1)
+        if isinstance(scale, Tensor):  # create_graph: the gradient is linear in g, so this records it
+            rows_grad = scale * minus_onehot
+        else:
+            rows_grad = minus_onehot
+            rows_grad *= scale
+        return _place_rows(rows_grad, rows, np.empty(ctx.shape, ctx.dtype)), None, None, None
 
 
 def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
     """Negative log-likelihood of log-probabilities [N, C] or [B, T, C] (classes last).
+
+    Ignored targets are left out as in `cross_entropy` (loss 0 and gradient 0 on their rows, whatever their
+    values); 'mean' divides by the number of counted targets (none: nan, gradient 0). float16 sums in
+    float32. Output: shape target.shape for 'none', else a scalar, in the input's dtype.
+
+    Raises TypeError (targets or ignore_index not integers, input not a floating Tensor), ValueError (shapes,
+    reduction) and IndexError (a target out of range).
 
     >>> import chainrule as cr
     >>> round(nll_loss(cr.log_softmax(cr.zeros(2, 4)), [1, 3]).item(), 4)
     1.3863
     """
     _check_reduction(reduction)
+    _floating_input(log_probs, "nll_loss", "log_probs")
     target = _target_array(log_probs.shape, target, ignore_index, "nll_loss")
-    valid = target != ignore_index
-    picked = log_probs[tuple(np.indices(target.shape)) + (np.where(valid, target, 0),)]
-    losses = -picked * valid.astype(log_probs.dtype)
-    if reduction == "none":
-        return losses
-    total = losses.sum()
-    return total / int(valid.sum()) if reduction == "mean" else total
+    if log_probs.ndim == 1:  # one sample of C classes: computed as a batch of one
+        loss = NLLLoss.apply(log_probs.reshape(1, -1), target.reshape(1), reduction, ignore_index)
+        return loss.reshape(()) if reduction == "none" else loss
+    return NLLLoss.apply(log_probs, target, reduction, ignore_index)
 
 
 def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Mean (or summed) squared error; shapes must match.
+    """Mean (or summed) squared error; shapes must match. Output: prediction's shape for 'none', else a
+    scalar, in prediction's dtype. float16 squares and sums in float32 for 'mean' and 'sum' (the result is
+    cast back), so an accumulation does not overflow; the mean of no elements is nan, their sum 0.
+
+    Raises ValueError when the shapes differ or the reduction is unknown, TypeError when prediction is not
+    a floating Tensor.
 
     >>> import chainrule as cr
     >>> mse_loss(cr.ones(3), cr.zeros(3)).item()
     1.0
     """
     _check_reduction(reduction)
+    _floating_input(prediction, "mse_loss", "prediction")
     target_shape = tuple(getattr(target, "shape", np.shape(target)))
     if target_shape != prediction.shape:
         raise ValueError(f"mse_loss: prediction has shape {prediction.shape} but target has shape {target_shape}")
-    squared = (prediction - target) ** 2
     if reduction == "none":
-        return squared
-    return squared.mean() if reduction == "mean" else squared.sum()
+        return (prediction - target) ** 2
+    dtype, work = prediction.dtype, _work_dtype(prediction.dtype)
+    wide = prediction if work == dtype else prediction.astype(work)
+    if isinstance(target, Tensor) and target.dtype != work and target.dtype.kind == "f":
+        target = target.astype(work)
+    total = ((wide - target) ** 2).sum()
+    if reduction == "mean":
+        # the mean of no elements is nan, as in PyTorch (chainrule's mean refuses an empty axis)
+        total = total / prediction.size if prediction.size else total * np.nan
+    if work == dtype:
+        return total
+    with np.errstate(over="ignore"):  # a result beyond float16's range is inf, as PyTorch gives it
+        return total.astype(dtype)

@@ -58,6 +58,9 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
         super().__init__()
+        for name, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"Embedding: {name} must be a non-negative integer, got {value!r}")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = Parameter(default_generator().standard_normal((num_embeddings, embedding_dim))
                                 .astype(np.float32))
@@ -69,6 +72,8 @@ class Embedding(Module):
         if index.size and (index.min() < 0 or index.max() >= self.num_embeddings):
             bad = index[(index < 0) | (index >= self.num_embeddings)].flat[0]
             raise IndexError(f"Embedding: index {int(bad)} is out of range for {self.num_embeddings} embeddings")
+        if index.size == 0:  # no lookups (an empty batch): no rows, still connected to the weight
+            return self.weight[0:0].reshape(index.shape + (self.embedding_dim,))
         return self.weight[index]
 
     def extra_repr(self) -> str:

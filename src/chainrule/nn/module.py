@@ -129,6 +129,12 @@ class Module:
 
     # -- modes and gradients ----------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (True) or evaluation mode (False) on this module and every submodule.
+
+        Raises ValueError when `mode` is not a bool (a string such as "False" would switch training on)."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"training mode is expected to be boolean, got {type(mode).__name__} {mode!r}")
+        mode = bool(mode)
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
@@ -144,13 +150,17 @@ class Module:
                 parameter.grad[...] = 0
 
     def to(self, dtype: Any) -> Module:
-        """Convert every floating parameter to `dtype` (in place; returns self).
+        """Convert every floating parameter to `dtype` (in place; returns self). Gradients are dropped.
+
+        Raises TypeError for a dtype that is not floating (parameters must stay differentiable).
 
         >>> from chainrule import nn
         >>> nn.Linear(2, 2).to("float64").weight.dtype
         dtype('float64')
         """
         wanted = resolve_dtype(dtype)
+        if wanted is None or wanted.kind != "f":
+            raise TypeError(f"Module.to only accepts floating dtypes (float16, float32, float64), got {dtype!r}")
         for parameter in self.parameters():
             if parameter.data.dtype != wanted:
                 parameter.data = parameter.data.astype(wanted)

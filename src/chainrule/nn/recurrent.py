@@ -7,6 +7,8 @@ layer and direction, hand-written BPTT, see `fused.py`) and "reference" (the cel
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,13 @@ _IMPLEMENTATIONS = ("fused", "reference")
 def _check_size(name: str, value: Any) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_dtype(name: str, what: str, dtype: Any, expected: Any) -> None:
+    """Refuse a dtype other than the parameters' (ValueError, as PyTorch; NumPy would silently promote)."""
+    if np.dtype(dtype) != np.dtype(expected):
+        raise ValueError(f"{name}: {what} dtype ({np.dtype(dtype)}) does not match the parameters' dtype "
+                         f"({np.dtype(expected)}): convert the {what} (.astype) or the layer (.to(dtype))")
 
 
 # -- cells ------------------------------------------------------------------------------------------------
@@ -50,6 +59,7 @@ class _CellBase(Module):
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: expected input of shape [batch, {self.input_size}] or [{self.input_size}], "
                              f"got {x.shape}")
+        _check_dtype(name, "input", x.dtype, self.weight_hh.dtype)
         batched = x.ndim == 2
         return (x if batched else x.unsqueeze(0)), batched
 
@@ -60,6 +70,7 @@ class _CellBase(Module):
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)}, "
                              f"got {list(state.shape)}")
+        _check_dtype(type(self).__name__, what, state.dtype, dtype)
         return state if batched else state.unsqueeze(0)
 
     def extra_repr(self) -> str:
@@ -129,20 +140,35 @@ class GRUCell(_CellBase):
 # -- sequence layers -----------------------------------------------------------------------------------------
 
 def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
-    """[T, B, 1] boolean mask of the real (non-padding) steps, or None when every sequence is full."""
+    """[T, B, 1] boolean mask of the real (non-padding) steps, or None when every sequence is full.
+
+    Lengths run from 1 to T: a sequence of length 0 is refused, as PyTorch's pack_padded_sequence refuses
+    it (it would have no last step for h_n). A length past T, a fractional or boolean one is refused too
+    (PyTorch truncates fractions to integers).
+    """
     if lengths is None:
         return None
     values = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
     if values.ndim != 1 or values.shape[0] != batch:
         raise ValueError(f"lengths must be a vector with one length per sequence ({batch}), got shape {values.shape}")
+    if values.size == 0:   # an empty batch: np.asarray([]) is float64, but there is no length to check
+        return None
     if values.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers, got dtype {values.dtype}")
-    if values.size and (values.min() < 1 or values.max() > steps):
-        raise ValueError(f"every length must be between 1 and the sequence length {steps}, got "
-                         f"min {values.min()} and max {values.max()}")
+        raise TypeError(f"lengths must be integers, got dtype {values.dtype}: pass e.g. np.array(lengths, int)")
+    if values.min() < 1 or values.max() > steps:
+        raise ValueError(f"every length must be between 1 and the sequence length {steps} (a length of 0 is "
+                         f"refused, as by PyTorch's packing), got min {values.min()} and max {values.max()}")
     if (values == steps).all():
         return None
     return (np.arange(steps)[:, None] < values[None, :])[:, :, None]
+
+
+def _rows(table: Tensor, index: np.ndarray) -> Tensor:
+    """table[index] for integer ids; with no ids, an empty slice of the table (its gradient a zero array of
+    the table's shape) shaped as the lookup would be, since the engine's row scatter needs at least one row."""
+    if index.size:
+        return table[index]
+    return table[0:0].reshape(*index.shape, *table.shape[1:])
 
 
 class _RecurrentBase(Module):
@@ -158,8 +184,14 @@ class _RecurrentBase(Module):
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         _check_size("num_layers", num_layers)
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        if (not isinstance(dropout, numbers.Real) or isinstance(dropout, bool)
+                or not 0.0 <= dropout <= 1.0):
+            raise ValueError(f"dropout must be a number in [0, 1] (the probability of zeroing an element "
+                             f"between layers), got {dropout!r}")
+        if dropout > 0 and num_layers == 1:   # PyTorch warns the same way
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                          UserWarning, stacklevel=2)
         if implementation not in _IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -199,6 +231,7 @@ class _RecurrentBase(Module):
                              f"got shape {x.shape}")
         if x.data.dtype.kind != "f":
             raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
+        _check_dtype(name, "input", x.dtype, self.weight_hh_l0.dtype)
         batched = x.ndim == 3
         if not batched:
             return x.unsqueeze(1), False                  # [T, 1, I]
@@ -216,6 +249,7 @@ class _RecurrentBase(Module):
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)} "
                              f"([num_layers * num_directions, batch, hidden_size]), got {list(state.shape)}")
+        _check_dtype(type(self).__name__, what, state.dtype, dtype)
         if not batched:
             state = state.unsqueeze(1)
         if not state.requires_grad:
@@ -223,20 +257,20 @@ class _RecurrentBase(Module):
         return [state[k] for k in range(count)]
 
     def _run_direction(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                       reverse: bool, projected: Tensor | None = None, layer: int = 0) -> tuple:
+                       reverse: bool, projected: tuple | None = None, layer: int = 0) -> tuple:
+        """`projected`: None (computed here from x), or layer 0's (projections or table, token ids or None,
+        bias) from `_token_projections`. The bias is added by the fused node (float16: in float32)."""
         if self.implementation == "reference" or self.recorder is not None:
             return self._reference(x, states, weights, mask, reverse, layer)
-        bias = None
         if projected is None:
-            steps, batch, features = x.shape
-            projected = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, -1)
-            bias = self._projection_bias(weights)
-            if bias is not None and not self._kernel_adds_bias:
-                projected, bias = projected + bias, None
-        return self._fused(projected, states, weights, mask, reverse, bias)
+            steps, batch, features = x.shape   # the gate width spelt out: -1 is ambiguous when B = 0
+            source = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, weights[0].shape[0])
+            projected = (source, None, self._projection_bias(weights))
+        source, tokens, bias = projected
+        return self._fused(source, states, weights, mask, reverse, bias, tokens)
 
     def _projection_bias(self, weights: tuple) -> Tensor | None:
-        """The bias added to x W_ihᵀ before the fused kernel: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
+        """The bias the fused node adds to x W_ihᵀ: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
         bias_ih, bias_hh = weights[2], weights[3]
         if bias_ih is None:
             return None
@@ -260,19 +294,17 @@ class _RecurrentBase(Module):
                 states = new_states
                 outputs[t] = new_states[0]
             else:
-                keep = mask[t]
-                outputs[t] = new_states[0] * keep.astype(x.dtype)
+                keep = mask[t]   # selected, not multiplied: a padded step's state may be inf
+                outputs[t] = ops.where(keep, new_states[0], np.zeros((), x.dtype))
                 states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
         return (ops.stack(outputs), *states)
 
     def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple, record: dict | None) -> list[Tensor]:
         raise NotImplementedError
 
-    # whether the fused kernel adds the projection bias itself (else it is added to x W_ihᵀ beforehand)
-    _kernel_adds_bias = False
-
     def _fused(self, projected: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-               reverse: bool, bias: Tensor | None = None) -> tuple:
+               reverse: bool, bias: Tensor | None, tokens: np.ndarray | None) -> tuple:
+        """The fused node: `projected` is [T, B, G], or with `tokens` ([T, B] ids) a [vocabulary, G] table."""
         raise NotImplementedError
 
     def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...],
@@ -281,12 +313,17 @@ class _RecurrentBase(Module):
             x, batched = self._check_input(x)
             (steps, batch), dtype = x.shape[:2], x.dtype
         else:
-            first = first_projections[0]
-            batched, dtype = True, (first[0] if isinstance(first, tuple) else first).dtype
-            steps, batch = first[1].shape if isinstance(first, tuple) else first.shape[:2]
-        if steps == 0:
-            raise ValueError(f"{type(self).__name__}: the input has no time steps")
+            source, tokens, _ = first_projections[0]
+            batched, dtype = True, source.dtype
+            steps, batch = tokens.shape if tokens is not None else source.shape[:2]
+        if steps == 0:   # as PyTorch: there would be no last step for h_n
+            raise ValueError(f"{type(self).__name__}: expected a sequence length larger than 0, got an input "
+                             f"with no time steps")
         mask = _lengths_mask(lengths, batch, steps)
+        if mask is not None and x is not None:
+            # padded inputs are replaced by 0 (a select), so an inf or NaN there reaches no real step's value
+            # or gradient (dW_ih = Σ xᵀ δ would take NaN · 0 from it)
+            x = ops.where(mask, x, np.zeros((), dtype))
         initial = [self._initial_state(state, batch, dtype, batched, name)
                    for state, name in zip(states, state_names)]
         finals: list[list[Tensor]] = [[] for _ in state_names]
@@ -348,7 +385,9 @@ class _RecurrentBase(Module):
         """Layer 0's input projections for token ids, as lookups into a [vocabulary, gates] table.
 
         x W_ihᵀ + b with x = E[ids] equals (E W_ihᵀ + b)[ids] (one-hot input: W_ihᵀ[ids] + b), so the
-        T·B-row matrix products of the projection, of dx and of dW_ih shrink to vocabulary-row ones.
+        T·B-row matrix products of the projection, of dx and of dW_ih shrink to vocabulary-row ones. Per
+        direction: (table, ids, b), the fused node looking the rows up (and summing their gradients per
+        token, in float32 for float16); or, for fewer ids than rows, ([T, B, G] projections, None, b).
         """
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         name = type(self).__name__
@@ -372,21 +411,15 @@ class _RecurrentBase(Module):
             bias = self._projection_bias(weights)
             if use_table:
                 table = weights[0].mT if embedding is None else embedding @ weights[0].mT
-                projected = self._look_up(table + bias if bias is not None else table, time_major)
+                projections.append((table, time_major, bias))
             else:
-                projected = (weights[0].mT[time_major] if embedding is None
-                             else embedding[time_major] @ weights[0].mT)
-                projected = projected + bias if bias is not None else projected
-            projections.append(projected)
+                projected = (_rows(weights[0].mT, time_major) if embedding is None
+                             else _rows(embedding, time_major) @ weights[0].mT)
+                projections.append((projected, None, bias))
         return time_major, projections
 
-    def _look_up(self, table: Tensor, time_major: np.ndarray) -> Any:
-        """Layer 0's projections [T, B, G] from the [vocabulary, G] table (the LSTM hands the table and the
-        ids to its fused kernel instead, which reads the rows step by step)."""
-        return table[time_major]
-
     def _token_inputs(self, time_major: np.ndarray, embedding: Tensor | None) -> Tensor:
-        x = embedding[time_major] if embedding is not None else Tensor(
+        x = _rows(embedding, time_major) if embedding is not None else Tensor(
             np.eye(self.input_size, dtype=self.weight_hh_l0.dtype)[time_major])
         return x.swapaxes(0, 1) if self.batch_first else x
 
@@ -406,6 +439,17 @@ class RNN(_RecurrentBase):
     output: [batch, seq, num_directions * hidden]; h_n: [num_layers * num_directions, batch, hidden].
     `lengths` (one per sequence) makes the steps past each sequence's end padding: they leave the state
     unchanged, give output 0 and receive no gradient; h_n is each sequence's state at its own last step.
+    Padding is selected away, so an inf or NaN in a padded input, or in the gradient reaching a padded output,
+    touches no real step (as in PyTorch's packed sequences).
+
+    Edges, as PyTorch: a batch of 0 gives empty outputs and zero parameter gradients; a sequence of 0 steps
+    raises ValueError; `dropout` (applied between layers, in training) must be a number in [0, 1] (else
+    ValueError) and warns (UserWarning) with num_layers = 1, where it does nothing; the input and the initial
+    state must have the parameters' dtype (else ValueError; `.to(dtype)` converts the layer). Lengths must be
+    integers from 1 to seq (TypeError, ValueError): 0 is refused as PyTorch's packing refuses it; a fraction
+    is refused where PyTorch truncates it. float16 layers keep float16 values and gradients, but the fused
+    implementation computes the recurrence in float32 and rounds once (PyTorch rounds every step), so no sum
+    over steps (dW_hh = Σ_t δ_tᵀ h_{t-1}) is taken in float16.
 
     >>> import chainrule as cr
     >>> output, h_n = RNN(3, 5, num_layers=2)(cr.ones(4, 7, 3))
@@ -426,8 +470,9 @@ class RNN(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity, record)]
 
-    def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        return FusedRNN.apply(projected, states[0], weights[1], mask, reverse, self.nonlinearity)
+    def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
+        return FusedRNN.apply(projected, states[0], weights[1], bias, mask, reverse, self.nonlinearity,
+                              tokens=tokens)
 
 
 class LSTM(_RecurrentBase):
@@ -446,8 +491,9 @@ class LSTM(_RecurrentBase):
     def _split_state(self, state: Any) -> tuple:
         if state is None:
             return (None, None)
-        if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise TypeError("LSTM: the initial state must be a tuple (h0, c0)")
+        if not isinstance(state, (tuple, list)) or len(state) != 2 or any(s is None for s in state):
+            raise TypeError("LSTM: the initial state must be a tuple (h0, c0) of two Tensors (or None for "
+                            f"zeros of both), got {state!r}")
         return tuple(state)
 
     def _join_state(self, finals: list[Tensor]) -> Any:
@@ -456,15 +502,7 @@ class LSTM(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return list(F.lstm_cell(x_t, states[0], states[1], *weights, record))
 
-    def _look_up(self, table, time_major):
-        return table, time_major
-
-    _kernel_adds_bias = True
-
-    def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        tokens = None
-        if isinstance(projected, tuple):  # a [vocabulary, 4H] table and the token ids (see _look_up)
-            projected, tokens = projected
+    def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
         return FusedLSTM.apply(projected, states[0], states[1], weights[1], bias, mask, reverse, tokens=tokens)
 
 
@@ -482,5 +520,5 @@ class GRU(_RecurrentBase):
     def _cell_step(self, x_t, states, weights, record=None):
         return [F.gru_cell(x_t, states[0], *weights, record)]
 
-    def _fused(self, projected, states, weights, mask, reverse, bias=None):
-        return FusedGRU.apply(projected, states[0], weights[1], weights[3], mask, reverse)
+    def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
+        return FusedGRU.apply(projected, states[0], weights[1], weights[3], bias, mask, reverse, tokens=tokens)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from .optimizer import Optimizer
@@ -10,11 +11,15 @@ from .optimizer import Optimizer
 class LRScheduler:
     """Base class: call `step()` once per epoch (or step) after `optimizer.step()`.
 
+    The first `step()` before the optimizer has ever stepped warns (as PyTorch does): the schedule's first
+    learning rate would then be skipped. Raises KeyError when resuming (last_epoch != -1) an optimizer
+    whose groups have no 'initial_lr'.
+
     >>> import chainrule as cr
     >>> from chainrule import optim
     >>> opt = optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0)
     >>> schedule = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
-    >>> for _ in range(4): schedule.step()
+    >>> for _ in range(4): opt.step(); schedule.step()
     >>> schedule.get_last_lr()
     [0.25]
     """
@@ -23,16 +28,27 @@ class LRScheduler:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__} needs a chainrule optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
-        for group in optimizer.param_groups:
+        for number, group in enumerate(optimizer.param_groups):
+            if last_epoch != -1 and "initial_lr" not in group:
+                # resuming from the current (already scheduled) lr would restart the schedule from there
+                raise KeyError(f"param 'initial_lr' is not specified in param_groups[{number}] when resuming "
+                               "an optimizer: restore the optimizer's state_dict first, or pass last_epoch=-1")
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._order_checked = False
         self.step()
+        self._order_checked = False  # the constructor's step sets the first rate; the user's next is checked
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
         raise NotImplementedError
 
     def step(self) -> None:
+        if not self._order_checked:
+            self._order_checked = True
+            if self.last_epoch >= 0 and not getattr(self.optimizer, "_step_count", 1):
+                warnings.warn("lr_scheduler.step() was called before optimizer.step(): call optimizer.step() "
+                              "first, or the schedule's first learning rate is skipped", UserWarning, stacklevel=2)
         self.last_epoch += 1
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.lr_at(base, self.last_epoch)
@@ -49,6 +65,12 @@ class LRScheduler:
             group["lr"] = self.lr_at(base, self.last_epoch)
 
 
+def _check_gamma(name: str, gamma: float) -> None:
+    # a negative factor makes every other learning rate negative (gradient ascent); PyTorch takes it
+    if not gamma >= 0:
+        raise ValueError(f"{name}: gamma must be >= 0, got {gamma}")
+
+
 class StepLR(LRScheduler):
     """lr = base · gamma^(epoch // step_size).
 
@@ -59,8 +81,9 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        if step_size <= 0:
-            raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
+        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size <= 0:
+            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
+        _check_gamma("StepLR", gamma)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -73,12 +96,14 @@ class ExponentialLR(LRScheduler):
 
     >>> import chainrule as cr
     >>> from chainrule import optim
-    >>> s = ExponentialLR(optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0), gamma=0.5); s.step()
+    >>> opt = optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0)
+    >>> s = ExponentialLR(opt, gamma=0.5); opt.step(); s.step()
     >>> s.get_last_lr()
     [0.5]
     """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        _check_gamma("ExponentialLR", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -91,14 +116,17 @@ class CosineAnnealingLR(LRScheduler):
 
     >>> import chainrule as cr
     >>> from chainrule import optim
-    >>> s = CosineAnnealingLR(optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0), T_max=2)
-    >>> s.step(); s.get_last_lr()
+    >>> opt = optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0)
+    >>> s = CosineAnnealingLR(opt, T_max=2)
+    >>> opt.step(); s.step(); s.get_last_lr()
     [0.5]
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:  # noqa: N803
         if T_max <= 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max}")
+        if not eta_min >= 0:  # a negative floor makes the learning rate negative near the end (ascent)
+            raise ValueError(f"CosineAnnealingLR: eta_min must be >= 0, got {eta_min}")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +12,11 @@ import numpy as np
 
 from .._kernels.backend import backend_name
 from ..autograd.tensor import Tensor
+
+
+def _state_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype an optimizer keeps a parameter's state and works its step in: at least float32."""
+    return np.result_type(dtype, np.float32) if dtype.kind == "f" else dtype
 
 
 def _contiguous(*arrays: Any) -> bool:
@@ -21,6 +28,20 @@ def _contiguous(*arrays: Any) -> bool:
 
 class Optimizer:
     """Base class: parameter groups, per-parameter state, zero_grad, state_dict / load_state_dict.
+
+    `params` is an iterable (read once, so a generator is fine) of Tensors, or of dicts each with a
+    'params' entry and option overrides (parameter groups). Every option, the defaults' and each group's,
+    is checked when given. A parameter listed twice in one group is taken once, with a UserWarning
+    (PyTorch warns and updates it twice); one in two groups raises ValueError, as in PyTorch.
+
+    Low precision: the state of a float16 parameter (momentum, running averages) is kept in float32 and
+    each step is worked out in float32, then rounded into the parameter once, so a statistic such as
+    Adam's g² cannot overflow (300² > 65504) and eps (1e-8) does not underflow to 0. PyTorch on CPU keeps
+    float16 state, where a gradient of 1e-4 makes Adam's step -inf.
+
+    Raises TypeError (a single Tensor, a non-Tensor parameter, dicts mixed with Tensors, an unknown
+    option) and ValueError (no parameters, a parameter that does not require grad or is not a leaf, a
+    parameter in two groups, an option out of range).
 
     >>> import chainrule as cr
     >>> from chainrule import optim
@@ -34,37 +55,71 @@ class Optimizer:
     defaults: dict[str, Any] = {}
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
-        if isinstance(params, Tensor):
+        if isinstance(params, (Tensor, dict)):
             raise TypeError("params must be an iterable of Tensors or of dicts (parameter groups), "
-                            "not a single Tensor")
-        params = list(params)
+                            f"not a single {type(params).__name__}: wrap it in a list")
+        params = list(params)  # an iterator is consumed here, once
         if not params:
-            raise ValueError("the optimizer got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
+            raise ValueError("optimizer got an empty parameter list: pass model.parameters() or a list of "
+                             "Tensors that require grad")
+        dicts = [isinstance(p, dict) for p in params]
+        if any(dicts) and not all(dicts):
+            raise TypeError("params mixes Tensors and dicts: give either Tensors (one group) or dicts "
+                            "with a 'params' entry (parameter groups)")
+        groups = params if all(dicts) else [{"params": params}]
+        with warnings.catch_warnings():  # a warning about an option is given once, for the group using it
+            warnings.simplefilter("ignore")
+            self._check_options(defaults)
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}  # keyed by id(parameter)
+        self._step_count = 0  # steps taken: a schedule stepped before the first one warns
         for group in groups:
             self.add_param_group(group)
 
+    @classmethod
+    def _check_options(cls, options: dict[str, Any]) -> None:
+        """Raise ValueError for an option out of range (each optimizer names its own)."""
+
     def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own options (the rest from the defaults), as PyTorch.
+
+        Raises as the constructor does (see the class docstring)."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("a parameter group must be a dict with a 'params' entry, got "
+                            f"{type(group).__name__}")
         group = dict(group)
         parameters = group["params"]
         parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
-        for p in parameters:
+        unique, repeats, ids = [], [], set()
+        for position, p in enumerate(parameters):
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer parameters must be Tensors, got {type(p).__name__}")
             if not p.requires_grad:
-                raise ValueError("optimizing a tensor that does not require grad")
+                raise ValueError("optimizing a tensor that does not require grad: make it with "
+                                 "requires_grad=True (or leave it out)")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor (one computed from others): optimize the "
+                                 "tensors it was computed from")
             if id(p) in seen:
-                raise ValueError("a parameter appears in more than one parameter group")
+                raise ValueError("some parameters appear in more than one parameter group")
+            if id(p) in ids:
+                repeats.append(position)
+                continue
+            ids.add(id(p))
+            unique.append(p)
+        if repeats:
+            warnings.warn(f"parameter group {len(self.param_groups)} lists a parameter more than once "
+                          f"(again at positions {repeats}); each parameter is taken once, so it is updated "
+                          "once per step", UserWarning, stacklevel=4)
         unknown = set(group) - set(self.defaults) - {"params"}
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown options {sorted(unknown)}")
         for key, value in self.defaults.items():
             group.setdefault(key, value)
-        group["params"] = parameters
+        self._check_options(group)
+        group["params"] = unique
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -76,12 +131,22 @@ class Optimizer:
                     p.grad[...] = 0
 
     def step(self) -> None:
+        self._step_count += 1
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(id(p), {})
+                wide = _state_dtype(p.data.dtype)
+                if wide == p.data.dtype:
+                    self._update(p.data, p.grad, state, group)
+                else:  # float16: step in float32 (the state's dtype), round into the parameter once
+                    data = p.data.astype(wide)
+                    self._update(data, p.grad.astype(wide), state, group)
+                    np.copyto(p.data, data, casting="same_kind")
 
-    def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, data: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Update `data` (the parameter's values, in the state's dtype) in place."""
         raise NotImplementedError
 
     # -- saving and restoring ---------------------------------------------------------------------------
@@ -123,10 +188,14 @@ class Optimizer:
                 if isinstance(value, np.ndarray) and value.shape != p.data.shape and value.ndim:
                     raise ValueError(f"optimizer state '{name}' of parameter {index} has shape {value.shape}, "
                                      f"the parameter has shape {p.data.shape}")
-                restored[name] = value.astype(p.data.dtype) if isinstance(value, np.ndarray) else value
+                restored[name] = value.astype(_state_dtype(p.data.dtype)) if isinstance(value, np.ndarray) else value
             new_state[id(p)] = restored
-        for saved, group in zip(saved_groups, self.param_groups):
-            group.update({k: v for k, v in saved.items() if k != "params"})
+        merged = [{**group, **{k: v for k, v in saved.items() if k != "params"}}
+                  for saved, group in zip(saved_groups, self.param_groups)]
+        for options in merged:  # the saved options are checked as given ones are, before anything changes
+            self._check_options(options)
+        for options, group in zip(merged, self.param_groups):
+            group.update(options)
         self.state = new_state
 
     def __repr__(self) -> str:
@@ -134,9 +203,14 @@ class Optimizer:
         return f"{type(self).__name__}({options})"
 
 
-def _check(name: str, value: float, low: float = 0.0) -> None:
-    if not value >= low:
-        raise ValueError(f"invalid {name}: {value} (must be >= {low})")
+def _check(name: str, value: Any, high: float | None = None, high_included: bool = True) -> None:
+    """Raise ValueError unless 0 <= value (<= high, or < high); NaN is refused too."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"invalid {name}: expected a number, got {type(value).__name__} {value!r}")
+    below_high = high is None or (value <= high if high_included else value < high)
+    if not (value >= 0 and below_high):
+        where = ">= 0" if high is None else f"in [0, {high}{']' if high_included else ')'}"
+        raise ValueError(f"invalid {name}: {value} (must be {where})")
 
 
 class SGD(Optimizer):
@@ -149,14 +223,22 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
-        _check("lr", lr), _check("momentum", momentum), _check("weight_decay", weight_decay)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
-    def _update(self, p, grad, state, group):
-        d_p = grad + group["weight_decay"] * p.data if group["weight_decay"] else grad
+    @classmethod
+    def _check_options(cls, options):
+        for name in ("lr", "momentum", "weight_decay"):
+            _check(name, options[name])
+        _check("dampening", options["dampening"], high=1.0)  # outside [0, 1] it flips or inflates steps
+        if options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        if options["dampening"] and not options["momentum"]:
+            warnings.warn(f"SGD: dampening={options['dampening']} has no effect without momentum",
+                          UserWarning, stacklevel=5)
+
+    def _update(self, data, grad, state, group):
+        d_p = grad + group["weight_decay"] * data if group["weight_decay"] else grad
         momentum = group["momentum"]
         if momentum:
             buffer = state.get("momentum_buffer")
@@ -166,7 +248,7 @@ class SGD(Optimizer):
                 buffer *= momentum
                 buffer += (1 - group["dampening"]) * d_p
             d_p = d_p + momentum * buffer if group["nesterov"] else buffer
-        p.data -= group["lr"] * d_p
+        data -= group["lr"] * d_p
 
 
 class Adagrad(Optimizer):
@@ -179,20 +261,24 @@ class Adagrad(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
-        _check("lr", lr), _check("lr_decay", lr_decay), _check("weight_decay", weight_decay), _check("eps", eps)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps))
 
-    def _update(self, p, grad, state, group):
+    @classmethod
+    def _check_options(cls, options):
+        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            _check(name, options[name])
+
+    def _update(self, data, grad, state, group):
         if not state:
             state["step"] = 0
-            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+            state["sum"] = np.full_like(data, group["initial_accumulator_value"])
         state["step"] += 1
         if group["weight_decay"]:
-            grad = grad + group["weight_decay"] * p.data
+            grad = grad + group["weight_decay"] * data
         learning_rate = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] += grad * grad
-        p.data -= learning_rate * (grad / (np.sqrt(state["sum"]) + group["eps"]))
+        data -= learning_rate * (grad / (np.sqrt(state["sum"]) + group["eps"]))
 
 
 class RMSprop(Optimizer):
@@ -205,21 +291,27 @@ class RMSprop(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False) -> None:
-        _check("lr", lr), _check("alpha", alpha), _check("eps", eps), _check("momentum", momentum)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered))
 
-    def _update(self, p, grad, state, group):
+    @classmethod
+    def _check_options(cls, options):
+        for name in ("lr", "eps", "weight_decay", "momentum"):
+            _check(name, options[name])
+        # alpha > 1 would weight g² by 1 - alpha < 0, so √(square_avg) turns NaN (PyTorch accepts it)
+        _check("alpha", options["alpha"], high=1.0)
+
+    def _update(self, data, grad, state, group):
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p.data)
+            state["square_avg"] = np.zeros_like(data)
             if group["momentum"] > 0:
-                state["momentum_buffer"] = np.zeros_like(p.data)
+                state["momentum_buffer"] = np.zeros_like(data)
             if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p.data)
+                state["grad_avg"] = np.zeros_like(data)
         state["step"] += 1
         if group["weight_decay"]:
-            grad = grad + group["weight_decay"] * p.data
+            grad = grad + group["weight_decay"] * data
         alpha = group["alpha"]
         square_avg = state["square_avg"]
         square_avg *= alpha
@@ -234,9 +326,9 @@ class RMSprop(Optimizer):
             buffer = state["momentum_buffer"]
             buffer *= group["momentum"]
             buffer += grad / average
-            p.data -= group["lr"] * buffer
+            data -= group["lr"] * buffer
         else:
-            p.data -= group["lr"] * (grad / average)
+            data -= group["lr"] * (grad / average)
 
 
 class Adam(Optimizer):
@@ -251,33 +343,40 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
-        _check("lr", lr), _check("eps", eps), _check("weight_decay", weight_decay)
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"invalid betas {betas}: each must be in [0, 1)")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
 
-    def _update(self, p, grad, state, group):
+    @classmethod
+    def _check_options(cls, options):
+        for name in ("lr", "eps", "weight_decay"):
+            _check(name, options[name])
+        betas = options["betas"]
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(f"invalid betas {betas!r}: expected a pair (beta1, beta2)")
+        options["betas"] = tuple(betas)
+        for index, beta in enumerate(betas):
+            _check(f"beta parameter at index {index}", beta, high=1.0, high_included=False)
+
+    def _update(self, data, grad, state, group):
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = np.zeros_like(data)
+            state["exp_avg_sq"] = np.zeros_like(data)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                state["max_exp_avg_sq"] = np.zeros_like(data)
         state["step"] += 1
         step, (beta1, beta2), lr = state["step"], group["betas"], group["lr"]
-        if backend_name() == "numba" and _contiguous(p.data, grad, state):
+        if backend_name() == "numba" and _contiguous(data, grad, state):
             from .kernels import adam_step
-            adam_step(p.data.reshape(-1), grad.reshape(-1), state["exp_avg"].reshape(-1),
+            adam_step(data.reshape(-1), grad.reshape(-1), state["exp_avg"].reshape(-1),
                       state["exp_avg_sq"].reshape(-1), state.get("max_exp_avg_sq", state["exp_avg_sq"]).reshape(-1),
                       lr, beta1, beta2, group["eps"], group["weight_decay"], self.decoupled_weight_decay,
                       group["amsgrad"], lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step))
             return
         if group["weight_decay"]:
             if self.decoupled_weight_decay:
-                p.data *= 1 - lr * group["weight_decay"]
+                data *= 1 - lr * group["weight_decay"]
             else:
-                grad = grad + group["weight_decay"] * p.data
+                grad = grad + group["weight_decay"] * data
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg += (grad - exp_avg) * (1 - beta1)
         exp_avg_sq *= beta2
@@ -289,7 +388,7 @@ class Adam(Optimizer):
             denominator = np.sqrt(state["max_exp_avg_sq"]) / bias_correction2_sqrt + group["eps"]
         else:
             denominator = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + group["eps"]
-        p.data -= (lr / bias_correction1) * (exp_avg / denominator)
+        data -= (lr / bias_correction1) * (exp_avg / denominator)
 
 
 class AdamW(Adam):

@@ -31,8 +31,8 @@ def previous_states(states: np.ndarray, initial: np.ndarray, reverse: bool) -> n
 
 def matmul_sum(deltas: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """Σ_t δ_tᵀ x_t over all steps and sequences as one product: [G, T·B] @ [T·B, H]."""
-    steps, batch, _ = deltas.shape
-    return deltas.reshape(steps * batch, -1).T @ inputs.reshape(steps * batch, -1)
+    steps, batch, width = deltas.shape   # widths spelt out: a -1 cannot be inferred when T·B = 0
+    return deltas.reshape(steps * batch, width).T @ inputs.reshape(steps * batch, inputs.shape[-1])
 
 
 def recurrent_weight_gradient(deltas: np.ndarray, states: np.ndarray, initial: np.ndarray,

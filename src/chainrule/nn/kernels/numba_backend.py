@@ -340,7 +340,8 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
     gates_all, h_states, c_states, tanh_c_all = lstm_arrays(shape, dtype)
     # p_t for sequence b: row t·B + b of the projections as [T·B, 4H], or row tokens[t, b] of the table
     if tokens is None:
-        table, rows = projected.reshape(steps * batch, -1), np.arange(steps * batch).reshape(steps, batch)
+        # the width spelt out: a -1 cannot be inferred when T·B = 0
+        table, rows = projected.reshape(steps * batch, gate_width), np.arange(steps * batch).reshape(steps, batch)
     else:
         table, rows = projected, tokens
     bias = np.zeros(gate_width, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
@@ -562,7 +563,7 @@ def _dropout(x, draws, threshold, scale, out):
 
 
 def apply_dropout(x, draws, threshold, scale):
-    if x.ndim > 3 or x.size == 0:
+    if x.ndim > 3 or x.size == 0 or x.dtype == np.float16:   # numba has no float16 arithmetic
         return numpy_backend.apply_dropout(x, draws, threshold, scale)
     out = np.empty(x.shape, x.dtype)
     as_3d = (1,) * (3 - x.ndim) + x.shape

@@ -3,6 +3,9 @@
 Forward: per step, one product h_{t-1} W_hhᵀ into a preallocated row of the gate array, then the gate
 arithmetic in place. Backward: the local derivatives of all steps at once (a few whole-array passes),
 then per step one product δ_t W_hh and a handful of elementwise products.
+
+Padding (mask False) is always selected away with np.where, never multiplied by 0: a padded step's gates
+may be inf or NaN (from a NaN in the padded input), and so may the gradient arriving at a padded output.
 """
 from __future__ import annotations
 
@@ -49,13 +52,16 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
     states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
     # δ_t = dL/dh_t ⊙ act'(·): tanh' = 1 - h_t², relu' = [h_t > 0]
     local = 1 - states * states if nonlinearity == "tanh" else (states > 0).astype(states.dtype)
-    if mask is not None:
-        local *= mask
     deltas = np.empty_like(states)
+    zero = states.dtype.type(0)
     d_h = d_h_last
     for t in time_order(states.shape[0], not reverse):
-        np.multiply(d_h + d_output[t], local[t], out=deltas[t])
-        carried = d_h * ~mask[t] if mask is not None else None
+        d_total = d_h + d_output[t]
+        carried = None
+        if mask is not None:   # padding: no δ (its output's gradient is dropped), and dL/dh passes on unchanged
+            d_total = np.where(mask[t], d_total, zero)
+            carried = np.where(mask[t], zero, d_h)
+        np.multiply(d_total, local[t], out=deltas[t])
         # dL/dh_{t-1} = δ_t W_hh (the seed's W_hhᵀ δ in column form), plus what padding carried
         d_h = back_product(deltas[t], weight_hh_t)
         if carried is not None:
@@ -110,19 +116,22 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
     np.multiply(tanh_c_all, o * (1 - o), out=local[:, :, 3])
     # dL/dc_t += dL/dh_t ⊙ o ⊙ (1 - tanh²(c_t))
     h_to_c = o * (1 - tanh_c_all * tanh_c_all)
+    zero = gates_all.dtype.type(0)
     if mask is not None:
-        local *= mask[:, :, :, None]
-        h_to_c *= mask
-        f = np.where(mask, f, 1.0)        # padding carries dc unchanged
+        np.copyto(local, zero, where=~mask[:, :, :, None])
+        np.copyto(h_to_c, zero, where=~mask)
+        f = np.where(mask, f, gates_all.dtype.type(1))        # padding carries dc unchanged
     deltas = local  # each step's δ replaces its local derivatives
     d_h, d_c = d_h_last, d_c_last.copy()
     for t in time_order(steps, not reverse):
         d_total = d_h + d_output[t]
+        if mask is not None:
+            d_total = np.where(mask[t], d_total, d_h)   # output at padding is 0: its gradient is dropped
         d_c += d_total * h_to_c[t]
         delta = deltas[t]
         delta[:, :3] *= d_c[:, None]  # i, f, g take dc; o takes dh
         delta[:, 3] *= d_total
-        carried = d_h * ~mask[t] if mask is not None else None
+        carried = np.where(mask[t], zero, d_h) if mask is not None else None
         d_h = back_product(delta.reshape(batch, gate_width), weight_hh_t)
         if carried is not None:
             d_h += carried
@@ -181,9 +190,10 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
     local_hidden[:, :, 2] *= r
     direct = z
     if mask is not None:
-        local_input *= mask[:, :, :, None]
-        local_hidden *= mask[:, :, :, None]
-        direct = np.where(mask, z, 1.0)   # padding carries dh unchanged
+        zero = gates_all.dtype.type(0)
+        np.copyto(local_input, zero, where=~mask[:, :, :, None])
+        np.copyto(local_hidden, zero, where=~mask[:, :, :, None])
+        direct = np.where(mask, z, gates_all.dtype.type(1))   # padding carries dh unchanged
     d_input = np.empty((steps, batch, 3, hidden), gates_all.dtype)
     d_hidden = np.empty((steps, batch, 3, hidden), gates_all.dtype)
     d_h = d_h_last
