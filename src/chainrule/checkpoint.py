@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,103 @@ import numpy as np
 
 FORMAT = "chainrule-checkpoint-1"
 
+# What a run folder holds, all written by chainrule: the checkpoint descriptions the trainer writes, each one's
+# weights file NAME-<step, 8 digits or more>.safetensors, the log, the plot, and _write_atomically's temporary
+# files .FINAL_NAME.<random>.tmp.
+CHECKPOINT_NAMES = ("latest", "best")
+LOG_NAME, PLOT_NAME = "log.jsonl", "loss.png"
+_NAME = r"[A-Za-z0-9_]+"
+_WEIGHTS = re.compile(rf"(?P<name>{_NAME})-(?P<step>[0-9]{{8,}})\.safetensors")
+_TEMPORARY = re.compile(rf"\.(?P<final>{_NAME}\.json|{_NAME}-[0-9]{{8,}}\.safetensors|{re.escape(LOG_NAME)}"
+                        rf"|{re.escape(PLOT_NAME)})\.[A-Za-z0-9_]+\.tmp")
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupted or does not match what it is loaded into."""
+
+
+def weights_name(name: str, step: int) -> str:
+    """The weights file's name of checkpoint `name` at `step`: the only form a checkpoint may name.
+
+    >>> weights_name("best", 120)
+    'best-00000120.safetensors'
+    """
+    if not re.fullmatch(_NAME, name):
+        raise ValueError(f"a checkpoint name is letters, digits and '_' only, got {name!r}")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"a checkpoint's step is a non-negative integer, got {step!r}")
+    return f"{name}-{step:08d}.safetensors"
+
+
+def _is_run_file_name(name: str) -> bool:
+    return (name in {f"{n}.json" for n in CHECKPOINT_NAMES} or name in (LOG_NAME, PLOT_NAME)
+            or _WEIGHTS.fullmatch(name) is not None or _TEMPORARY.fullmatch(name) is not None)
+
+
+def run_files(folder: str | Path) -> list[Path]:
+    """The entries of `folder` (not its subfolders) named as chainrule names a run's files, sorted.
+
+    Checkpoint descriptions (latest.json, best.json), weights files NAME-<8 digits>.safetensors, log.jsonl,
+    loss.png, and temporary files .NAME.<random>.tmp left by an interrupted write. A symbolic link with such a
+    name counts too (it is listed, never followed). A folder that does not exist holds none: [].
+    """
+    folder = Path(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(folder / entry.name for entry in entries
+                  if _is_run_file_name(entry.name) and not entry.is_dir(follow_symlinks=False))
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete what an interrupted run left in `folder`; returns the paths removed, sorted.
+
+    Removed: temporary files of an interrupted atomic write (.NAME.<random>.tmp), and weights files
+    NAME-<8 digits>.safetensors that NAME.json does not name (a crash between writing new weights and
+    the description that names them, or before the previous weights were removed). Only regular files directly
+    in `folder` with these names: a symbolic link is never followed nor removed, subfolders are not entered,
+    and a weights file is kept whenever NAME.json exists but cannot be read (it may still name it).
+    """
+    folder = Path(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for entry in entries:
+        try:
+            if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+                continue
+        except FileNotFoundError:
+            continue
+        leftover = _TEMPORARY.fullmatch(entry.name) is not None
+        weights = _WEIGHTS.fullmatch(entry.name)
+        if weights is not None:
+            named = _names_in_description(folder / f"{weights['name']}.json")
+            leftover = named is not None and entry.name not in named
+        if leftover:
+            try:
+                os.unlink(folder / entry.name)
+            except FileNotFoundError:
+                continue
+            removed.append(folder / entry.name)
+    return sorted(removed)
+
+
+def _names_in_description(json_path: Path) -> set[str] | None:
+    """The weights file named by a checkpoint description: empty when there is no such description, None when
+    it exists but is not a regular file or cannot be read (so nothing may be assumed unnamed)."""
+    try:
+        if not stat.S_ISREG(os.lstat(json_path).st_mode):
+            return None
+    except FileNotFoundError:
+        return set()
+    try:
+        named = json.loads(json_path.read_text(encoding="utf-8")).get("weights_file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {named} if isinstance(named, str) else None
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
