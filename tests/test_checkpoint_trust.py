@@ -65,3 +65,13 @@ def test_remove_leftovers_keeps_weights_when_the_description_is_unreadable(tmp_p
     _touch(tmp_path / "best.json", b"{not json")
     weights = _touch(tmp_path / "best-00000001.safetensors")
     assert remove_leftovers(tmp_path) == [] and weights.exists()
+
+
+def test_a_checkpoint_with_non_finite_weights_is_not_written(tmp_path):
+    from chainrule.checkpoint import all_finite
+    assert all_finite({"w": np.ones(3), "i": np.arange(3)}) and not all_finite({"w": np.array([0.0, np.nan])})
+    first = save_checkpoint(tmp_path, "latest", {"w": np.ones(2, np.float32)}, {"step": 1})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(CheckpointError, match="w hold NaN or infinite"):
+        save_checkpoint(tmp_path, "latest", {"w": np.array([1e6, np.inf], np.float32)}, {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and json.loads(first.read_text())["step"] == 1

@@ -49,6 +49,16 @@ def weights_name(name: str, step: int) -> str:
     return f"{name}-{step:08d}.safetensors"
 
 
+def all_finite(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether every value of every array is finite (no NaN, no ±inf); non-float arrays always are.
+
+    >>> all_finite({"w": np.ones(2, np.float32)}), all_finite({"w": np.array([1.0, np.inf])})
+    (True, False)
+    """
+    return all(not np.issubdtype(np.asarray(a).dtype, np.inexact) or bool(np.isfinite(a).all())
+               for a in arrays.values())
+
+
 def _is_run_file_name(name: str) -> bool:
     return (name in {f"{n}.json" for n in CHECKPOINT_NAMES} or name in (LOG_NAME, PLOT_NAME)
             or _WEIGHTS.fullmatch(name) is not None or _TEMPORARY.fullmatch(name) is not None)
@@ -142,6 +152,8 @@ def _write_atomically(path: Path, payload: bytes) -> None:
 def save_checkpoint(folder: str | Path, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """Write arrays and JSON-serialisable metadata as checkpoint `name` in `folder`; returns the JSON path.
 
+    Raises `CheckpointError`, writing nothing, when an array holds NaN or ±inf (see `all_finite`).
+
     >>> import tempfile, numpy as np
     >>> folder = tempfile.mkdtemp()
     >>> path = save_checkpoint(folder, "latest", {"w": np.ones(2, np.float32)}, {"step": 3})
@@ -152,6 +164,10 @@ def save_checkpoint(folder: str | Path, name: str, arrays: dict[str, np.ndarray]
     from safetensors.numpy import save
 
     folder = Path(folder)
+    bad = sorted(key for key, value in arrays.items() if not all_finite({key: value}))
+    if bad:
+        raise CheckpointError(f"not writing checkpoint {name!r}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} "
+                              "hold NaN or infinite values (the previous checkpoint is kept)")
     folder.mkdir(parents=True, exist_ok=True)
     contiguous = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
     payload = save(contiguous, metadata={"format": FORMAT})
