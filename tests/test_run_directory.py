@@ -49,6 +49,27 @@ def run_in_process(capsys, *args):
     return status, captured.err
 
 
+@pytest.fixture(autouse=True, scope="module")
+def numpy_kernels():
+    """In this process too, the NumPy kernels: no JIT compilation for these tiny models."""
+    from chainrule import backend
+    previous = backend.backend_name()
+    backend.use_backend("numpy")
+    yield
+    backend.use_backend(previous)
+
+
+@pytest.fixture
+def chainrule(capsys):
+    """Run the command line in this process: returns (status, stderr); check=True asserts it succeeded."""
+    def run(*args, check=True):
+        status, err = run_in_process(capsys, *args)
+        if check:
+            assert status == 0, err
+        return status, err
+    return run
+
+
 def log_records(run):
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
@@ -75,7 +96,7 @@ def text(tmp_path_factory):
 def run20(text, tmp_path_factory):
     """A finished 20-step run (evaluations every 5 steps), copied by the tests that change it."""
     out = tmp_path_factory.mktemp("runs") / "run20"
-    cli("train", text, *TINY, "--steps", 20, "--eval-every", 5, "--out", out)
+    assert main([str(a) for a in ("train", text, *TINY, "--steps", 20, "--eval-every", 5, "--out", out)]) == 0
     return out
 
 
@@ -86,51 +107,51 @@ def copy_run(run, tmp_path, name="copy"):
 
 
 # -- one writer ----------------------------------------------------------------------------------------
-def test_a_second_writer_is_refused_while_the_first_holds_the_run(text, tmp_path):
+def test_a_second_writer_is_refused_while_the_first_holds_the_run(text, tmp_path, chainrule):
     out = tmp_path / "run"
     first = start("train", text, *TINY, "--steps", 10**6, "--eval-every", 20, "--out", out)
     try:
         wait_for(lambda: (out / "latest.json").exists())
-        for second in (cli("train", "--resume", out, "--steps", 10**7, check=False),
-                       cli("train", text, *TINY, "--steps", 5, "--out", out, check=False)):
-            assert second.returncode == 2
-            assert f"being written by another training (pid {first.pid} on " in second.stderr
+        for status, err in (chainrule("train", "--resume", out, "--steps", 10**7, check=False),
+                       chainrule("train", text, *TINY, "--steps", 5, "--out", out, check=False)):
+            assert status == 2
+            assert f"being written by another training (pid {first.pid} on " in err
         assert first.poll() is None
     finally:
         first.kill()
         first.communicate()
     # the kernel dropped the lock with the process: the run continues
     step = load_checkpoint(out / "latest.json")[1]["step"]
-    cli("train", "--resume", out, "--steps", step + 3)
+    chainrule("train", "--resume", out, "--steps", step + 3)
     assert load_checkpoint(out / "latest.json")[1]["step"] == step + 3
 
 
-def test_a_fresh_run_refuses_a_folder_holding_any_run_file(run20, text, tmp_path):
+def test_a_fresh_run_refuses_a_folder_holding_any_run_file(run20, text, tmp_path, chainrule):
     for kept in (["best.json"], ["log.jsonl"], ["loss.png"]):
         folder = tmp_path / kept[0].replace(".", "_")
         folder.mkdir()
         for name in kept:
             shutil.copy(run20 / name, folder / name)
         before = sorted(p.name for p in folder.iterdir())
-        result = cli("train", text, *TINY, "--steps", 2, "--out", folder, check=False)
-        assert result.returncode == 2 and "already holds a training run" in result.stderr, result.stderr
+        status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", folder, check=False)
+        assert status == 2 and "already holds a training run" in err, err
         assert sorted(p.name for p in folder.iterdir() if p.name != ".chainrule.lock") == before
     # temporary files and unnamed weights a crash left are removed, and then the folder is free
     folder = tmp_path / "leftovers"
     folder.mkdir()
     (folder / ".latest.json.k3j2_x9a.tmp").write_text("{")
     (folder / "latest-00000005.safetensors").write_bytes(b"partial")
-    result = cli("train", text, *TINY, "--steps", 2, "--out", folder)
-    assert "removed 2 file(s) left by an interrupted run" in result.stderr
+    status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", folder)
+    assert "removed 2 file(s) left by an interrupted run" in err
     assert not (folder / ".latest.json.k3j2_x9a.tmp").exists() and not (folder / "latest-00000005.safetensors").exists()
 
 
-def test_kill_9_at_random_moments_then_resume(text, tmp_path):
+def test_kill_9_at_random_moments_then_resume(text, tmp_path, chainrule):
     """Whenever training dies, the next start loads cleanly, leaves no leftovers, logs each step once, and
     the resumed run is bit-identical to one that was never interrupted."""
     args = [*TINY, "--steps", 40, "--eval-every", 1]
     straight = tmp_path / "straight"
-    cli("train", text, *args, "--out", straight)
+    chainrule("train", text, *args, "--out", straight)
     out, rng = tmp_path / "killed", random.Random(16)
     kills = 0
     for _ in range(4):
@@ -146,14 +167,14 @@ def test_kill_9_at_random_moments_then_resume(text, tmp_path):
             break
     assert kills >= 2
     if (out / "latest.json").exists():
-        result = cli("train", "--resume", out, *args)
+        status, err = chainrule("train", "--resume", out, *args)
     else:
-        result = cli("train", text, *args, "--out", out)
+        status, err = chainrule("train", text, *args, "--out", out)
     names = {p.name for p in out.iterdir()}
     assert not [n for n in names if n.endswith(".tmp")], names
     weights = {n for n in names if n.endswith(".safetensors")}
     named = {json.loads((out / f"{c}.json").read_text())["weights_file"] for c in ("latest", "best")}
-    assert weights == named, result.stderr
+    assert weights == named, err
     steps = evaluation_steps(out)
     assert steps == list(range(1, 41)), steps
     a, _ = load_checkpoint(straight / "latest.json")
@@ -164,25 +185,25 @@ def test_kill_9_at_random_moments_then_resume(text, tmp_path):
 
 
 # -- resume semantics -----------------------------------------------------------------------------------
-def test_resume_refuses_options_that_change_the_model_or_the_data_listing_each(run20, tmp_path):
+def test_resume_refuses_options_that_change_the_model_or_the_data_listing_each(run20, tmp_path, chainrule):
     run = copy_run(run20, tmp_path)
     log = (run / "log.jsonl").read_text()
-    result = cli("train", "--resume", run, "--steps", 30, "--hidden", 16, "--seq-len", 4, "--model", "lstm",
+    status, err = chainrule("train", "--resume", run, "--steps", 30, "--hidden", 16, "--seq-len", 4, "--model", "lstm",
                  "--batch-size", 2, check=False)
-    assert result.returncode == 2
+    assert status == 2
     for difference in ("--hidden 16 (the run has 8)", "--seq-len 4 (the run has 8)", "--model lstm (the run has gru)"):
-        assert difference in result.stderr
-    assert "--batch-size" not in result.stderr   # the run's own value is no difference
+        assert difference in err
+    assert "--batch-size" not in err   # the run's own value is no difference
     assert (run / "log.jsonl").read_text() == log and load_checkpoint(run / "latest.json")[1]["step"] == 20
 
 
-def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(run20, tmp_path):
+def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(run20, tmp_path, chainrule):
     run = copy_run(run20, tmp_path)
-    result = cli("train", "--resume", run, "--steps", 30, "--lr", 5e-4, "--grad-clip", 1, "--eval-every", 2,
+    status, err = chainrule("train", "--resume", run, "--steps", 30, "--lr", 5e-4, "--grad-clip", 1, "--eval-every", 2,
                  "--dropout", 0.3)
     for notice in ("--lr: 0.002 -> 0.0005", "--grad-clip: 5.0 -> 1.0", "--eval-every: 5 -> 2", "--dropout: 0.25 -> 0.3",
                    "--steps: 20 -> 30"):
-        assert notice in result.stderr
+        assert notice in err
     records = log_records(run)
     resume = [r for r in records if "resumed_at_step" in r]
     assert resume == [{"resumed_at_step": 20, "checkpoint": "latest.json",
@@ -194,19 +215,19 @@ def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(r
     assert meta["train"]["lr"] == 5e-4 and meta["train"]["grad_clip"] == 1.0 and meta["model"]["dropout"] == 0.3
 
 
-def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, tmp_path):
+def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, tmp_path, chainrule):
     run = copy_run(run20, tmp_path)
     for extra in (["--steps", 20], ["--steps", 7], []):   # no budget given: the run's own --steps 20
-        result = cli("train", "--resume", run, *extra, check=False)
-        assert result.returncode == 2 and "is at step 20" in result.stderr and "nothing to train" in result.stderr
+        status, err = chainrule("train", "--resume", run, *extra, check=False)
+        assert status == 2 and "is at step 20" in err and "nothing to train" in err
     assert evaluation_steps(run) == [5, 10, 15, 20]
 
 
-def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path):
+def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path, chainrule):
     """Recomputed for the new total and continued at the current step: never climbs back."""
     run = tmp_path / "cosine"
-    cli("train", text, *TINY, "--schedule", "cosine", "--lr", 0.01, "--steps", 12, "--eval-every", 1, "--out", run)
-    cli("train", "--resume", run, "--steps", 24)
+    chainrule("train", text, *TINY, "--schedule", "cosine", "--lr", 0.01, "--steps", 12, "--eval-every", 1, "--out", run)
+    chainrule("train", "--resume", run, "--steps", 24)
     lrs = {r["step"]: r["lr"] for r in log_records(run) if "step" in r}
     for step in range(1, 13):
         assert lrs[step] == pytest.approx(0.01 * (1 + math.cos(math.pi * step / 12)) / 2, abs=1e-12)
@@ -216,19 +237,19 @@ def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path):
     assert all(a > b for a, b in zip(after, after[1:])) and after[-1] == pytest.approx(0, abs=1e-15)
 
 
-def test_resume_from_best_json_continues_from_that_checkpoint(text, tmp_path):
+def test_resume_from_best_json_continues_from_that_checkpoint(text, tmp_path, chainrule):
     run, straight = tmp_path / "run", tmp_path / "straight"
-    cli("train", text, *TINY, "--steps", 10, "--eval-every", 5, "--out", run)
+    chainrule("train", text, *TINY, "--steps", 10, "--eval-every", 5, "--out", run)
     kept = {name: (run / name).read_bytes() for name in ("best.json", json.loads((run / "best.json").read_text())["weights_file"])}
-    cli("train", "--resume", run, "--steps", 20)
+    chainrule("train", "--resume", run, "--steps", 20)
     for path in run.glob("best-*.safetensors"):
         path.unlink()
     for name, payload in kept.items():
         (run / name).write_bytes(payload)   # best at step 10, latest at step 20
-    result = cli("train", "--resume", run / "best.json", "--steps", 15)
-    assert "at step 10 from best.json" in result.stderr
+    status, err = chainrule("train", "--resume", run / "best.json", "--steps", 15)
+    assert "at step 10 from best.json" in err
     assert evaluation_steps(run) == [5, 10, 15]
-    cli("train", text, *TINY, "--steps", 15, "--eval-every", 5, "--out", straight)
+    chainrule("train", text, *TINY, "--steps", 15, "--eval-every", 5, "--out", straight)
     a, _ = load_checkpoint(straight / "latest.json")
     b, meta = load_checkpoint(run / "latest.json")
     assert meta["step"] == 15
@@ -236,38 +257,38 @@ def test_resume_from_best_json_continues_from_that_checkpoint(text, tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_resume_with_another_out_is_refused(run20, tmp_path):
-    result = cli("train", "--resume", run20, "--out", tmp_path / "elsewhere", "--steps", 30, check=False)
-    assert result.returncode == 2 and "continues the run in its own folder" in result.stderr
+def test_resume_with_another_out_is_refused(run20, tmp_path, chainrule):
+    status, err = chainrule("train", "--resume", run20, "--out", tmp_path / "elsewhere", "--steps", 30, check=False)
+    assert status == 2 and "continues the run in its own folder" in err
     assert not (tmp_path / "elsewhere").exists()
 
 
 # -- a truthful guard -----------------------------------------------------------------------------------
-def test_divergence_before_any_checkpoint_says_there_is_none(text, tmp_path):
+def test_divergence_before_any_checkpoint_says_there_is_none(text, tmp_path, chainrule):
     out = tmp_path / "run"
-    result = cli("train", text, *TINY, "--optimizer", "sgd", "--lr", 1e6, "--grad-clip", 0, "--steps", 20,
+    status, err = chainrule("train", text, *TINY, "--optimizer", "sgd", "--lr", 1e6, "--grad-clip", 0, "--steps", 20,
                  "--out", out, check=False)
-    assert result.returncode == 1 and "No checkpoint has been written" in result.stderr
-    assert "kept" not in result.stderr and run_files(out) == []
-    cli("train", text, *TINY, "--steps", 2, "--out", out)   # the advice: start again, in the same folder
+    assert status == 1 and "No checkpoint has been written" in err
+    assert "kept" not in err and run_files(out) == []
+    chainrule("train", text, *TINY, "--steps", 2, "--out", out)   # the advice: start again, in the same folder
 
 
-def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(text, tmp_path):
+def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(text, tmp_path, chainrule):
     out = tmp_path / "run"
-    result = cli("train", text, *TINY, "--model", "rnn", "--hidden", 16, "--batch-size", 4, "--seq-len", 16,
+    status, err = chainrule("train", text, *TINY, "--model", "rnn", "--hidden", 16, "--batch-size", 4, "--seq-len", 16,
                  "--optimizer", "sgd", "--lr", 10, "--grad-clip", 0, "--eval-every", 1, "--steps", 50, "--out", out,
                  check=False)
-    assert result.returncode == 1 and "training stopped" in result.stderr
+    assert status == 1 and "training stopped" in err
     threshold = 3 * math.log(len(set(TEXT))) + 1
     for name in ("latest", "best"):
         arrays, meta = load_checkpoint(out / f"{name}.json")
-        assert f"{out / name}.json (step {meta['step']})" in result.stderr
+        assert f"{out / name}.json (step {meta['step']})" in err
         assert all(np.isfinite(v).all() for v in arrays.values())
         assert all(r["val_loss"] < threshold for r in meta["history"])
-    command = result.stderr.split("chainrule train --resume ")[1].split(" (and/or")[0].split()
+    command = err.split("chainrule train --resume ")[1].split(" (and/or")[0].split()
     assert command[0] == str(out) and command[1] == "--lr"
-    resumed = cli("train", "--resume", out, "--lr", command[2], "--grad-clip", 1, "--steps", 60)
-    assert "--lr: 10.0 -> 1.0" in resumed.stderr
+    status, err = chainrule("train", "--resume", out, "--lr", command[2], "--grad-clip", 1, "--steps", 60)
+    assert "--lr: 10.0 -> 1.0" in err
     assert load_checkpoint(out / "latest.json")[1]["step"] == 60
 
 
@@ -298,19 +319,20 @@ def test_every_numeric_option_is_checked_and_named(capsys, tmp_path, command, op
     assert not (tmp_path / "x").exists()
 
 
-def test_texts_from_pipes_and_standard_input_and_folders(text, tmp_path, capsys):
-    with open(text, "rb") as stdin:
+def test_texts_from_pipes_and_standard_input_and_folders(text, tmp_path, capsys, monkeypatch):
+    import io
+    with open(text, "rb") as stdin:   # a pipe or device, not a regular file
         piped = cli("train", "/dev/stdin", *TINY, "--steps", 2, "--out", tmp_path / "a", stdin=stdin)
-    with open(text, "rb") as stdin:
-        dash = cli("train", "-", *TINY, "--steps", 2, "--out", tmp_path / "b", stdin=stdin)
-    assert f"{len(set(TEXT))} characters" in piped.stderr and "on standard input" in dash.stderr
+    assert f"{len(set(TEXT))} characters" in piped.stderr
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.read_bytes())))
+    status, err = run_in_process(capsys, "train", "-", *TINY, "--steps", 2, "--out", tmp_path / "b")
+    assert status == 0 and "on standard input" in err
     a, _ = load_checkpoint(tmp_path / "a" / "latest.json")
     b, _ = load_checkpoint(tmp_path / "b" / "latest.json")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
-    with open(text, "rb") as stdin:
-        evaluated = cli("eval", tmp_path / "b", "-", stdin=stdin)
-    assert "perplexity" in evaluated.stdout
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.read_bytes())))
+    assert run_in_process(capsys, "eval", tmp_path / "b", "-")[0] == 0
     status, err = run_in_process(capsys, "train", tmp_path, "--out", tmp_path / "c")
     assert status == 2 and "is a folder; give a text file" in err and "not found" not in err
 
@@ -402,7 +424,10 @@ def test_ctrl_c_says_only_what_is_true(run20, text, tmp_path):
     assert f"{out / 'latest.json'} (step {step})" in stderr and f"chainrule train --resume {out}" in stderr
 
 
-def test_debug_shows_the_traceback_on_purpose(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "chainrule", "info", tmp_path / "missing", "--debug"],
-                            capture_output=True, text=True, env=ENV, timeout=60)
-    assert result.returncode != 0 and "Traceback" in result.stderr
+def test_debug_lets_the_exception_through_on_purpose(tmp_path, capsys):
+    from chainrule.checkpoint import CheckpointError
+    assert run_in_process(capsys, "info", tmp_path / "missing")[0] == 2
+    with pytest.raises(CheckpointError):
+        main(["info", str(tmp_path / "missing"), "--debug"])
+    with pytest.raises(CheckpointError):
+        main(["--debug", "info", str(tmp_path / "missing")])

@@ -232,6 +232,8 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
     from .training import TrainConfig, Trainer, claim_run_folder, resume_config
 
     target = Path(args.resume)
+    if not target.exists():
+        raise CheckpointError(f"nothing to resume: {target} does not exist")
     if target.is_dir():
         folder, checkpoint = target, target / "latest.json"
     elif target.suffix == ".json":
