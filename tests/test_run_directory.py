@@ -431,3 +431,12 @@ def test_debug_lets_the_exception_through_on_purpose(tmp_path, capsys):
         main(["info", str(tmp_path / "missing"), "--debug"])
     with pytest.raises(CheckpointError):
         main(["--debug", "info", str(tmp_path / "missing")])
+
+
+def test_the_library_configuration_refuses_what_the_command_line_refuses():
+    from chainrule.training import TrainConfig
+    for bad in ({"lr": float("nan")}, {"minutes": float("nan")}, {"epochs": float("inf")}, {"lr_decay": -1.0},
+                {"dropout": float("nan")}, {"val_frac": 1.0}, {"sample_every": -1}, {"grad_clip": float("inf")}):
+        name = next(iter(bad)).replace("_", "-")
+        with pytest.raises(ValueError, match=name):
+            TrainConfig(**bad)

@@ -205,11 +205,12 @@ def _train(args: argparse.Namespace) -> int:
         return _resume(args, given, quiet)
     config = TrainConfig(**given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
+    corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
     lock, removed = claim_run_folder(out, fresh=True)
     with lock:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
-        trainer = Trainer(config, out, quiet=quiet, corpus=_corpus(config.text), lock=lock)
+        trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
         _say(f"training a {config.model} {config.layers}x{config.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")

@@ -472,7 +472,9 @@ class Trainer:
         """A loss above this (nats/char) has diverged: three times a uniform guess's, plus one."""
         return 3 * self.uniform_loss + 1
 
-    def _stop(self, what: str) -> TrainingStopped:
+    def _stop(self, what: str, during_step: bool = False) -> TrainingStopped:
+        """The error that ends a diverged run: what happened, at which step, what is on disk, what to do."""
+        step = self.progress.step + 1 if during_step else self.progress.step
         lower = self.config.lr / 10
         on_disk = self.checkpoints_on_disk()
         if (self.out / "latest.json").exists():
@@ -481,7 +483,7 @@ class Trainer:
             advice = f"Start again with a lower learning rate, e.g. --lr {lower:.3g}"
         if not self.config.grad_clip or self.config.grad_clip > 1:
             advice += " (and/or --grad-clip 1)"
-        return TrainingStopped(f"{what} at step {self.progress.step}; stopping. {on_disk} {advice}.")
+        return TrainingStopped(f"{what} at step {step}; stopping. {on_disk} {advice}.")
 
     def _validation_loss(self) -> float | None:
         if self.val_ids is None:
@@ -568,13 +570,13 @@ class Trainer:
                 loss_value = float(loss.item())
                 if not math.isfinite(loss_value) or loss_value > self.divergence_threshold:
                     raise self._stop(f"the training loss became {loss_value:.4g} (a uniform guess scores "
-                                     f"{self.uniform_loss:.3f})")
+                                     f"{self.uniform_loss:.3f})", during_step=True)
                 self.optimizer.zero_grad()
                 loss.backward()
                 if config.grad_clip:
                     norm = float(nn.utils.clip_grad_norm_(self.parameters, config.grad_clip))
                     if not math.isfinite(norm):
-                        raise self._stop(f"the gradient norm became {norm}")
+                        raise self._stop(f"the gradient norm became {norm}", during_step=True)
                 self.optimizer.step()
                 if self.schedule is not None:
                     self.schedule.step()
