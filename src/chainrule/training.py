@@ -157,7 +157,7 @@ class Trainer:
         return {
             "step": self.progress.step,
             "model": self.model.config.to_dict(),
-            "train": {k: v for k, v in asdict(self.config).items()},
+            "train": {**asdict(self.config), "text": None if self.config.text is None else str(self.config.text)},
             "text": {"name": self.text_name, "sha256": self.text_sha256},
             "progress": {k: v for k, v in asdict(self.progress).items() if k != "history"},
             "history": self.progress.history,
@@ -171,15 +171,30 @@ class Trainer:
         return save_checkpoint(self.out, name, self._arrays(), self._meta())
 
     def restore(self, path: str | Path) -> None:
-        """Continue from a checkpoint: weights, optimizer, schedule, data position, carried state, RNG."""
+        """Continue from a checkpoint: weights, optimizer, schedule, data position, carried state, RNG.
+
+        The checkpoint is validated as a whole before anything is changed (`load_checkpoint`), then compared
+        with this trainer: text, model, optimizer and schedule kinds, batch size, position in the epoch. Raises
+        `CheckpointError` naming what differs; the trainer is unchanged then.
+        """
         arrays, meta = load_checkpoint(path)
-        text = meta.get("text", {})
-        if text.get("sha256") != self.text_sha256:
-            raise CheckpointError(f"the run was trained on {text.get('name')!r}, and the text given now differs "
+        text, train = meta["text"], meta["train"]
+        if text["sha256"] != self.text_sha256:
+            raise CheckpointError(f"the run was trained on {text['name']!r}, and the text given now differs "
                                   "from it; resume with the same text")
         if meta["model"] != self.model.config.to_dict():
-            raise CheckpointError("the checkpoint's model configuration differs from the one requested")
-        self.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+            differences = ", ".join(f"{key} {value!r} (checkpoint) vs {self.model.config.to_dict()[key]!r}"
+                                    for key, value in meta["model"].items()
+                                    if key != "vocabulary" and value != self.model.config.to_dict()[key])
+            raise CheckpointError("the checkpoint's model configuration differs from the one requested"
+                                  + (f": {differences}" if differences else " (vocabulary)"))
+        for key in ("optimizer", "schedule", "batch_size"):
+            if train[key] != getattr(self.config, key):
+                raise CheckpointError(f"the checkpoint's train.{key} is {train[key]!r} and this run's is "
+                                      f"{getattr(self.config, key)!r}; they must agree to resume")
+        if meta["progress"]["batch"] >= self.train_streams.batches_per_epoch:
+            raise CheckpointError(f"the checkpoint's progress.batch is {meta['progress']['batch']}, past the "
+                                  f"{self.train_streams.batches_per_epoch} batches of an epoch of this text")
         state: dict[int, dict[str, Any]] = {}
         for key, value in arrays.items():
             if key.startswith("optimizer."):
@@ -187,12 +202,16 @@ class Trainer:
                 state.setdefault(int(index), {})[name] = value
         for index, values in meta["optimizer"]["scalars"].items():
             state.setdefault(int(index), {}).update(values)
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
-        if self.schedule is not None and meta.get("schedule"):
+        try:
+            self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+        except ValueError as error:
+            raise CheckpointError(f"the checkpoint's optimizer state does not fit: {error}") from None
+        self.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        if self.schedule is not None:
             self.schedule.load_state_dict(meta["schedule"])
         carry = [arrays[f"carry.{k}"] for k in range(2) if f"carry.{k}" in arrays]
         self.state = state_from_arrays(carry, self.model.config.model) if carry else None
-        self.progress = Progress(**meta["progress"], history=meta.get("history", []))
+        self.progress = Progress(**meta["progress"], history=meta["history"])
         default_generator().bit_generator.state = meta["rng"]
 
     # -- the loop ---------------------------------------------------------------------------------------
