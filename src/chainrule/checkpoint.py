@@ -271,7 +271,7 @@ def read_description(path: str | Path) -> tuple[Path, dict[str, Any]]:
                               f"{MAX_DESCRIPTION_BYTES:,})")
     try:
         with open(json_path, "rb") as stream:
-            raw = json.loads(stream.read(MAX_DESCRIPTION_BYTES + 1).decode("utf-8"))
+            raw = json.loads(stream.read(size + 1).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise CheckpointError(f"{json_path} is not a readable checkpoint description ({reason})") from None
@@ -329,8 +329,12 @@ def read_header(path: Path, size: int) -> dict[str, tuple[str, tuple[int, ...]]]
         if not valid:
             raise CheckpointError(f"{path} is not a valid safetensors file: the header's entry for {name!r} is "
                                   f"malformed or outside the file (found {str(entry)[:80]})")
-        arrays[name] = (dtype, shape)
-    return arrays
+        arrays[name] = (dtype, shape, end)
+    used = max((end for _, _, end in arrays.values()), default=0)
+    if used != data:
+        raise CheckpointError(f"{path} is not a valid safetensors file: its arrays take {used:,} bytes and "
+                              f"{data:,} follow its header (truncated, corrupted or padded)")
+    return {name: (dtype, shape) for name, (dtype, shape, _) in arrays.items()}
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

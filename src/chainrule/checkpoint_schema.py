@@ -11,6 +11,7 @@ training); tests check the lists against theirs.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,8 +23,10 @@ OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 FLOAT_DTYPES = {"F32": 4, "F64": 8}
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
+# counts stay within int64, where NumPy and the compiled kernels take them
+INT64_MAX = 2 ** 63 - 1
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
+PositiveInt = Annotated[int, Field(ge=1, le=INT64_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -100,7 +103,7 @@ class TrainSection(_Strict):
     eval_every: PositiveInt
     sample_every: NonNegativeInt
     sample_length: NonNegativeInt
-    seed: int
+    seed: Annotated[int, Field(ge=0, lt=2 ** 128)]  # NumPy seeds are non-negative
 
     @field_validator("text")
     @classmethod
@@ -180,7 +183,7 @@ class OptimizerSection(_Strict):
 
 class _Schedule(_Strict):
     base_lrs: Annotated[list[PositiveFinite], Field(min_length=1, max_length=1)]
-    last_epoch: Annotated[int, Field(ge=-1)]
+    last_epoch: Annotated[int, Field(ge=-1, le=INT64_MAX)]
 
 
 class StepSchedule(_Schedule):
@@ -237,7 +240,10 @@ def _expected(error: dict[str, Any]) -> str:
         return "is required and missing"
     if error["type"] == "extra_forbidden":
         return "is not a field of this checkpoint format"
-    return error["msg"][0].lower() + error["msg"][1:].replace("Input should", "should")
+    message = error["msg"]
+    if message.startswith("Input should"):
+        return "should" + message[len("Input should"):]
+    return message[:1].lower() + message[1:]
 
 
 def _problems(error: ValidationError, prefix: str = "") -> list[tuple[str, str, Any]]:
@@ -298,7 +304,8 @@ def _optimizer_arrays(meta: dict[str, Any]) -> dict[str, tuple[str, ...]]:
 
 
 def validate_description(raw: Any) -> dict[str, Any]:
-    """Check a parsed checkpoint description as a whole; returns it as plain data (the same keys).
+    """Check a parsed checkpoint description as a whole; returns it as plain data, the same keys with each
+    number of the type its field has (an integer given for a float field becomes a float).
 
     Raises `CheckpointDescriptionError` listing each problem: the field (dotted path), what was expected,
     what was found.
@@ -307,11 +314,10 @@ def validate_description(raw: Any) -> dict[str, Any]:
         raise CheckpointDescriptionError([("(the whole description)", "should be a JSON object",
                                            type(raw).__name__)])
     try:
-        Description.model_validate(raw)
+        meta = Description.model_validate(raw).model_dump()
     except ValidationError as error:
         raise CheckpointDescriptionError(_problems(error)) from None
     problems: list[tuple[str, str, Any]] = []
-    meta = raw
     model, train, progress = meta["model"], meta["train"], meta["progress"]
     for key in ("model", "hidden", "layers", "dropout", "embedding"):
         _check(train[key] == model[key], problems, f"train.{key}", f"should equal model.{key} ({model[key]!r})",
@@ -326,6 +332,7 @@ def validate_description(raw: Any) -> dict[str, Any]:
         problems += _problems(error, "optimizer.param_groups.0.")
         group = None
     if group is not None:
+        meta["optimizer"]["param_groups"][0] = group.model_dump(exclude_unset=True)
         _check(group.params == list(range(len(shapes))), problems, "optimizer.param_groups.0.params",
                f"should be the parameter indices 0..{len(shapes) - 1}", group.params)
         _check((group.initial_lr is not None) == (train["schedule"] != "constant"), problems,
@@ -344,7 +351,7 @@ def validate_description(raw: Any) -> dict[str, Any]:
         problems.append(("schedule", f"is required for the {schedule_kind} schedule", None))
     else:
         try:
-            SCHEDULE_STATES[schedule_kind].model_validate(schedule)
+            meta["schedule"] = SCHEDULE_STATES[schedule_kind].model_validate(schedule).model_dump()
         except ValidationError as error:
             problems += _problems(error, "schedule.")
     if problems:
@@ -393,7 +400,11 @@ def check_arrays(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, .
             problems.append((f"weights file: {name}", f"should have shape {list(shape)} for the model the "
                              "description configures", list(found)))
     for name in sorted(set(header) - set(expected)):
-        problems.append((f"weights file: {name}", "is not an array of this checkpoint", list(header[name][1])))
+        index = re.fullmatch(r"optimizer\.([0-9]+)\..+", name)
+        why = "" if index is None else (
+            f" (optimizer.scalars.{index[1]} gives parameter {index[1]} no such state)"
+            if index[1] in meta["optimizer"]["scalars"] else f" (optimizer.scalars.{index[1]} is missing)")
+        problems.append((f"weights file: {name}", f"is not an array of this checkpoint{why}", list(header[name][1])))
     count = sum(math.prod(shape) for shape in parameter_shapes(meta["model"]).values())
     _check(meta["parameters"] == count, problems, "parameters",
            f"should be the model's parameter count, {count}", meta["parameters"])

@@ -1,6 +1,7 @@
 """Training a character-level language model: stateful truncated BPTT, evaluation, checkpoints, exact resume."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -195,6 +196,16 @@ class Trainer:
         if meta["progress"]["batch"] >= self.train_streams.batches_per_epoch:
             raise CheckpointError(f"the checkpoint's progress.batch is {meta['progress']['batch']}, past the "
                                   f"{self.train_streams.batches_per_epoch} batches of an epoch of this text")
+        if self.schedule is not None:
+            probe = copy.copy(self.schedule)
+            probe.__dict__.update(meta["schedule"])
+            try:
+                rates = [probe.lr_at(base, probe.last_epoch) for base in probe.base_lrs]
+            except (OverflowError, ZeroDivisionError) as error:
+                rates = [f"{error}"]
+            if not all(isinstance(rate, float) and math.isfinite(rate) for rate in rates):
+                raise CheckpointError(f"the checkpoint's schedule gives no usable learning rate at step "
+                                      f"{probe.last_epoch} (found {rates[0]})")
         state: dict[int, dict[str, Any]] = {}
         for key, value in arrays.items():
             if key.startswith("optimizer."):
