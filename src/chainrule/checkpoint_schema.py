@@ -134,8 +134,8 @@ class HistoryRecord(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     step: NonNegativeInt
     epoch: NonNegativeInt
-    train_loss: float | None
-    val_loss: float | None
+    train_loss: Annotated[float, Field(ge=0)] | None  # a cross-entropy: not negative, not NaN (inf may be)
+    val_loss: Annotated[float, Field(ge=0)] | None
     lr: NonNegativeFinite
     elapsed: NonNegativeFinite
     chars_per_second: NonNegativeFinite
