@@ -110,7 +110,7 @@ def test_corrupted_truncated_and_mismatched_checkpoints_fail_clearly(trained, tm
     assert result.returncode == 2 and "not a readable checkpoint" in result.stderr
     (broken / "best.json").unlink()
     meta = json.loads((broken / "latest.json").read_text())
-    meta["model"]["hidden"] = 25
+    meta["model"]["hidden"] = meta["train"]["hidden"] = 25
     (broken / "latest.json").write_text(json.dumps(meta))
     result = cli("sample", broken, check=False)
     assert result.returncode == 2 and "do not fit" in result.stderr and "Traceback" not in result.stderr

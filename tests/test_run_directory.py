@@ -357,14 +357,14 @@ def test_unreadable_files_name_the_file_and_the_cause(run20, text, tmp_path, cap
     status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", tmp_path / "a")
     assert status == 2 and err.strip() == f"error: {text}: Permission denied"
     monkeypatch.undo()
-    read_bytes = Path.read_bytes
+    import chainrule.checkpoint
 
-    def refuse_weights(self):
-        if self.suffix == ".safetensors":
-            raise PermissionError(13, "Permission denied", str(self))
-        return read_bytes(self)
+    def refuse_weights(path, *args, **kwargs):
+        if str(path).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse_weights)
+    monkeypatch.setattr(chainrule.checkpoint, "open", refuse_weights, raising=False)
     status, err = run_in_process(capsys, "sample", run20, "--length", 5)
     assert status == 2 and ".safetensors" in err and "Permission denied" in err
 

@@ -93,7 +93,7 @@ def state_from_arrays(arrays: list[np.ndarray], model: str) -> Any:
 
 def load_model(path: Any) -> tuple[CharModel, Vocabulary, dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights; clear errors for any mismatch."""
-    arrays, meta = load_checkpoint(path)
+    arrays, meta = load_checkpoint(path)  # the description is validated, and compared with the weights' shapes
     try:
         config = ModelConfig.from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as error:
@@ -164,7 +164,11 @@ class Evaluation:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss)
+        """exp(loss); inf where that overflows a float (a loss above ~709.78 nats, e.g. exploded weights)."""
+        try:
+            return math.exp(self.loss)
+        except OverflowError:
+            return math.inf
 
 
 def evaluate(model: CharModel, ids: np.ndarray, batch_size: int = 32, seq_len: int = 128) -> Evaluation:

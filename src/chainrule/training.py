@@ -1,6 +1,7 @@
 """Training a character-level language model: stateful truncated BPTT, evaluation, checkpoints, exact resume."""
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import math
@@ -323,7 +324,7 @@ class Trainer:
         return {
             "step": self.progress.step,
             "model": self.model.config.to_dict(),
-            "train": {k: v for k, v in asdict(self.config).items()},
+            "train": {**asdict(self.config), "text": None if self.config.text is None else str(self.config.text)},
             "text": {"name": self.text_name, "sha256": self.text_sha256},
             "progress": {k: v for k, v in asdict(self.progress).items() if k != "history"},
             "history": self.progress.history,
@@ -357,15 +358,40 @@ class Trainer:
         return f"The checkpoints in {self.out} are intact: {', '.join(found)}."
 
     def restore(self, path: str | Path) -> None:
-        """Continue from a checkpoint: weights, optimizer, schedule, data position, carried state, RNG."""
+        """Continue from a checkpoint: weights, optimizer, schedule, data position, carried state, RNG.
+
+        The checkpoint is validated as a whole before anything is changed (`load_checkpoint`), then compared
+        with this trainer: text, model, optimizer and schedule kinds, batch size, position in the epoch. Raises
+        `CheckpointError` naming what differs; the trainer is unchanged then.
+        """
         arrays, meta = load_checkpoint(path)
-        text = meta.get("text", {})
-        if text.get("sha256") != self.text_sha256:
-            raise CheckpointError(f"the run was trained on {text.get('name')!r}, and the text given now differs "
+        text, train = meta["text"], meta["train"]
+        if text["sha256"] != self.text_sha256:
+            raise CheckpointError(f"the run was trained on {text['name']!r}, and the text given now differs "
                                   "from it; resume with the same text")
         if meta["model"] != self.model.config.to_dict():
-            raise CheckpointError("the checkpoint's model configuration differs from the one requested")
-        self.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+            differences = ", ".join(f"{key} {value!r} (checkpoint) vs {self.model.config.to_dict()[key]!r}"
+                                    for key, value in meta["model"].items()
+                                    if key != "vocabulary" and value != self.model.config.to_dict()[key])
+            raise CheckpointError("the checkpoint's model configuration differs from the one requested"
+                                  + (f": {differences}" if differences else " (vocabulary)"))
+        for key in ("optimizer", "schedule", "batch_size"):
+            if train[key] != getattr(self.config, key):
+                raise CheckpointError(f"the checkpoint's train.{key} is {train[key]!r} and this run's is "
+                                      f"{getattr(self.config, key)!r}; they must agree to resume")
+        if meta["progress"]["batch"] >= self.train_streams.batches_per_epoch:
+            raise CheckpointError(f"the checkpoint's progress.batch is {meta['progress']['batch']}, past the "
+                                  f"{self.train_streams.batches_per_epoch} batches of an epoch of this text")
+        if self.schedule is not None:
+            probe = copy.copy(self.schedule)
+            probe.__dict__.update(meta["schedule"])
+            try:
+                rates = [probe.lr_at(base, probe.last_epoch) for base in probe.base_lrs]
+            except (OverflowError, ZeroDivisionError) as error:
+                rates = [f"{error}"]
+            if not all(isinstance(rate, float) and math.isfinite(rate) for rate in rates):
+                raise CheckpointError(f"the checkpoint's schedule gives no usable learning rate at step "
+                                      f"{probe.last_epoch} (found {rates[0]})")
         state: dict[int, dict[str, Any]] = {}
         for key, value in arrays.items():
             if key.startswith("optimizer."):
@@ -373,12 +399,16 @@ class Trainer:
                 state.setdefault(int(index), {})[name] = value
         for index, values in meta["optimizer"]["scalars"].items():
             state.setdefault(int(index), {}).update(values)
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
-        if self.schedule is not None and meta.get("schedule"):
+        try:
+            self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+        except ValueError as error:
+            raise CheckpointError(f"the checkpoint's optimizer state does not fit: {error}") from None
+        self.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        if self.schedule is not None:
             self.schedule.load_state_dict(meta["schedule"])
         carry = [arrays[f"carry.{k}"] for k in range(2) if f"carry.{k}" in arrays]
         self.state = state_from_arrays(carry, self.model.config.model) if carry else None
-        self.progress = Progress(**meta["progress"], history=meta.get("history", []))
+        self.progress = Progress(**meta["progress"], history=meta["history"])
         default_generator().bit_generator.state = meta["rng"]
 
     # -- resuming ---------------------------------------------------------------------------------------
@@ -428,7 +458,8 @@ class Trainer:
 
     def _recompute_schedule(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = self.config.lr
+            group["lr"] = self.config.lr
+            group.pop("initial_lr", None)   # a schedule sets it from lr; without one a group has none
         self.schedule = _make_schedule(self.config, self.optimizer, self.total_steps)
         if self.schedule is not None:
             self.schedule.load_state_dict({**self.schedule.state_dict(), "last_epoch": self.progress.step})
