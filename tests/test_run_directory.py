@@ -440,3 +440,18 @@ def test_the_library_configuration_refuses_what_the_command_line_refuses():
         name = next(iter(bad)).replace("_", "-")
         with pytest.raises(ValueError, match=name):
             TrainConfig(**bad)
+
+
+def test_links_planted_in_a_run_folder_are_not_followed(run20, text, tmp_path, chainrule):
+    outside = tmp_path / "outside.txt"
+    outside.write_text('{"step": 1, "secret": "kept"}\n')
+    run = copy_run(run20, tmp_path)
+    (run / "log.jsonl").unlink()
+    (run / "log.jsonl").symlink_to(outside)
+    status, err = chainrule("train", "--resume", run, "--steps", 25, check=False)
+    assert status == 2 and "log.jsonl" in err and outside.read_text() == '{"step": 1, "secret": "kept"}\n'
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".chainrule.lock").symlink_to(outside)
+    status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", fresh, check=False)
+    assert status == 2 and ".chainrule.lock" in err and outside.read_text() == '{"step": 1, "secret": "kept"}\n'

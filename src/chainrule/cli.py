@@ -7,6 +7,7 @@ a user or the operating system can cause ends in one line on stderr and exit sta
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -361,8 +362,10 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
 
 def _os_error(error: OSError) -> str:
     cause = error.strerror or str(error)
-    if error.errno == 28:
+    if error.errno == errno.ENOSPC:
         cause += " (the disk is full)"
+    elif error.errno == errno.ELOOP:
+        cause = "a symbolic link, which chainrule does not follow inside a run folder"
     if error.filename is None:
         return cause
     return f"{error.filename}: {cause}"

@@ -349,7 +349,7 @@ class Trainer:
         for name in ("latest", "best"):
             path = self.out / f"{name}.json"
             try:
-                step = json.loads(path.read_text(encoding="utf-8"))["step"]
+                step = json.loads(_read_run_file(path).decode("utf-8"))["step"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             found.append(f"{path} (step {step})")
@@ -470,7 +470,7 @@ class Trainer:
         that a crash kept out of the log."""
         path = self.out / "log.jsonl"
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = _read_run_file(path).decode("utf-8", errors="replace").splitlines()
         except FileNotFoundError:
             lines = []
         kept, logged = [], set()
@@ -491,7 +491,9 @@ class Trainer:
 
     def _append_log(self, record: dict[str, Any]) -> None:
         try:
-            with open(self.out / "log.jsonl", "a", encoding="utf-8") as log:
+            # O_NOFOLLOW: a log.jsonl planted as a link must not make us append to the file it points to
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(self.out / "log.jsonl", flags, 0o644), "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
         except OSError as error:
             raise TrainingStopped(f"could not append to the log: {_describe_os_error(error)}. "
@@ -697,6 +699,14 @@ def _describe_os_error(error: OSError) -> str:
     if error.errno == errno.ENOSPC:
         cause += " (the disk is full)"
     return f"{error.filename}: {cause}" if error.filename else cause
+
+
+def _read_run_file(path: Path) -> bytes:
+    """A file of the run folder, never through a symbolic link (OSError ELOOP for one): a folder that came
+    from elsewhere must not make training read or write outside it."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(descriptor, "rb") as stream:
+        return stream.read()
 
 
 def _write_file_atomically(path: Path, payload: bytes) -> None:
