@@ -108,7 +108,8 @@ def test_run_files_lists_only_chainrule_names(tmp_path):
     ours = ["latest.json", "best.json", "latest-00000012.safetensors", "best-00000010.safetensors", "log.jsonl",
             "loss.png", ".latest.json.ab12_x9q.tmp", ".best-00000010.safetensors.k3j2hh1a.tmp"]
     theirs = ["notes.txt", "data.json", "latest.json.bak", "latest-12.safetensors", "my-run-00000001.safetensors",
-              ".latest.json.tmp", "model.safetensors"]
+              ".latest.json.tmp", "model.safetensors", "model_v2-20240101.safetensors", "other.json",
+              ".other.json.abcd.tmp", ".notes.txt.abcd.tmp"]
     for name in ours + theirs:
         _touch(tmp_path / name)
     (tmp_path / "sub").mkdir()
@@ -128,11 +129,12 @@ def test_remove_leftovers_removes_only_crash_leftovers(copy_of, tmp_path):
     target = _touch(outside / "latest-00000003.safetensors", b"precious")
     named = {_description(run, n)["weights_file"] for n in ("latest", "best")}
     stale = _touch(run / "latest-00000001.safetensors")       # superseded, not removed before a crash
-    orphan = _touch(run / "other-00000002.safetensors")       # no other.json names it
+    orphan = _touch(run / "best-00000009.safetensors")        # written, and then the crash came
     temporary = _touch(run / ".latest.json.x1y2z3w4.tmp")
     temporary_weights = _touch(run / ".latest-00000006.safetensors.q9r8s7t6.tmp")
     keep = [_touch(run / "notes.txt"), run / "log.jsonl", run / "loss.png",
-            _touch(run / "other-00000001.safetensors.bak")]
+            _touch(run / "other-00000001.safetensors"), _touch(run / "model-20240101.safetensors"),
+            _touch(run / ".notes.txt.abcd1234.tmp")]
     os.symlink(target, run / "best-00000003.safetensors")     # a link out: neither followed nor removed
     os.symlink(target, run / ".best.json.aaaa.tmp")
     (run / "sub").mkdir()
