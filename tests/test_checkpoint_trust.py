@@ -221,6 +221,9 @@ def test_parameter_shapes_are_the_models(cell, embedding, layers):
 
 
 # -- containment ----------------------------------------------------------------------------------------------
+TEXT_FILE_PLACEHOLDER = object()  # stands for the outside file, given as eval's text: a path the user typed
+
+
 def _outside(tmp_path):
     folder = tmp_path / "elsewhere"
     folder.mkdir(exist_ok=True)
@@ -248,9 +251,6 @@ def test_a_checkpoint_names_only_its_own_weights_file(copy_of, tmp_path, named):
         code, out, err = _cli(*[victim if a is TEXT_FILE_PLACEHOLDER else a for a in args])
         assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error:"), (command, err)
     assert victim.read_bytes() == b"not yours to read"
-
-
-TEXT_FILE_PLACEHOLDER = object()
 
 
 def test_a_weights_file_linked_out_of_the_run_folder_is_refused_unread(copy_of, tmp_path):
@@ -490,13 +490,12 @@ def v1_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def v1_trainer(tmp_path_factory):
-    config = TrainConfig(**{**_ORIGINAL["train"], "text": str(DATA / "run-v1-text.txt")})
-    return config
+def v1_config():
+    return TrainConfig(**{**_ORIGINAL["train"], "text": str(DATA / "run-v1-text.txt")})
 
 
 @given(st.lists(st.tuples(st.sampled_from(_PATHS), st.sampled_from(_VALUES)), min_size=1, max_size=3))
-def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_trainer, changes):
+def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_config, changes):
     meta = copy.deepcopy(_ORIGINAL)
     for path, value in changes:
         try:
@@ -508,7 +507,7 @@ def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_trainer, cha
         try:
             load_checkpoint(v1_run / "latest.json")
             load_model(v1_run)
-            trainer = Trainer(v1_trainer, v1_run.parent / "resumed", quiet=True, report=lambda line: None)
+            trainer = Trainer(v1_config, v1_run.parent / "resumed", quiet=True, report=lambda line: None)
             trainer.restore(v1_run / "latest.json")
         except CheckpointError as error:
             assert "\n" not in str(error)
@@ -539,3 +538,50 @@ def test_every_field_dropped_or_retyped_is_refused(v1_run, replacement):
             assert field in str(error), (field, str(error))
     shutil.copy(DATA / "run-v1" / "latest.json", v1_run / "latest.json")
     assert [p for p in _PATHS if p not in refused and p != ("history", 0)] == []
+
+
+@pytest.mark.parametrize("path,value,words", [
+    (("model", "hidden"), True, "model.hidden: should be a valid integer (found True)"),
+    (("train", "seq_len"), True, "train.seq_len: should be a valid integer (found True)"),
+    (("model", "layers"), 1.0, "model.layers: should be a valid integer (found 1.0)"),
+    (("model", "hiden"), 16, "model.hiden: is not a field of this checkpoint format"),
+    (("schedule", "lr_at"), 1, "schedule.lr_at: is not a field of this checkpoint format"),
+    (("optimizer", "param_groups", 0, "betas"), [2, 3], "optimizer.param_groups.0.betas.0: should be less than 1"),
+    (("optimizer", "scalars", "a"), {"step": 1}, "optimizer.scalars.a"),
+    (("rng", "bit_generator"), "MT19937", "rng.bit_generator"),
+    (("text", "name"), "plays\x1b]0;pwned\x07.txt", "text.name: should hold no control characters"),
+    (("schedule",), None, "schedule: is required for the cosine schedule"),
+])
+def test_no_value_is_coerced_or_defaulted(v1_run, path, value, words):
+    meta = copy.deepcopy(_ORIGINAL)
+    _set(meta, path, value)
+    (v1_run / "latest.json").write_text(json.dumps(meta))
+    try:
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(v1_run / "latest.json")
+        assert words in str(error.value)
+    finally:
+        shutil.copy(DATA / "run-v1" / "latest.json", v1_run / "latest.json")
+
+
+def test_restore_refuses_what_does_not_fit_this_run(copy_of, text):
+    meta = _description(copy_of)
+    other = Trainer(TrainConfig(**{**meta["train"], "optimizer": "sgd"}), copy_of, quiet=True,
+                    report=lambda line: None)
+    before = [p.data.copy() for p in other.parameters]
+    with pytest.raises(CheckpointError, match="train.optimizer is 'adam' and this run's is 'sgd'"):
+        other.restore(copy_of / "latest.json")
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, other.parameters))
+    same = Trainer(TrainConfig(**meta["train"]), copy_of, quiet=True, report=lambda line: None)
+    arrays, _ = load_checkpoint(copy_of / "latest.json")
+    meta["progress"]["batch"] = same.train_streams.batches_per_epoch
+    save_checkpoint(copy_of, "latest", arrays, _rest(meta))
+    with pytest.raises(CheckpointError, match="progress.batch"):
+        same.restore(copy_of / "latest.json")
+
+
+def test_a_text_given_as_a_path_object_is_recorded(tmp_path, text):
+    trainer = _train(tmp_path / "run", Path(text), steps=2)
+    trainer.config.text = Path(text)
+    trainer.save("latest")
+    assert load_checkpoint(tmp_path / "run")[1]["train"]["text"] == str(text)

@@ -58,9 +58,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
-def _printable(value: str, what: str) -> str:
+def _printable(value: str) -> str:
+    # info prints it: a control character could drive the terminal (escape sequences)
     if not value.isprintable():
-        raise ValueError(f"{what} must hold no control characters")
+        raise ValueError("should hold no control characters")
     return value
 
 
@@ -108,7 +109,7 @@ class TrainSection(_Strict):
     @field_validator("text")
     @classmethod
     def _text_printable(cls, value: str | None) -> str | None:
-        return None if value is None else _printable(value, "a text path")
+        return None if value is None else _printable(value)
 
 
 class TextSection(_Strict):
@@ -118,7 +119,7 @@ class TextSection(_Strict):
     @field_validator("name")
     @classmethod
     def _name_printable(cls, value: str) -> str:
-        return _printable(value, "a text name")
+        return _printable(value)
 
 
 class ProgressSection(_Strict):
@@ -240,7 +241,7 @@ def _expected(error: dict[str, Any]) -> str:
         return "is required and missing"
     if error["type"] == "extra_forbidden":
         return "is not a field of this checkpoint format"
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if message.startswith("Input should"):
         return "should" + message[len("Input should"):]
     return message[:1].lower() + message[1:]
