@@ -511,7 +511,8 @@ def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_config, chan
             trainer.restore(v1_run / "latest.json")
         except CheckpointError as error:
             assert "\n" not in str(error)
-        for args in (["info", v1_run], ["sample", v1_run, "--length", 3, "--seed", 0]):
+        for args in (["info", v1_run], ["sample", v1_run, "--length", 3, "--seed", 0],
+                     ["eval", v1_run, DATA / "run-v1-text.txt"]):
             code, out, err = _cli(*args)
             assert code in (0, 2) and err.count("\n") == (1 if code else 0) and "Traceback" not in err, err
     finally:

@@ -241,6 +241,13 @@ def _expected(error: dict[str, Any]) -> str:
         return "is required and missing"
     if error["type"] == "extra_forbidden":
         return "is not a field of this checkpoint format"
+    if error["type"] == "string_pattern_mismatch":
+        loc = error["loc"]
+        if loc[-1] == "[key]":
+            return "should be a parameter index: 0, 1, 2, ..."
+        if loc[-1] == "weights_file":
+            return "should be a bare file name NAME-<step, 8 digits>.safetensors in the run folder"
+        return "should be 64 lowercase hexadecimal digits (a SHA-256)"
     message = error["msg"].removeprefix("Value error, ")
     if message.startswith("Input should"):
         return "should" + message[len("Input should"):]
@@ -250,7 +257,7 @@ def _expected(error: dict[str, Any]) -> str:
 def _problems(error: ValidationError, prefix: str = "") -> list[tuple[str, str, Any]]:
     out = []
     for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
+        loc = tuple(part for part in item["loc"] if part != "[key]")
         found = _MISSING if item["type"] == "missing" else item.get("input", _MISSING)
         out.append((prefix + _location(loc), _expected(item), found))
     return out
