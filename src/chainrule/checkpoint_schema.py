@@ -144,7 +144,8 @@ class HistoryRecord(BaseModel):
 
 class _Group(_Strict):
     lr: NonNegativeFinite
-    initial_lr: PositiveFinite | None = None  # present exactly when a schedule is (checked below)
+    # set by a schedule (and kept when a resume drops it); nothing reads it back, so it may be absent
+    initial_lr: PositiveFinite = None  # type: ignore[assignment]
     weight_decay: NonNegativeFinite
     params: list[NonNegativeInt]
 
@@ -343,9 +344,6 @@ def validate_description(raw: Any) -> dict[str, Any]:
         meta["optimizer"]["param_groups"][0] = group.model_dump(exclude_unset=True)
         _check(group.params == list(range(len(shapes))), problems, "optimizer.param_groups.0.params",
                f"should be the parameter indices 0..{len(shapes) - 1}", group.params)
-        _check((group.initial_lr is not None) == (train["schedule"] != "constant"), problems,
-               "optimizer.param_groups.0.initial_lr",
-               "should be present exactly when the run has a schedule", group.initial_lr)
     for index, scalars in meta["optimizer"]["scalars"].items():
         field = f"optimizer.scalars.{index}"
         _check(int(index) < len(shapes), problems, field, f"names no parameter (the model has {len(shapes)})")
