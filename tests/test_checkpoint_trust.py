@@ -77,18 +77,18 @@ def _rest(meta):
 
 @contextlib.contextmanager
 def _files_opened():
-    """Record every path opened through Python's open() (reads of the weights and descriptions go there)."""
+    """Record every path opened through Python's open() or io.open() (what pathlib's reads call)."""
     opened, real_open = [], builtins.open
 
     def recording(file, *args, **kwargs):
         opened.append(os.path.realpath(file) if isinstance(file, (str, bytes, os.PathLike)) else file)
         return real_open(file, *args, **kwargs)
 
-    builtins.open = recording
+    builtins.open = io.open = recording
     try:
         yield opened
     finally:
-        builtins.open = real_open
+        builtins.open = io.open = real_open
 
 
 def _cli(*args):

@@ -364,8 +364,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         raise CheckpointError(f"{json_path}: the weights file {weights_path.name} does not hold the arrays its "
                               f"description configures (do not fit): {error}") from None
     try:
-        with open(weights_path, "rb") as stream:
-            payload = stream.read(size + 1)
+        payload = weights_path.read_bytes()  # its size is the header's: nothing past the arrays
     except OSError as error:
         raise CheckpointError(f"{weights_path} cannot be read: {error.strerror or error}") from None
     if hashlib.sha256(payload).hexdigest() != meta["weights_sha256"]:
