@@ -5,6 +5,11 @@ A checkpoint named NAME in a folder is `NAME.json` plus the weights file it name
 (temporary name, fsync, rename), then the previous weights file is removed. A crash at any point leaves
 NAME.json naming a complete weights file whose SHA-256 it records, so a checkpoint is never half written;
 loading checks that hash and the file's structure and says plainly what is wrong.
+
+A run folder is untrusted input. A description may name only its own weights file, by the bare name
+NAME-<step>.safetensors, a regular file in its own folder (a symbolic link may point only there): nothing
+outside the folder is read or removed because a description says so. The description is validated as a whole
+(`checkpoint_schema`), and the weights file's header against it, before any array is read.
 """
 from __future__ import annotations
 
