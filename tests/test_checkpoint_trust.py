@@ -587,3 +587,27 @@ def test_a_text_given_as_a_path_object_is_recorded(tmp_path, text):
     trainer.config.text = Path(text)
     trainer.save("latest")
     assert load_checkpoint(tmp_path / "run")[1]["train"]["text"] == str(text)
+
+
+@pytest.mark.parametrize("options,words", [
+    (dict(hidden="sixteen"), "hidden must be an integer, got 'sixteen'"),
+    (dict(layers=True), "layers must be an integer, got True"),
+    (dict(embedding=2.0), "embedding must be an integer, got 2.0"),
+    (dict(dropout="0.1"), "dropout must be a number in [0, 1), got '0.1'"),
+    (dict(dropout=float("nan")), "dropout must be in [0, 1), got nan"),
+])
+def test_a_model_configuration_of_the_wrong_type_says_so(options, words):
+    with pytest.raises(ValueError) as error:
+        ModelConfig("abc", **options)
+    assert words in str(error.value)
+
+
+def test_generation_and_evaluation_refuse_values_that_would_never_end_or_crash():
+    from chainrule.charlm import generate
+    from chainrule.text import Vocabulary
+    model = CharModel(ModelConfig("ab", hidden=4, layers=1))
+    for temperature in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be a positive finite number"):
+            next(generate(model, Vocabulary("ab"), "a", 5, temperature=temperature))
+    with pytest.raises(ValueError, match="seq_len must be at least 1"):
+        evaluate(model, np.array([0, 1] * 10), 2, 0)
