@@ -77,18 +77,18 @@ def _rest(meta):
 
 @contextlib.contextmanager
 def _files_opened():
-    """Record every path opened through Python's open() (reads of the weights and descriptions go there)."""
+    """Record every path opened through Python's open() or io.open() (what pathlib's reads call)."""
     opened, real_open = [], builtins.open
 
     def recording(file, *args, **kwargs):
         opened.append(os.path.realpath(file) if isinstance(file, (str, bytes, os.PathLike)) else file)
         return real_open(file, *args, **kwargs)
 
-    builtins.open = recording
+    builtins.open = io.open = recording
     try:
         yield opened
     finally:
-        builtins.open = real_open
+        builtins.open = io.open = real_open
 
 
 def _cli(*args):
@@ -108,7 +108,8 @@ def test_run_files_lists_only_chainrule_names(tmp_path):
     ours = ["latest.json", "best.json", "latest-00000012.safetensors", "best-00000010.safetensors", "log.jsonl",
             "loss.png", ".latest.json.ab12_x9q.tmp", ".best-00000010.safetensors.k3j2hh1a.tmp"]
     theirs = ["notes.txt", "data.json", "latest.json.bak", "latest-12.safetensors", "my-run-00000001.safetensors",
-              ".latest.json.tmp", "model.safetensors"]
+              ".latest.json.tmp", "model.safetensors", "model_v2-20240101.safetensors", "other.json",
+              ".other.json.abcd.tmp", ".notes.txt.abcd.tmp"]
     for name in ours + theirs:
         _touch(tmp_path / name)
     (tmp_path / "sub").mkdir()
@@ -128,11 +129,12 @@ def test_remove_leftovers_removes_only_crash_leftovers(copy_of, tmp_path):
     target = _touch(outside / "latest-00000003.safetensors", b"precious")
     named = {_description(run, n)["weights_file"] for n in ("latest", "best")}
     stale = _touch(run / "latest-00000001.safetensors")       # superseded, not removed before a crash
-    orphan = _touch(run / "other-00000002.safetensors")       # no other.json names it
+    orphan = _touch(run / "best-00000009.safetensors")        # written, and then the crash came
     temporary = _touch(run / ".latest.json.x1y2z3w4.tmp")
     temporary_weights = _touch(run / ".latest-00000006.safetensors.q9r8s7t6.tmp")
     keep = [_touch(run / "notes.txt"), run / "log.jsonl", run / "loss.png",
-            _touch(run / "other-00000001.safetensors.bak")]
+            _touch(run / "other-00000001.safetensors"), _touch(run / "model-20240101.safetensors"),
+            _touch(run / ".notes.txt.abcd1234.tmp")]
     os.symlink(target, run / "best-00000003.safetensors")     # a link out: neither followed nor removed
     os.symlink(target, run / ".best.json.aaaa.tmp")
     (run / "sub").mkdir()
@@ -219,6 +221,9 @@ def test_parameter_shapes_are_the_models(cell, embedding, layers):
 
 
 # -- containment ----------------------------------------------------------------------------------------------
+TEXT_FILE_PLACEHOLDER = object()  # stands for the outside file, given as eval's text: a path the user typed
+
+
 def _outside(tmp_path):
     folder = tmp_path / "elsewhere"
     folder.mkdir(exist_ok=True)
@@ -246,9 +251,6 @@ def test_a_checkpoint_names_only_its_own_weights_file(copy_of, tmp_path, named):
         code, out, err = _cli(*[victim if a is TEXT_FILE_PLACEHOLDER else a for a in args])
         assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error:"), (command, err)
     assert victim.read_bytes() == b"not yours to read"
-
-
-TEXT_FILE_PLACEHOLDER = object()
 
 
 def test_a_weights_file_linked_out_of_the_run_folder_is_refused_unread(copy_of, tmp_path):
@@ -488,13 +490,12 @@ def v1_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def v1_trainer(tmp_path_factory):
-    config = TrainConfig(**{**_ORIGINAL["train"], "text": str(DATA / "run-v1-text.txt")})
-    return config
+def v1_config():
+    return TrainConfig(**{**_ORIGINAL["train"], "text": str(DATA / "run-v1-text.txt")})
 
 
 @given(st.lists(st.tuples(st.sampled_from(_PATHS), st.sampled_from(_VALUES)), min_size=1, max_size=3))
-def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_trainer, changes):
+def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_config, changes):
     meta = copy.deepcopy(_ORIGINAL)
     for path, value in changes:
         try:
@@ -506,11 +507,12 @@ def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_trainer, cha
         try:
             load_checkpoint(v1_run / "latest.json")
             load_model(v1_run)
-            trainer = Trainer(v1_trainer, v1_run.parent / "resumed", quiet=True, report=lambda line: None)
+            trainer = Trainer(v1_config, v1_run.parent / "resumed", quiet=True, report=lambda line: None)
             trainer.restore(v1_run / "latest.json")
         except CheckpointError as error:
             assert "\n" not in str(error)
-        for args in (["info", v1_run], ["sample", v1_run, "--length", 3, "--seed", 0]):
+        for args in (["info", v1_run], ["sample", v1_run, "--length", 3, "--seed", 0],
+                     ["eval", v1_run, DATA / "run-v1-text.txt"]):
             code, out, err = _cli(*args)
             assert code in (0, 2) and err.count("\n") == (1 if code else 0) and "Traceback" not in err, err
     finally:
@@ -521,8 +523,8 @@ def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_trainer, cha
 def test_every_field_dropped_or_retyped_is_refused(v1_run, replacement):
     refused = []
     for path in _PATHS:
-        if path == ("history", 0):
-            continue  # a shorter history is a valid history
+        if path in (("history", 0), ("optimizer", "param_groups", 0, "initial_lr")) and replacement is _DROP:
+            continue  # a shorter history is a valid one; initial_lr is written by a schedule, never read back
         meta = copy.deepcopy(_ORIGINAL)
         _set(meta, path, replacement)
         (v1_run / "latest.json").write_text(json.dumps(meta))
@@ -536,4 +538,76 @@ def test_every_field_dropped_or_retyped_is_refused(v1_run, replacement):
                 field = ".".join(map(str, named[:3]))  # the state's arrays are then unexplained
             assert field in str(error), (field, str(error))
     shutil.copy(DATA / "run-v1" / "latest.json", v1_run / "latest.json")
-    assert [p for p in _PATHS if p not in refused and p != ("history", 0)] == []
+    optional = (("history", 0), ("optimizer", "param_groups", 0, "initial_lr"))
+    assert [p for p in _PATHS if p not in refused and p not in optional] == []
+
+
+@pytest.mark.parametrize("path,value,words", [
+    (("model", "hidden"), True, "model.hidden: should be a valid integer (found True)"),
+    (("train", "seq_len"), True, "train.seq_len: should be a valid integer (found True)"),
+    (("model", "layers"), 1.0, "model.layers: should be a valid integer (found 1.0)"),
+    (("model", "hiden"), 16, "model.hiden: is not a field of this checkpoint format"),
+    (("schedule", "lr_at"), 1, "schedule.lr_at: is not a field of this checkpoint format"),
+    (("optimizer", "param_groups", 0, "betas"), [2, 3], "optimizer.param_groups.0.betas.0: should be less than 1"),
+    (("optimizer", "scalars", "a"), {"step": 1}, "optimizer.scalars.a"),
+    (("rng", "bit_generator"), "MT19937", "rng.bit_generator"),
+    (("text", "name"), "plays\x1b]0;pwned\x07.txt", "text.name: should hold no control characters"),
+    (("schedule",), None, "schedule: is required for the cosine schedule"),
+])
+def test_no_value_is_coerced_or_defaulted(v1_run, path, value, words):
+    meta = copy.deepcopy(_ORIGINAL)
+    _set(meta, path, value)
+    (v1_run / "latest.json").write_text(json.dumps(meta))
+    try:
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(v1_run / "latest.json")
+        assert words in str(error.value)
+    finally:
+        shutil.copy(DATA / "run-v1" / "latest.json", v1_run / "latest.json")
+
+
+def test_restore_refuses_what_does_not_fit_this_run(copy_of, text):
+    meta = _description(copy_of)
+    other = Trainer(TrainConfig(**{**meta["train"], "optimizer": "sgd"}), copy_of, quiet=True,
+                    report=lambda line: None)
+    before = [p.data.copy() for p in other.parameters]
+    with pytest.raises(CheckpointError, match="train.optimizer is 'adam' and this run's is 'sgd'"):
+        other.restore(copy_of / "latest.json")
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, other.parameters))
+    same = Trainer(TrainConfig(**meta["train"]), copy_of, quiet=True, report=lambda line: None)
+    arrays, _ = load_checkpoint(copy_of / "latest.json")
+    meta["progress"]["batch"] = same.train_streams.batches_per_epoch
+    save_checkpoint(copy_of, "latest", arrays, _rest(meta))
+    with pytest.raises(CheckpointError, match="progress.batch"):
+        same.restore(copy_of / "latest.json")
+
+
+def test_a_text_given_as_a_path_object_is_recorded(tmp_path, text):
+    trainer = _train(tmp_path / "run", Path(text), steps=2)
+    trainer.config.text = Path(text)
+    trainer.save("latest")
+    assert load_checkpoint(tmp_path / "run")[1]["train"]["text"] == str(text)
+
+
+@pytest.mark.parametrize("options,words", [
+    (dict(hidden="sixteen"), "hidden must be an integer, got 'sixteen'"),
+    (dict(layers=True), "layers must be an integer, got True"),
+    (dict(embedding=2.0), "embedding must be an integer, got 2.0"),
+    (dict(dropout="0.1"), "dropout must be a number in [0, 1), got '0.1'"),
+    (dict(dropout=float("nan")), "dropout must be in [0, 1), got nan"),
+])
+def test_a_model_configuration_of_the_wrong_type_says_so(options, words):
+    with pytest.raises(ValueError) as error:
+        ModelConfig("abc", **options)
+    assert words in str(error.value)
+
+
+def test_generation_and_evaluation_refuse_values_that_would_never_end_or_crash():
+    from chainrule.charlm import generate
+    from chainrule.text import Vocabulary
+    model = CharModel(ModelConfig("ab", hidden=4, layers=1))
+    for temperature in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be a positive finite number"):
+            next(generate(model, Vocabulary("ab"), "a", 5, temperature=temperature))
+    with pytest.raises(ValueError, match="seq_len must be at least 1"):
+        evaluate(model, np.array([0, 1] * 10), 2, 0)

@@ -364,7 +364,15 @@ def test_unreadable_files_name_the_file_and_the_cause(run20, text, tmp_path, cap
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(chainrule.checkpoint, "open", refuse_weights, raising=False)
+    real_read_bytes = Path.read_bytes
+
+    def refuse_read_bytes(self):
+        if self.suffix == ".safetensors":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(chainrule.checkpoint, "open", refuse_weights, raising=False)   # however checkpoint.py
+    monkeypatch.setattr(Path, "read_bytes", refuse_read_bytes)                        # reads the weights
     status, err = run_in_process(capsys, "sample", run20, "--length", 5)
     assert status == 2 and ".safetensors" in err and "Permission denied" in err
 

@@ -5,6 +5,11 @@ A checkpoint named NAME in a folder is `NAME.json` plus the weights file it name
 (temporary name, fsync, rename), then the previous weights file is removed. A crash at any point leaves
 NAME.json naming a complete weights file whose SHA-256 it records, so a checkpoint is never half written;
 loading checks that hash and the file's structure and says plainly what is wrong.
+
+A run folder is untrusted input. A description may name only its own weights file, by the bare name
+NAME-<step>.safetensors, a regular file in its own folder (a symbolic link may point only there): nothing
+outside the folder is read or removed because a description says so. The description is validated as a whole
+(`checkpoint_schema`), and the weights file's header against it, before any array is read.
 """
 from __future__ import annotations
 
@@ -22,15 +27,18 @@ import numpy as np
 
 from .checkpoint_schema import FORMAT, CheckpointDescriptionError, check_arrays, validate_description
 
-# What a run folder holds, all written by chainrule: the checkpoint descriptions the trainer writes, each one's
-# weights file NAME-<step, 8 digits or more>.safetensors, the log, the plot, and _write_atomically's temporary
-# files .FINAL_NAME.<random>.tmp.
+# What a run folder holds, all written by chainrule: the checkpoint descriptions the trainer writes (NAME.json),
+# each one's weights file NAME-<step, 8 digits or more>.safetensors, the log, the plot, and _write_atomically's
+# temporary files .FINAL_NAME.<random>.tmp. Only these names are run files: a user's own
+# model-20240101.safetensors beside them is not.
 CHECKPOINT_NAMES = ("latest", "best")
 LOG_NAME, PLOT_NAME = "log.jsonl", "loss.png"
 _NAME = r"[A-Za-z0-9_]+"
+_OURS = "|".join(CHECKPOINT_NAMES)
 _WEIGHTS = re.compile(rf"(?P<name>{_NAME})-(?P<step>[0-9]{{8,}})\.safetensors")
-_TEMPORARY = re.compile(rf"\.(?P<final>{_NAME}\.json|{_NAME}-[0-9]{{8,}}\.safetensors|{re.escape(LOG_NAME)}"
-                        rf"|{re.escape(PLOT_NAME)})\.[A-Za-z0-9_]+\.tmp")
+_RUN_WEIGHTS = re.compile(rf"(?P<name>{_OURS})-(?P<step>[0-9]{{8,}})\.safetensors")
+_TEMPORARY = re.compile(rf"\.(?P<final>(?:{_OURS})\.json|(?:{_OURS})-[0-9]{{8,}}\.safetensors|"
+                        rf"{re.escape(LOG_NAME)}|{re.escape(PLOT_NAME)})\.[A-Za-z0-9_]+\.tmp")
 
 
 class CheckpointError(RuntimeError):
@@ -62,15 +70,16 @@ def all_finite(arrays: dict[str, np.ndarray]) -> bool:
 
 def _is_run_file_name(name: str) -> bool:
     return (name in {f"{n}.json" for n in CHECKPOINT_NAMES} or name in (LOG_NAME, PLOT_NAME)
-            or _WEIGHTS.fullmatch(name) is not None or _TEMPORARY.fullmatch(name) is not None)
+            or _RUN_WEIGHTS.fullmatch(name) is not None or _TEMPORARY.fullmatch(name) is not None)
 
 
 def run_files(folder: str | Path) -> list[Path]:
     """The entries of `folder` (not its subfolders) named as chainrule names a run's files, sorted.
 
-    Checkpoint descriptions (latest.json, best.json), weights files NAME-<8 digits>.safetensors, log.jsonl,
-    loss.png, and temporary files .NAME.<random>.tmp left by an interrupted write. A symbolic link with such a
-    name counts too (it is listed, never followed). A folder that does not exist holds none: [].
+    Checkpoint descriptions (latest.json, best.json), their weights files NAME-<8 digits>.safetensors (NAME
+    latest or best), log.jsonl, loss.png, and temporary files .FILE.<random>.tmp of these left by an
+    interrupted write. A symbolic link with such a name counts too (listed, never followed); a subfolder does
+    not. A folder that does not exist holds none: [].
     """
     folder = Path(folder)
     try:
@@ -84,9 +93,10 @@ def run_files(folder: str | Path) -> list[Path]:
 def remove_leftovers(folder: str | Path) -> list[Path]:
     """Delete what an interrupted run left in `folder`; returns the paths removed, sorted.
 
-    Removed: temporary files of an interrupted atomic write (.NAME.<random>.tmp), and weights files
-    NAME-<8 digits>.safetensors that NAME.json does not name (a crash between writing new weights and
-    the description that names them, or before the previous weights were removed). Only regular files directly
+    Removed: temporary files of an interrupted atomic write (.FILE.<random>.tmp, FILE a run file), and
+    weights files NAME-<8 digits>.safetensors (NAME latest or best) that NAME.json does not name (a crash
+    between writing new weights and the description that names them, or before the previous weights were
+    removed). Only regular files directly
     in `folder` with these names: a symbolic link is never followed nor removed, subfolders are not entered,
     and a weights file is kept whenever NAME.json exists but cannot be read (it may still name it).
     """
@@ -103,7 +113,7 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
         except FileNotFoundError:
             continue
         leftover = _TEMPORARY.fullmatch(entry.name) is not None
-        weights = _WEIGHTS.fullmatch(entry.name)
+        weights = _RUN_WEIGHTS.fullmatch(entry.name)
         if weights is not None:
             named = _names_in_description(folder / f"{weights['name']}.json")
             leftover = named is not None and entry.name not in named
@@ -126,7 +136,7 @@ def _names_in_description(json_path: Path) -> set[str] | None:
         return set()
     try:
         named = json.loads(json_path.read_text(encoding="utf-8")).get("weights_file")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return {named} if isinstance(named, str) else None
 
@@ -359,8 +369,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         raise CheckpointError(f"{json_path}: the weights file {weights_path.name} does not hold the arrays its "
                               f"description configures (do not fit): {error}") from None
     try:
-        with open(weights_path, "rb") as stream:
-            payload = stream.read(size + 1)
+        payload = weights_path.read_bytes()  # its size is the header's: nothing past the arrays
     except OSError as error:
         raise CheckpointError(f"{weights_path} cannot be read: {error.strerror or error}") from None
     if hashlib.sha256(payload).hexdigest() != meta["weights_sha256"]:

@@ -58,9 +58,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
-def _printable(value: str, what: str) -> str:
+def _printable(value: str) -> str:
+    # info prints it: a control character could drive the terminal (escape sequences)
     if not value.isprintable():
-        raise ValueError(f"{what} must hold no control characters")
+        raise ValueError("should hold no control characters")
     return value
 
 
@@ -108,7 +109,7 @@ class TrainSection(_Strict):
     @field_validator("text")
     @classmethod
     def _text_printable(cls, value: str | None) -> str | None:
-        return None if value is None else _printable(value, "a text path")
+        return None if value is None else _printable(value)
 
 
 class TextSection(_Strict):
@@ -118,7 +119,7 @@ class TextSection(_Strict):
     @field_validator("name")
     @classmethod
     def _name_printable(cls, value: str) -> str:
-        return _printable(value, "a text name")
+        return _printable(value)
 
 
 class ProgressSection(_Strict):
@@ -143,7 +144,8 @@ class HistoryRecord(BaseModel):
 
 class _Group(_Strict):
     lr: NonNegativeFinite
-    initial_lr: PositiveFinite | None = None  # present exactly when a schedule is (checked below)
+    # set by a schedule (and kept when a resume drops it); nothing reads it back, so it may be absent
+    initial_lr: PositiveFinite = None  # type: ignore[assignment]
     weight_decay: NonNegativeFinite
     params: list[NonNegativeInt]
 
@@ -240,7 +242,14 @@ def _expected(error: dict[str, Any]) -> str:
         return "is required and missing"
     if error["type"] == "extra_forbidden":
         return "is not a field of this checkpoint format"
-    message = error["msg"]
+    if error["type"] == "string_pattern_mismatch":
+        loc = error["loc"]
+        if loc[-1] == "[key]":
+            return "should be a parameter index: 0, 1, 2, ..."
+        if loc[-1] == "weights_file":
+            return "should be a bare file name NAME-<step, 8 digits>.safetensors in the run folder"
+        return "should be 64 lowercase hexadecimal digits (a SHA-256)"
+    message = error["msg"].removeprefix("Value error, ")
     if message.startswith("Input should"):
         return "should" + message[len("Input should"):]
     return message[:1].lower() + message[1:]
@@ -249,7 +258,7 @@ def _expected(error: dict[str, Any]) -> str:
 def _problems(error: ValidationError, prefix: str = "") -> list[tuple[str, str, Any]]:
     out = []
     for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
+        loc = tuple(part for part in item["loc"] if part != "[key]")
         found = _MISSING if item["type"] == "missing" else item.get("input", _MISSING)
         out.append((prefix + _location(loc), _expected(item), found))
     return out
@@ -335,9 +344,6 @@ def validate_description(raw: Any) -> dict[str, Any]:
         meta["optimizer"]["param_groups"][0] = group.model_dump(exclude_unset=True)
         _check(group.params == list(range(len(shapes))), problems, "optimizer.param_groups.0.params",
                f"should be the parameter indices 0..{len(shapes) - 1}", group.params)
-        _check((group.initial_lr is not None) == (train["schedule"] != "constant"), problems,
-               "optimizer.param_groups.0.initial_lr",
-               "should be present exactly when the run has a schedule", group.initial_lr)
     for index, scalars in meta["optimizer"]["scalars"].items():
         field = f"optimizer.scalars.{index}"
         _check(int(index) < len(shapes), problems, field, f"names no parameter (the model has {len(shapes)})")

@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--sigma", type=_number(float, 0), action="append", help="add a fresh RNN whose W_hh "
                           "has this largest singular value (repeatable: --sigma 0.5 --sigma 2)")
     diagnose.add_argument("--forget-bias", type=_number(float), default=1.0, help="forget-gate bias of fresh LSTMs")
-    diagnose.add_argument("--text", help="text for the checkpoint's batch (default: the text it was trained on)")
+    diagnose.add_argument("--text", help="text for the checkpoint's batch (needed unless it was trained on the "
+                          "default corpus: a path recorded in a checkpoint is never opened)")
     diagnose.add_argument("--out", default="gradient_flow.png", help="where to write the PNG")
     diagnose.add_argument("--seed", type=_SEED, default=0)
     commands.add_parser("demo", help="a short tour of the autograd engine on the source texts' examples",
