@@ -56,7 +56,7 @@ def test_resume_is_exact(corpus, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     cli("train", corpus / "plays.txt", *SMALL, "--steps", 24, "--out", straight)
     cli("train", corpus / "plays.txt", *SMALL, "--steps", 12, "--out", split)
-    resumed = cli("train", "--resume", split, "--steps", 24, "--quiet")
+    resumed = cli("train", corpus / "plays.txt", "--resume", split, "--steps", 24, "--quiet")
     assert "resuming" in resumed.stderr
     a, meta_a = load_checkpoint(straight / "latest.json")
     b, meta_b = load_checkpoint(split / "latest.json")

@@ -112,7 +112,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(text, tmp_path
     first = start("train", text, *TINY, "--steps", 10**6, "--eval-every", 20, "--out", out)
     try:
         wait_for(lambda: (out / "latest.json").exists())
-        for status, err in (chainrule("train", "--resume", out, "--steps", 10**7, check=False),
+        for status, err in (chainrule("train", text, "--resume", out, "--steps", 10**7, check=False),
                        chainrule("train", text, *TINY, "--steps", 5, "--out", out, check=False)):
             assert status == 2
             assert f"being written by another training (pid {first.pid} on " in err
@@ -122,7 +122,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(text, tmp_path
         first.communicate()
     # the kernel dropped the lock with the process: the run continues
     step = load_checkpoint(out / "latest.json")[1]["step"]
-    chainrule("train", "--resume", out, "--steps", step + 3)
+    chainrule("train", text, "--resume", out, "--steps", step + 3)
     assert load_checkpoint(out / "latest.json")[1]["step"] == step + 3
 
 
@@ -156,7 +156,7 @@ def test_kill_9_at_random_moments_then_resume(text, tmp_path, chainrule):
     kills = 0
     for _ in range(4):
         fresh = not (out / "latest.json").exists()
-        process = start("train", *([text, *args, "--out", out] if fresh else ["--resume", out, *args]))
+        process = start("train", *([text, *args, "--out", out] if fresh else [text, "--resume", out, *args]))
         wait_for(lambda: process.poll() is not None or (out / "log.jsonl").exists() or (out / "latest.json").exists())
         time.sleep(rng.uniform(0.0, 0.25))
         if process.poll() is None:
@@ -167,7 +167,7 @@ def test_kill_9_at_random_moments_then_resume(text, tmp_path, chainrule):
             break
     assert kills >= 2
     if (out / "latest.json").exists():
-        status, err = chainrule("train", "--resume", out, *args)
+        status, err = chainrule("train", text, "--resume", out, *args)
     else:
         status, err = chainrule("train", text, *args, "--out", out)
     names = {p.name for p in out.iterdir()}
@@ -185,10 +185,10 @@ def test_kill_9_at_random_moments_then_resume(text, tmp_path, chainrule):
 
 
 # -- resume semantics -----------------------------------------------------------------------------------
-def test_resume_refuses_options_that_change_the_model_or_the_data_listing_each(run20, tmp_path, chainrule):
+def test_resume_refuses_options_that_change_the_model_or_the_data_listing_each(run20, text, tmp_path, chainrule):
     run = copy_run(run20, tmp_path)
     log = (run / "log.jsonl").read_text()
-    status, err = chainrule("train", "--resume", run, "--steps", 30, "--hidden", 16, "--seq-len", 4, "--model", "lstm",
+    status, err = chainrule("train", text, "--resume", run, "--steps", 30, "--hidden", 16, "--seq-len", 4, "--model", "lstm",
                  "--batch-size", 2, check=False)
     assert status == 2
     for difference in ("--hidden 16 (the run has 8)", "--seq-len 4 (the run has 8)", "--model lstm (the run has gru)"):
@@ -197,9 +197,9 @@ def test_resume_refuses_options_that_change_the_model_or_the_data_listing_each(r
     assert (run / "log.jsonl").read_text() == log and load_checkpoint(run / "latest.json")[1]["step"] == 20
 
 
-def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(run20, tmp_path, chainrule):
+def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(run20, text, tmp_path, chainrule):
     run = copy_run(run20, tmp_path)
-    status, err = chainrule("train", "--resume", run, "--steps", 30, "--lr", 5e-4, "--grad-clip", 1, "--eval-every", 2,
+    status, err = chainrule("train", text, "--resume", run, "--steps", 30, "--lr", 5e-4, "--grad-clip", 1, "--eval-every", 2,
                  "--dropout", 0.3)
     for notice in ("--lr: 0.002 -> 0.0005", "--grad-clip: 5.0 -> 1.0", "--eval-every: 5 -> 2", "--dropout: 0.25 -> 0.3",
                    "--steps: 20 -> 30"):
@@ -215,10 +215,10 @@ def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(r
     assert meta["train"]["lr"] == 5e-4 and meta["train"]["grad_clip"] == 1.0 and meta["model"]["dropout"] == 0.3
 
 
-def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, tmp_path, chainrule):
+def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, text, tmp_path, chainrule):
     run = copy_run(run20, tmp_path)
     for extra in (["--steps", 20], ["--steps", 7], []):   # no budget given: the run's own --steps 20
-        status, err = chainrule("train", "--resume", run, *extra, check=False)
+        status, err = chainrule("train", text, "--resume", run, *extra, check=False)
         assert status == 2 and "is at step 20" in err and "nothing to train" in err
     assert evaluation_steps(run) == [5, 10, 15, 20]
 
@@ -227,7 +227,7 @@ def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path, 
     """Recomputed for the new total and continued at the current step: never climbs back."""
     run = tmp_path / "cosine"
     chainrule("train", text, *TINY, "--schedule", "cosine", "--lr", 0.01, "--steps", 12, "--eval-every", 1, "--out", run)
-    chainrule("train", "--resume", run, "--steps", 24)
+    chainrule("train", text, "--resume", run, "--steps", 24)
     lrs = {r["step"]: r["lr"] for r in log_records(run) if "step" in r}
     for step in range(1, 13):
         assert lrs[step] == pytest.approx(0.01 * (1 + math.cos(math.pi * step / 12)) / 2, abs=1e-12)
@@ -241,12 +241,12 @@ def test_resume_from_best_json_continues_from_that_checkpoint(text, tmp_path, ch
     run, straight = tmp_path / "run", tmp_path / "straight"
     chainrule("train", text, *TINY, "--steps", 10, "--eval-every", 5, "--out", run)
     kept = {name: (run / name).read_bytes() for name in ("best.json", json.loads((run / "best.json").read_text())["weights_file"])}
-    chainrule("train", "--resume", run, "--steps", 20)
+    chainrule("train", text, "--resume", run, "--steps", 20)
     for path in run.glob("best-*.safetensors"):
         path.unlink()
     for name, payload in kept.items():
         (run / name).write_bytes(payload)   # best at step 10, latest at step 20
-    status, err = chainrule("train", "--resume", run / "best.json", "--steps", 15)
+    status, err = chainrule("train", text, "--resume", run / "best.json", "--steps", 15)
     assert "at step 10 from best.json" in err
     assert evaluation_steps(run) == [5, 10, 15]
     chainrule("train", text, *TINY, "--steps", 15, "--eval-every", 5, "--out", straight)
@@ -257,8 +257,8 @@ def test_resume_from_best_json_continues_from_that_checkpoint(text, tmp_path, ch
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_resume_with_another_out_is_refused(run20, tmp_path, chainrule):
-    status, err = chainrule("train", "--resume", run20, "--out", tmp_path / "elsewhere", "--steps", 30, check=False)
+def test_resume_with_another_out_is_refused(run20, text, tmp_path, chainrule):
+    status, err = chainrule("train", text, "--resume", run20, "--out", tmp_path / "elsewhere", "--steps", 30, check=False)
     assert status == 2 and "continues the run in its own folder" in err
     assert not (tmp_path / "elsewhere").exists()
 
@@ -285,9 +285,9 @@ def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(
         assert f"{out / name}.json (step {meta['step']})" in err
         assert all(np.isfinite(v).all() for v in arrays.values())
         assert all(r["val_loss"] < threshold for r in meta["history"])
-    command = err.split("chainrule train --resume ")[1].split(" (and/or")[0].split()
+    command = err.split(f"chainrule train {text} --resume ")[1].split(" (and/or")[0].split()
     assert command[0] == str(out) and command[1] == "--lr"
-    status, err = chainrule("train", "--resume", out, "--lr", command[2], "--grad-clip", 1, "--steps", 60)
+    status, err = chainrule("train", text, "--resume", out, "--lr", command[2], "--grad-clip", 1, "--steps", 60)
     assert "--lr: 10.0 -> 1.0" in err
     assert load_checkpoint(out / "latest.json")[1]["step"] == 60
 
@@ -429,7 +429,7 @@ def test_ctrl_c_says_only_what_is_true(run20, text, tmp_path):
     _, stderr = process.communicate(timeout=60)
     step = load_checkpoint(out / "latest.json")[1]["step"]
     assert process.returncode == 130 and "Traceback" not in stderr
-    assert f"{out / 'latest.json'} (step {step})" in stderr and f"chainrule train --resume {out}" in stderr
+    assert f"{out / 'latest.json'} (step {step})" in stderr and f"chainrule train {text} --resume {out}" in stderr
 
 
 def test_debug_lets_the_exception_through_on_purpose(tmp_path, capsys):
@@ -456,10 +456,27 @@ def test_links_planted_in_a_run_folder_are_not_followed(run20, text, tmp_path, c
     run = copy_run(run20, tmp_path)
     (run / "log.jsonl").unlink()
     (run / "log.jsonl").symlink_to(outside)
-    status, err = chainrule("train", "--resume", run, "--steps", 25, check=False)
+    status, err = chainrule("train", text, "--resume", run, "--steps", 25, check=False)
     assert status == 2 and "log.jsonl" in err and outside.read_text() == '{"step": 1, "secret": "kept"}\n'
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / ".chainrule.lock").symlink_to(outside)
     status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", fresh, check=False)
     assert status == 2 and ".chainrule.lock" in err and outside.read_text() == '{"step": 1, "secret": "kept"}\n'
+
+
+def test_resume_never_opens_the_text_path_a_run_records(run20, text, tmp_path, chainrule):
+    """A run folder is untrusted: its recorded text path is shown, never opened (a FIFO there would hang)."""
+    run = copy_run(run20, tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for name in ("latest", "best"):
+        meta = json.loads((run / f"{name}.json").read_text())
+        meta["train"]["text"] = str(fifo)
+        (run / f"{name}.json").write_text(json.dumps(meta))
+    status, err = chainrule("train", "--resume", run, "--steps", 25, check=False)
+    assert status == 2 and err.count("\n") == 1
+    assert f"the run was trained on {str(fifo)!r}" in err and f"chainrule train TEXT_FILE --resume {run}" in err
+    assert evaluation_steps(run) == [5, 10, 15, 20]
+    status, err = chainrule("train", text, "--resume", run, "--steps", 25)
+    assert evaluation_steps(run) == [5, 10, 15, 20, 25]

@@ -74,8 +74,9 @@ class CharModel(nn.Module):
         size = len(config.vocabulary)
         if config.embedding:
             self.embedding = nn.Embedding(size, config.embedding)
+        # the recurrent layer's dropout acts between its layers; the one before the head is in forward
         self.rnn = CELLS[config.model](config.embedding or size, config.hidden, num_layers=config.layers,
-                                       dropout=config.dropout)
+                                       dropout=config.dropout if config.layers > 1 else 0.0)
         self.head = nn.Linear(config.hidden, size)
 
     def forward(self, ids: np.ndarray, state: Any = None) -> tuple[Tensor, Any]:

@@ -268,11 +268,11 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
             if text_digest(corpus[0]) != recorded_sha:
                 differences.append(f"TEXT_FILE {given['text']} (its content differs from the text the run was "
                                    f"trained on, {recorded_text.get('name')!r}: resume with the same text)")
-        elif stored.text == "-":
-            raise ValueError("the run was trained on standard input: give the same text again as TEXT_FILE (or -)")
-        elif stored.text is not None and not Path(stored.text).exists():
-            raise ValueError(f"the run was trained on {stored.text}, which is not there now: give the same text "
-                             "as TEXT_FILE")
+        elif stored.text is not None:
+            # a run folder is untrusted: the text path it records is shown, never opened
+            source = "standard input" if stored.text == "-" else repr(stored.text)
+            raise ValueError(f"the run was trained on {source}; a checkpoint's recorded paths are not followed, so "
+                             f"give the same text again: chainrule train TEXT_FILE --resume {target}")
         config, changes = resume_config(stored, given, differences)
         if corpus is None and config.text is not None:
             corpus = _corpus(config.text)
@@ -292,7 +292,7 @@ def _run(trainer) -> int:
         progress = trainer.train()
     except KeyboardInterrupt:
         _say(f"\ninterrupted at step {trainer.progress.step}. {trainer.checkpoints_on_disk()}"
-             + (f" Continue with: chainrule train --resume {trainer.out}"
+             + (f" Continue with: {trainer.resume_command()}"
                 if (trainer.out / "latest.json").exists() else ""))
         return 130
     out = trainer.out

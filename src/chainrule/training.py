@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import shlex
 import socket
 import tempfile
 import time
@@ -343,6 +344,12 @@ class Trainer:
             raise TrainingStopped(f"could not write the {name} checkpoint: {_describe_os_error(error)}. "
                                   f"{self.checkpoints_on_disk()}") from error
 
+    def resume_command(self) -> str:
+        """The command that continues this run (a run on a text file is resumed with that text given again)."""
+        text = self.config.text
+        given = "" if text is None else " TEXT_FILE" if str(text) == "-" else f" {shlex.quote(str(text))}"
+        return f"chainrule train{given} --resume {shlex.quote(str(self.out))}"
+
     def checkpoints_on_disk(self) -> str:
         """What the run folder holds now, in a sentence: each checkpoint and its step, or that there is none."""
         found = []
@@ -436,7 +443,9 @@ class Trainer:
                              f"{step + max(step, 1)}")
         notices = []
         if "dropout" in changes:
-            self.model.config.dropout = self.model.rnn.dropout = self.config.dropout
+            self.model.config.dropout = self.config.dropout
+            if self.model.rnn.num_layers > 1:
+                self.model.rnn.dropout = self.config.dropout
         lr_before = self.optimizer.param_groups[0]["lr"]
         schedule_changed = any(n in changes for n in ("lr", "lr_decay", "lr_decay_every"))
         if self.config.schedule == "cosine" and self.schedule is not None:
@@ -511,7 +520,7 @@ class Trainer:
         lower = self.config.lr / 10
         on_disk = self.checkpoints_on_disk()
         if (self.out / "latest.json").exists():
-            advice = f"Continue from the latest with a lower learning rate: chainrule train --resume {self.out} --lr {lower:.3g}"
+            advice = f"Continue from the latest with a lower learning rate: {self.resume_command()} --lr {lower:.3g}"
         else:
             advice = f"Start again with a lower learning rate, e.g. --lr {lower:.3g}"
         if not self.config.grad_clip or self.config.grad_clip > 1:
