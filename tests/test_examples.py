@@ -61,7 +61,7 @@ def test_diagnose_command_compare_and_checkpoint(tmp_path):
     run("-m", "chainrule", "train", text, "--hidden", 16, "--layers", 2, "--steps", 3, "--batch-size", 4,
         "--seq-len", 16, "--quiet", "--sample-every", 0, "--out", run_dir)
     trained_png = tmp_path / "trained.png"
-    out = run("-m", "chainrule", "diagnose", run_dir, "--seq-len", 20, "--out", trained_png)
+    out = run("-m", "chainrule", "diagnose", run_dir, "--text", text, "--seq-len", 20, "--out", trained_png)
     assert "lstm 2x16 (trained)" in out and trained_png.stat().st_size > 1000
     result = subprocess.run([sys.executable, "-m", "chainrule", "diagnose", "--compare", "rnn,transformer"],
                             capture_output=True, text=True)

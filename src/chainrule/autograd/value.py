@@ -60,7 +60,7 @@ class Value:
         raise TypeError(f"unsupported operand for {op}: Value and {type(other).__name__}")
 
     # Each op computes its value and its local derivatives with NumPy float64 and the same functions as the
-    # Tensor engine (chainrule.ops), so the two engines agree at every special point: no Python-float
+    # Tensor engine (chainrule.autograd.ops), so the two engines agree at every special point: no Python-float
     # exceptions (ZeroDivisionError, OverflowError, math domain errors), but inf and NaN as PyTorch gives.
     def _result(self, out: Any, parents: tuple[Value, ...], local_grads: tuple, op: str) -> Value:
         return Value(float(out), parents, tuple(float(local) for local in local_grads), op)

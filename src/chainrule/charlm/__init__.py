@@ -1,7 +1,8 @@
 """The application: a character-level language model and the `chainrule` command.
 
 - `text`: reading a corpus, the vocabulary, the batch streams; `model`: `CharModel`, sampling, evaluation;
-- `checkpoint`: a run's arrays and metadata on disk; `training`: the training loop;
+- `checkpoint`: a run's arrays and metadata on disk, checked against `checkpoint_schema` (pydantic) before
+  anything is built; `training`: the training loop;
 - `cli`: the command line (`chainrule train/sample/eval/info/diagnose/demo`), `diagnose`, `demo`, and
   `export` (a checkpoint as PyTorch modules); `plots` for the pictures.
 

@@ -1,101 +1,175 @@
-"""The `chainrule` command line: a thin layer over the library (train, sample, eval, info, demo)."""
+"""The `chainrule` command line: a thin layer over the library (train, sample, eval, info, diagnose, demo).
+
+Every numeric option is parsed by `_number`, the one place that checks it is finite and in range; every error
+a user or the operating system can cause ends in one line on stderr and exit status 2 (1: training stopped,
+130: interrupted, 141: the reader of stdout went away), never a traceback unless --debug asks for one.
+"""
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+DEFAULT_OUT = "runs/charlm"
 
 
-def _add_train(commands: argparse._SubParsersAction) -> None:
+def _number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = False) -> Callable[[str], int | float]:
+    """An argparse type: `kind` (int or float) parsed from the text, finite, within [low, high] (an end is
+    excluded when its `*_open` flag is set); otherwise argparse reports the option, what was expected and what
+    came.
+
+    >>> _number(float, 0, 1, high_open=True)("0.5")
+    0.5
+    >>> _number(float, 0, low_open=True)("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a finite number > 0, got 'nan'
+    """
+    bounds = []
+    if low is not None and high is not None:
+        bounds.append(f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+    elif low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    elif high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+    expected = ("an integer" if kind is int else "a finite number") + (" " + bounds[0] if bounds else "")
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if (not math.isfinite(value)
+                or (low is not None and (value < low or (low_open and value == low)))
+                or (high is not None and (value > high or (high_open and value == high)))):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid <type> value"
+    return parse
+
+
+_POSITIVE = _number(int, 1)
+_SEED = _number(int, 0, 2**63 - 1)
+_SIZE = _number(int, 1, 1 << 16)   # hidden units, layers' inputs: beyond this a layer's matrices outgrow memory
+
+
+def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from .training import OPTIMIZERS, SCHEDULES, TrainConfig
 
     defaults = {f.name: f.default for f in fields(TrainConfig)}
+    # SUPPRESS: an option not given is absent from the namespace, so a resume knows what the user asked for
     train = commands.add_parser("train", help="train a character-level language model on a text file",
+                                parents=[common], argument_default=argparse.SUPPRESS,
                                 description="Train a character-level RNN/LSTM/GRU language model. With no "
-                                "TEXT_FILE it trains on the Python reference manual that ships with CPython.")
-    train.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn (default: the Python "
-                       "reference manual, pydoc_data.topics)")
+                                "TEXT_FILE it trains on the Python reference manual that ships with CPython. "
+                                "With --resume it continues a run: options that fix the model or the data "
+                                "stream must match the run's; --lr, --lr-decay, --lr-decay-every, --grad-clip, "
+                                "--dropout, --eval-every, --sample-every and the budget may change.")
+    train.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn, a pipe, or - for "
+                       "standard input (default: the Python reference manual, pydoc_data.topics)")
+
+    def default(name: str) -> str:
+        return f" (default {defaults[name]})"
+
     model = train.add_argument_group("model")
-    model.add_argument("--model", choices=["lstm", "gru", "rnn"], default=defaults["model"])
-    model.add_argument("--hidden", type=_positive_int, default=defaults["hidden"], help="hidden units per layer")
-    model.add_argument("--layers", type=_positive_int, default=defaults["layers"])
-    model.add_argument("--dropout", type=float, default=defaults["dropout"], help="between layers and before the head")
-    model.add_argument("--embedding", type=int, default=defaults["embedding"],
+    model.add_argument("--model", choices=["lstm", "gru", "rnn"], help="cell" + default("model"))
+    model.add_argument("--hidden", type=_SIZE, help="hidden units per layer" + default("hidden"))
+    model.add_argument("--layers", type=_number(int, 1, 256), help="recurrent layers" + default("layers"))
+    model.add_argument("--dropout", type=_number(float, 0, 1, high_open=True),
+                       help="between layers and before the head" + default("dropout"))
+    model.add_argument("--embedding", type=_number(int, 0, 1 << 16),
                        help="embedding size; 0 feeds one-hot characters (default)")
     data = train.add_argument_group("data")
-    data.add_argument("--seq-len", type=_positive_int, default=defaults["seq_len"], help="BPTT length")
-    data.add_argument("--batch-size", type=_positive_int, default=defaults["batch_size"], help="parallel text streams")
-    data.add_argument("--val-frac", type=float, default=defaults["val_frac"], help="last fraction held out")
+    data.add_argument("--seq-len", type=_number(int, 1, 1 << 20), help="BPTT length" + default("seq_len"))
+    data.add_argument("--batch-size", type=_number(int, 1, 1 << 20),
+                      help="parallel text streams" + default("batch_size"))
+    data.add_argument("--val-frac", type=_number(float, 0, 1, high_open=True),
+                      help="last fraction held out" + default("val_frac"))
     optimization = train.add_argument_group("optimization")
-    optimization.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=defaults["optimizer"])
-    optimization.add_argument("--lr", type=float, default=defaults["lr"])
-    optimization.add_argument("--schedule", choices=SCHEDULES, default=defaults["schedule"])
-    optimization.add_argument("--lr-decay", type=float, default=defaults["lr_decay"],
-                              help="decay factor of the step / exponential schedules")
-    optimization.add_argument("--lr-decay-every", type=_positive_int, default=defaults["lr_decay_every"],
-                              help="steps between decays (step schedule)")
-    optimization.add_argument("--grad-clip", type=float, default=defaults["grad_clip"],
-                              help="max gradient norm (0: no clipping)")
+    optimization.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help=default("optimizer").strip())
+    optimization.add_argument("--lr", type=_number(float, 0, low_open=True),
+                              help="learning rate (the schedule's initial rate)" + default("lr"))
+    optimization.add_argument("--schedule", choices=SCHEDULES, help=default("schedule").strip())
+    optimization.add_argument("--lr-decay", type=_number(float, 0, 1, low_open=True),
+                              help="decay factor of the step / exponential schedules" + default("lr_decay"))
+    optimization.add_argument("--lr-decay-every", type=_POSITIVE,
+                              help="steps between decays (step schedule)" + default("lr_decay_every"))
+    optimization.add_argument("--grad-clip", type=_number(float, 0),
+                              help="max gradient norm (0: no clipping)" + default("grad_clip"))
     budget = train.add_argument_group("how long (the first limit reached ends training; none: one epoch)")
-    budget.add_argument("--steps", type=_positive_int, help="total optimizer steps, counted across resumes")
-    budget.add_argument("--epochs", type=float, help="total passes over the training text")
-    budget.add_argument("--minutes", type=float, help="training-time budget of this invocation (time spent "
-                        "evaluating and writing checkpoints is not counted)")
+    budget.add_argument("--steps", type=_number(int, 1, 2**53), help="total optimizer steps, counted across resumes")
+    budget.add_argument("--epochs", type=_number(float, 0, 1e6, low_open=True),
+                        help="total passes over the training text")
+    budget.add_argument("--minutes", type=_number(float, 0, 1e7, low_open=True),
+                        help="training-time budget of this invocation (time spent evaluating and writing "
+                        "checkpoints is not counted)")
     output = train.add_argument_group("output")
-    output.add_argument("--out", default="runs/charlm", help="folder for checkpoints, log.jsonl and loss.png")
-    output.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR exactly where it stopped")
-    output.add_argument("--eval-every", type=_positive_int, default=defaults["eval_every"])
-    output.add_argument("--sample-every", type=int, default=defaults["sample_every"], help="0: never")
-    output.add_argument("--seed", type=int, default=defaults["seed"])
+    output.add_argument("--out", help=f"folder for checkpoints, log.jsonl and loss.png (default {DEFAULT_OUT}); "
+                        "a new run refuses a folder that holds a run")
+    output.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its latest "
+                        "checkpoint (or from RUN/best.json when named), in RUN")
+    output.add_argument("--eval-every", type=_POSITIVE, help="steps between evaluations and checkpoints"
+                        + default("eval_every"))
+    output.add_argument("--sample-every", type=_number(int, 0), help="steps between samples; 0: never"
+                        + default("sample_every"))
+    output.add_argument("--seed", type=_SEED, help=default("seed").strip())
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show Python's traceback when a command fails")
     parser = argparse.ArgumentParser(prog="chainrule", description="Automatic differentiation and recurrent "
                                      "networks on NumPy; character-level language models from the command line.")
+    parser.add_argument("--debug", action="store_true", help="show Python's traceback when a command fails")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_train(commands)
-    sample = commands.add_parser("sample", help="generate text from a checkpoint")
+    _add_train(commands, common)
+    sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
     sample.add_argument("--prime", default="", help="text to start from (default: a random character)")
-    sample.add_argument("--length", type=int, default=500)
-    sample.add_argument("--temperature", type=float, default=0.8)
-    sample.add_argument("--top-k", type=_positive_int)
-    sample.add_argument("--seed", type=int)
+    sample.add_argument("--length", type=_number(int, 0), default=500, help="characters to generate")
+    sample.add_argument("--temperature", type=_number(float, 0, low_open=True), default=0.8)
+    sample.add_argument("--top-k", type=_POSITIVE)
+    sample.add_argument("--seed", type=_SEED)
     sample.add_argument("--argmax", action="store_true", help="always take the most likely character")
-    evaluation = commands.add_parser("eval", help="loss, bits per character and perplexity on a text")
+    evaluation = commands.add_parser("eval", help="loss, bits per character and perplexity on a text",
+                                     parents=[common])
     evaluation.add_argument("checkpoint", metavar="CHECKPOINT")
-    evaluation.add_argument("text", metavar="TEXT_FILE")
-    evaluation.add_argument("--batch-size", type=_positive_int, default=32)
-    info = commands.add_parser("info", help="a checkpoint's configuration, size and training history")
+    evaluation.add_argument("text", metavar="TEXT_FILE", help="a UTF-8 text file, a pipe, or - for standard input")
+    evaluation.add_argument("--batch-size", type=_number(int, 1, 1 << 20), default=32)
+    info = commands.add_parser("info", help="a checkpoint's configuration, size and training history",
+                               parents=[common])
     info.add_argument("checkpoint", metavar="CHECKPOINT")
     diagnose = commands.add_parser("diagnose", help="gradient flow through time: vanishing and exploding gradients",
+                                   parents=[common],
                                    description="Plot the norm of dL/dh_t against steps back in time, with the "
                                    "largest singular value of each W_hh, for a trained checkpoint and/or fresh "
                                    "RNN/LSTM/GRU layers; also printed as a table.")
     diagnose.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT", help="a trained character model")
     diagnose.add_argument("--compare", help="fresh layers to add, e.g. rnn,lstm,gru (the default without CHECKPOINT)")
-    diagnose.add_argument("--seq-len", type=_positive_int, default=100)
-    diagnose.add_argument("--batch", type=_positive_int, default=8)
-    diagnose.add_argument("--hidden", type=_positive_int, default=64, help="hidden size of the fresh layers")
-    diagnose.add_argument("--input-size", type=_positive_int, default=16, help="input features of the fresh layers")
-    diagnose.add_argument("--input-scale", type=float, default=0.1, help="scale of the fresh layers' random inputs")
-    diagnose.add_argument("--sigma", type=float, action="append", help="add a fresh RNN whose W_hh has this largest "
-                          "singular value (repeatable: --sigma 0.5 --sigma 2)")
-    diagnose.add_argument("--forget-bias", type=float, default=1.0, help="forget-gate bias of fresh LSTMs")
-    diagnose.add_argument("--text", help="text for the checkpoint's batch (default: the text it was trained on)")
+    diagnose.add_argument("--seq-len", type=_number(int, 1, 1 << 16), default=100)
+    diagnose.add_argument("--batch", type=_number(int, 1, 1 << 16), default=8)
+    diagnose.add_argument("--hidden", type=_SIZE, default=64, help="hidden size of the fresh layers")
+    diagnose.add_argument("--input-size", type=_SIZE, default=16, help="input features of the fresh layers")
+    diagnose.add_argument("--input-scale", type=_number(float, 0), default=0.1,
+                          help="scale of the fresh layers' random inputs")
+    diagnose.add_argument("--sigma", type=_number(float, 0), action="append", help="add a fresh RNN whose W_hh "
+                          "has this largest singular value (repeatable: --sigma 0.5 --sigma 2)")
+    diagnose.add_argument("--forget-bias", type=_number(float), default=1.0, help="forget-gate bias of fresh LSTMs")
+    diagnose.add_argument("--text", help="text for the checkpoint's batch (needed unless it was trained on the "
+                          "default corpus: a path recorded in a checkpoint is never opened)")
     diagnose.add_argument("--out", default="gradient_flow.png", help="where to write the PNG")
-    diagnose.add_argument("--seed", type=int, default=0)
-    commands.add_parser("demo", help="a short tour of the autograd engine on the source texts' examples")
+    diagnose.add_argument("--seed", type=_SEED, default=0)
+    commands.add_parser("demo", help="a short tour of the autograd engine on the source texts' examples",
+                        parents=[common])
     return parser
 
 
@@ -119,36 +193,111 @@ def _reuse_freed_memory() -> bool:
         return False
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint, resolve_checkpoint
-    from .training import TrainConfig, Trainer
+    from .training import TrainConfig, Trainer, claim_run_folder
 
     names = {f.name for f in fields(TrainConfig)}
-    if args.resume:
-        _, meta = load_checkpoint(resolve_checkpoint(Path(args.resume) / "latest.json")
-                                  if Path(args.resume).is_dir() else args.resume)
-        config = TrainConfig(**{**meta["train"], **{k: getattr(args, k) for k in ("steps", "epochs", "minutes")}})
-        if args.text is not None:
-            config.text = args.text
-        out = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
-        trainer = Trainer(config, out, quiet=args.quiet)
-        trainer.restore(out / "latest.json")
-        print(f"resuming {out} at step {trainer.progress.step}", file=sys.stderr)
+    given = {k: v for k, v in vars(args).items() if k in names}
+    quiet = getattr(args, "quiet", False)
+    if "resume" in args:
+        return _resume(args, given, quiet)
+    config = TrainConfig(**given)
+    out = Path(getattr(args, "out", DEFAULT_OUT))
+    corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
+    lock, removed = claim_run_folder(out, fresh=True)
+    with lock:
+        if removed:
+            _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
+        trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
+        _say(f"training a {config.model} {config.layers}x{config.hidden} ({trainer.model.num_parameters():,} "
+             f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
+             f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")
+        return _run(trainer)
+
+
+def _corpus(text: str | None) -> tuple[str, str] | None:
+    from .text import read_text
+
+    if text is None:
+        return None
+    return read_text(text), ("standard input" if text == "-" else text)
+
+
+def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
+    from dataclasses import replace
+
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .text import text_digest
+    from .training import TrainConfig, Trainer, claim_run_folder, resume_config
+
+    target = Path(args.resume)
+    if not target.exists():
+        raise CheckpointError(f"nothing to resume: {target} does not exist")
+    if target.is_dir():
+        folder, checkpoint = target, target / "latest.json"
+    elif target.suffix == ".json":
+        folder, checkpoint = target.parent, target
     else:
-        config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-        out = Path(args.out)
-        if (out / "latest.json").exists():
-            print(f"error: {out} already holds a training run; continue it with --resume {out} or choose "
-                  "another --out", file=sys.stderr)
-            return 2
-        trainer = Trainer(config, out, quiet=args.quiet)
-        print(f"training a {config.model} {config.layers}x{config.hidden} ({trainer.model.num_parameters():,} "
-              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
-              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}", file=sys.stderr)
-    progress = trainer.train()
+        raise ValueError(f"--resume takes a run folder or one of its checkpoints (latest.json, best.json); "
+                         f"{target} is neither")
+    if "out" in args and Path(args.out).resolve() != folder.resolve():
+        raise ValueError(f"--resume continues the run in its own folder, {folder}; --out {args.out} names another. "
+                         "To branch a run, copy its folder and resume the copy")
+    lock, removed = claim_run_folder(folder, fresh=False)
+    with lock:
+        if removed:
+            _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
+        if not checkpoint.is_file():
+            hint = (f"; resume from its best checkpoint with --resume {folder / 'best.json'}"
+                    if (folder / "best.json").is_file() else "")
+            raise CheckpointError(f"nothing to resume: {checkpoint} does not exist{hint}")
+        _, meta = load_checkpoint(checkpoint)
+        try:
+            stored = TrainConfig(**meta["train"])
+            recorded_text = meta["text"]
+            recorded_sha = recorded_text["sha256"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{checkpoint}: its training configuration is unusable ({error})") from None
+        differences, corpus = [], None
+        if "text" in given:
+            corpus = _corpus(given["text"])
+            if text_digest(corpus[0]) != recorded_sha:
+                differences.append(f"TEXT_FILE {given['text']} (its content differs from the text the run was "
+                                   f"trained on, {recorded_text.get('name')!r}: resume with the same text)")
+        elif stored.text is not None:
+            # a run folder is untrusted: the text path it records is shown, never opened
+            source = "standard input" if stored.text == "-" else repr(stored.text)
+            raise ValueError(f"the run was trained on {source}; a checkpoint's recorded paths are not followed, so "
+                             f"give the same text again: chainrule train TEXT_FILE --resume {target}")
+        config, changes = resume_config(stored, given, differences)
+        if corpus is None and config.text is not None:
+            corpus = _corpus(config.text)
+        # the model is built with the run's dropout, which restore checks; continue_run then applies the new one
+        trainer = Trainer(replace(config, dropout=stored.dropout), folder, quiet=quiet, corpus=corpus, lock=lock)
+        trainer.config = config
+        trainer.restore(checkpoint)
+        notices = trainer.continue_run(checkpoint, changes)
+        _say(f"resuming {folder} at step {trainer.progress.step} from {checkpoint.name}")
+        for notice in notices:
+            _say(f"  {notice}")
+        return _run(trainer)
+
+
+def _run(trainer) -> int:
+    try:
+        progress = trainer.train()
+    except KeyboardInterrupt:
+        _say(f"\ninterrupted at step {trainer.progress.step}. {trainer.checkpoints_on_disk()}"
+             + (f" Continue with: {trainer.resume_command()}"
+                if (trainer.out / "latest.json").exists() else ""))
+        return 130
+    out = trainer.out
     best = "" if progress.best_val_loss is None else f", best validation loss {progress.best_val_loss:.4f} nats/char"
-    print(f"done: {progress.step} steps{best}. Checkpoints in {out}; sample with: chainrule sample {out}",
-          file=sys.stderr)
+    _say(f"done: {progress.step} steps{best}. Checkpoints in {out}; sample with: chainrule sample {out}")
     return 0
 
 
@@ -208,6 +357,21 @@ def _diagnose(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
+    return {"train": _train, "sample": _sample, "eval": _eval, "info": _info, "diagnose": _diagnose}
+
+
+def _os_error(error: OSError) -> str:
+    cause = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        cause += " (the disk is full)"
+    elif error.errno == errno.ELOOP:
+        cause = "a symbolic link, which chainrule does not follow inside a run folder"
+    if error.filename is None:
+        return cause
+    return f"{error.filename}: {cause}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code.
 
@@ -216,28 +380,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     True
     """
     from .checkpoint import CheckpointError
-    from .training import TrainingStopped
+    from .training import RunExists, RunInUse, TrainingStopped
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _train, "sample": _sample, "eval": _eval, "info": _info, "diagnose": _diagnose}
     if args.command == "demo":
         from .demo import run_demo
         run_demo()
         return 0
-    if args.command not in handlers:
+    if args.command not in _handlers():
         parser.print_help(sys.stderr)
         return 2
     if args.command in ("train", "sample", "eval"):
         _reuse_freed_memory()
     try:
-        return handlers[args.command](args)
-    except TrainingStopped as error:
-        print(f"training stopped: {error}", file=sys.stderr)
-        return 1
-    except (CheckpointError, ValueError, FileNotFoundError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        status = _handlers()[args.command](args)
+        sys.stdout.flush()   # a closed pipe is then met here, not at interpreter exit
+        return status
+    except Exception as error:
+        if args.debug:
+            raise
+        if isinstance(error, BrokenPipeError):
+            return _closed_pipe()
+        if isinstance(error, TrainingStopped):
+            _say(f"training stopped: {error}")
+            return 1
+        if isinstance(error, (RunInUse, RunExists, CheckpointError, ValueError, TypeError)):
+            _say(f"error: {error}")
+        elif isinstance(error, OSError):
+            _say(f"error: {_os_error(error) if error.filename is not None else error}")
+        elif isinstance(error, MemoryError):
+            _say("error: out of memory; use a smaller model (--hidden, --layers, --embedding) or batch")
+        else:
+            _say(f"error: {type(error).__name__}: {error} (an unexpected failure; run again with --debug for "
+                 "the traceback and report it)")
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; the last checkpoint written is intact", file=sys.stderr)
+        if args.debug:
+            raise
+        _say("\ninterrupted")
         return 130
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`chainrule sample RUN | head`): stop quietly, as Unix tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # so that flushing stdout at exit does not fail again
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what the shell reports for a tool the signal ended

@@ -25,7 +25,12 @@ def fresh_layer(cell: str, input_size: int, hidden: int, forget_bias: float | No
 
 
 def checkpoint_flow(path: str, text_path: str | None, seq_len: int, batch: int, seed: int) -> tuple[str, GradientFlow]:
-    """Gradient flow of a trained character model: the loss is the cross-entropy of its last prediction."""
+    """Gradient flow of a trained character model: the loss is the cross-entropy of its last prediction.
+
+    The batch comes from `text_path`, or, without one, from the corpus that ships with Python when the run was
+    trained on it. A text path recorded in the checkpoint is never opened: a run folder is untrusted, and its
+    description could name any file; raises ValueError asking for --text instead.
+    """
     model, vocabulary, meta = load_model(path)
     name = meta["text"]["name"]
     if text_path is not None:
@@ -33,7 +38,8 @@ def checkpoint_flow(path: str, text_path: str | None, seq_len: int, batch: int, 
     elif name == DEFAULT_CORPUS_NAME:
         text = default_corpus()
     else:
-        text = read_text(name)
+        raise ValueError(f"the checkpoint was trained on {name!r}; give the text with --text (a path recorded "
+                         "in a checkpoint is not opened)")
     ids = vocabulary.encode(text, f"text {text_path or name}")
     if len(ids) < seq_len + 2:
         raise ValueError(f"the text has {len(ids)} characters; --seq-len {seq_len} needs at least {seq_len + 2}")

@@ -19,7 +19,11 @@ from .checkpoint import load_checkpoint
 
 
 def to_torch(checkpoint: str | Path) -> tuple[Any, Any, Any]:
-    """(torch.nn.Embedding, torch.nn.LSTM/GRU/RNN with batch_first=True, torch.nn.Linear) from a checkpoint."""
+    """(torch.nn.Embedding, torch.nn.LSTM/GRU/RNN with batch_first=True, torch.nn.Linear) from a checkpoint.
+
+    The checkpoint is validated first (`load_checkpoint`: description, containment, arrays against the
+    configuration); raises `CheckpointError` naming what is wrong.
+    """
     import torch
 
     arrays, meta = load_checkpoint(checkpoint)

@@ -19,7 +19,8 @@ CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 @dataclass
 class ModelConfig:
-    """What defines a model's shape; stored in every checkpoint."""
+    """What defines a model's shape; stored in every checkpoint. Raises ValueError for a value of the wrong
+    type or out of range (hidden, layers >= 1; embedding >= 0; 0 <= dropout < 1)."""
 
     vocabulary: str
     model: str = "lstm"
@@ -29,8 +30,16 @@ class ModelConfig:
     embedding: int = 0  # 0: one-hot input
 
     def __post_init__(self) -> None:
+        if not isinstance(self.vocabulary, str) or not self.vocabulary:
+            raise ValueError(f"vocabulary must be a non-empty string of characters, got {self.vocabulary!r}")
         if self.model not in CELLS:
             raise ValueError(f"model must be one of {sorted(CELLS)}, got {self.model!r}")
+        for name in ("hidden", "layers", "embedding"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if not isinstance(self.dropout, (int, float, np.floating)) or isinstance(self.dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         for name in ("hidden", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -64,8 +73,9 @@ class CharModel(nn.Module):
         size = len(config.vocabulary)
         if config.embedding:
             self.embedding = nn.Embedding(size, config.embedding)
+        # the recurrent layer's dropout acts between its layers; the one before the head is in forward
         self.rnn = CELLS[config.model](config.embedding or size, config.hidden, num_layers=config.layers,
-                                       dropout=config.dropout)
+                                       dropout=config.dropout if config.layers > 1 else 0.0)
         self.head = nn.Linear(config.hidden, size)
 
     def forward(self, ids: np.ndarray, state: Any = None) -> tuple[Tensor, Any]:
@@ -92,7 +102,7 @@ def state_from_arrays(arrays: list[np.ndarray], model: str) -> Any:
 
 def load_model(path: Any) -> tuple[CharModel, Vocabulary, dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights; clear errors for any mismatch."""
-    arrays, meta = load_checkpoint(path)
+    arrays, meta = load_checkpoint(path)  # the description is validated, and compared with the weights' shapes
     try:
         config = ModelConfig.from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as error:
@@ -125,12 +135,14 @@ def generate(model: CharModel, vocabulary: Vocabulary, prime: str = "", length: 
              seed: int | None = None) -> Iterator[str]:
     """Yield `length` characters, one at a time, continuing `prime` (which is not repeated).
 
+    Raises ValueError for a temperature that is not positive and finite, top_k < 1 or length < 0.
+
     >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
     >>> len("".join(generate(model, Vocabulary("ab"), "a", 10, seed=0)))
     10
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not (temperature > 0 and math.isfinite(temperature)):  # NaN fails every comparison
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top-k must be at least 1, got {top_k}")
     if length < 0:
@@ -163,11 +175,18 @@ class Evaluation:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss)
+        """exp(loss); inf where that overflows a float (a loss above ~709.78 nats, e.g. exploded weights)."""
+        try:
+            return math.exp(self.loss)
+        except OverflowError:
+            return math.inf
 
 
 def evaluate(model: CharModel, ids: np.ndarray, batch_size: int = 32, seq_len: int = 128) -> Evaluation:
     """Mean next-character loss over `ids`, read as `batch_size` streams with the state carried along.
+
+    The loss may be large or inf for a model whose weights exploded; `perplexity` is then inf, not an error.
+    Raises ValueError for fewer than two ids, or batch_size or seq_len below 1.
 
     >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
     >>> result = evaluate(model, np.array([0, 1] * 50), batch_size=2, seq_len=8)
@@ -176,6 +195,8 @@ def evaluate(model: CharModel, ids: np.ndarray, batch_size: int = 32, seq_len: i
     """
     if len(ids) < 2:
         raise ValueError("evaluation needs at least two characters")
+    if seq_len < 1 or batch_size < 1:
+        raise ValueError(f"batch_size and seq_len must be at least 1, got {batch_size} and {seq_len}")
     batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
     stream_length = (len(ids) - 1) // batch_size
     inputs = ids[:stream_length * batch_size].reshape(batch_size, stream_length)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +24,31 @@ def default_corpus() -> str:
 
 
 def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text file, with a clear error when it is missing, empty or not UTF-8."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"text file not found: {path}")
+    """Read a UTF-8 text: a file, a pipe (`<(cat f)`, /dev/stdin) or `-` (standard input).
+
+    A byte-order mark at the start is dropped (it marks the encoding; it is not a character of the text).
+    Raises FileNotFoundError when nothing is at `path`, IsADirectoryError for a folder, ValueError when the
+    text is not UTF-8 or is empty, and OSError (with the file's name) when it cannot be read.
+    """
+    if str(path) == "-":
+        name, data = "standard input", sys.stdin.buffer.read()
+    else:
+        path = Path(path)
+        name = str(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder; give a text file")
+        if not path.exists():
+            raise FileNotFoundError(f"text file not found: {path}")
+        # open() rather than is_file(): pipes and character devices are texts too
+        with open(path, "rb") as stream:
+            data = stream.read()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise ValueError(f"{name} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    text = text.removeprefix("\ufeff")
     if not text:
-        raise ValueError(f"{path} is empty")
+        raise ValueError(f"{name} is empty")
     return text
 
 

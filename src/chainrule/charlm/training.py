@@ -1,20 +1,27 @@
 """Training a character-level language model: stateful truncated BPTT, evaluation, checkpoints, exact resume."""
 from __future__ import annotations
 
+import copy
+import errno
 import json
 import math
+import os
+import shlex
+import socket
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import nn, optim
-from ..autograd import default_generator, manual_seed
+from ..autograd import default_generator, manual_seed, no_grad
 from ..nn import functional as F
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, all_finite, load_checkpoint, remove_leftovers, run_files,
+                         save_checkpoint)
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
                    text_digest)
@@ -24,7 +31,108 @@ SCHEDULES = ("constant", "step", "exponential", "cosine")
 
 
 class TrainingStopped(RuntimeError):
-    """Training was stopped because the loss became NaN or exploded; the last good checkpoint is kept."""
+    """Training was stopped: the loss or the weights became NaN or exploded, or a checkpoint or the log could
+    not be written. The message says which checkpoints the run folder holds (none may have been written)."""
+
+
+class RunInUse(RuntimeError):
+    """Another process holds the run folder's lock: it is training into that folder now."""
+
+
+class RunExists(RuntimeError):
+    """A fresh run was asked for in a folder that already holds a run's files."""
+
+
+LOCK_NAME = ".chainrule.lock"
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as one process writes to it (`fcntl.flock` on
+    RUN/.chainrule.lock, POSIX). The kernel drops it when the process ends, however it ends (kill -9
+    included), so a crash never leaves a stale lock. The holder writes its pid and host into the file, so
+    that a refused process can say who holds the folder. Raises `RunInUse` when another process holds it,
+    NotADirectoryError when `folder` is a file.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with RunLock(folder):
+    ...     RunLock(folder).acquire()
+    Traceback (most recent call last):
+    ...
+    chainrule.charlm.training.RunInUse: ... is being written by another training (pid ...
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._descriptor: int | None = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        if self.folder.exists() and not self.folder.is_dir():
+            raise NotADirectoryError(f"{self.folder} is a file, not a folder for a run")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # O_NOFOLLOW: a lock file planted as a symbolic link must not make us truncate the file it points to
+        descriptor = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(descriptor)
+            os.close(descriptor)
+            raise RunInUse(f"{self.folder} is being written by another training ({holder}); wait for it to end "
+                           "or stop it, or choose another folder") from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                          "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        self._descriptor = descriptor
+        return self
+
+    @property
+    def held(self) -> bool:
+        return self._descriptor is not None
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)   # closing the last descriptor drops the flock
+            self._descriptor = None
+
+    def __enter__(self) -> RunLock:
+        return self if self.held else self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _lock_holder(descriptor: int) -> str:
+    try:
+        holder = json.loads(os.pread(descriptor, 4096, 0).decode("utf-8"))
+        return f"pid {int(holder['pid'])} on {holder['host']}, since {holder['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not yet written its pid"
+
+
+def claim_run_folder(folder: str | Path, fresh: bool) -> tuple[RunLock, list[Path]]:
+    """Lock `folder` for this process and clean what a crashed run left in it; returns (lock, removed files).
+
+    `fresh`: a new run, refused (`RunExists`) when the folder holds any file of a run (a checkpoint, weights,
+    the log or the plot), so no run is ever overwritten. Raises `RunInUse` when another process holds it.
+    """
+    lock = RunLock(folder).acquire()
+    try:
+        removed = remove_leftovers(folder)
+        existing = run_files(folder)
+        if fresh and existing:
+            names = ", ".join(p.name for p in existing[:6]) + (" ..." if len(existing) > 6 else "")
+            advice = (f"continue it with --resume {folder}" if (Path(folder) / "latest.json").exists()
+                      else "remove those files")
+            raise RunExists(f"{folder} already holds a training run ({names}); {advice}, or choose another --out")
+    except BaseException:
+        lock.release()
+        raise
+    return lock, removed
 
 
 @dataclass
@@ -70,9 +178,65 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{item.name.replace('_', '-')} must be a finite number, got {value}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr-decay must be in (0, 1], got {self.lr_decay}")
+        if not 0.0 <= self.val_frac < 1.0:
+            raise ValueError(f"val-frac must be in [0, 1), got {self.val_frac}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample-every must be 0 (never) or positive, got {self.sample_every}")
 
     def model_config(self, vocabulary: str) -> ModelConfig:
         return ModelConfig(vocabulary, self.model, self.hidden, self.layers, self.dropout, self.embedding)
+
+
+# A resume continues one run. These options decide the model, the data stream or the optimizer's state, so a
+# resume that asks for other values is refused; the others may change mid-run.
+FIXED_ON_RESUME = ("model", "hidden", "layers", "embedding", "seq_len", "batch_size", "val_frac", "seed",
+                   "optimizer", "schedule")
+CHANGEABLE_ON_RESUME = ("lr", "lr_decay", "lr_decay_every", "grad_clip", "dropout", "eval_every", "sample_every",
+                        "steps", "epochs", "minutes")
+BUDGET = ("steps", "epochs", "minutes")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resume_config(stored: TrainConfig, given: dict[str, Any],
+                  differences: list[str] | None = None) -> tuple[TrainConfig, dict[str, list[Any]]]:
+    """The configuration of a resumed run, and what the resume changes: {field: [the run's, the new]}.
+
+    `given` holds only the options the user gave. Those of FIXED_ON_RESUME must equal the run's, or ValueError
+    lists every difference (with `differences` found elsewhere, e.g. the text). The budget: with any of
+    steps/epochs/minutes given, exactly the limits given; with none, the run's. Other options given replace
+    the run's. An option given with the run's own value is no change.
+
+    >>> config, changes = resume_config(TrainConfig(lr=0.01, steps=100), {"lr": 0.001, "steps": 300})
+    >>> config.lr, config.steps, changes
+    (0.001, 300, {'lr': [0.01, 0.001], 'steps': [100, 300]})
+    >>> resume_config(TrainConfig(hidden=64), {"hidden": 32, "seq_len": 64})
+    Traceback (most recent call last):
+    ...
+    ValueError: these options differ from the run's, which keeps its model and data stream: --hidden 32 ...
+    """
+    differences = list(differences or [])
+    differences += [f"{_option(n)} {given[n]} (the run has {getattr(stored, n)})"
+                    for n in FIXED_ON_RESUME if n in given and given[n] != getattr(stored, n)]
+    if differences:
+        raise ValueError("these options differ from the run's, which keeps its model and data stream: "
+                         + "; ".join(differences) + ". Leave them out to continue the run, or start a new run "
+                         "with another --out")
+    updates = {n: given[n] for n in CHANGEABLE_ON_RESUME if n in given and n not in BUDGET}
+    if any(n in given for n in BUDGET):
+        updates.update({n: given.get(n) for n in BUDGET})
+    changes = {n: [getattr(stored, n), v] for n, v in updates.items() if v != getattr(stored, n)}
+    if "text" in given:
+        updates["text"] = given["text"]
+    return replace(stored, **updates), changes
 
 
 @dataclass
@@ -112,9 +276,11 @@ class Trainer:
     """Owns one run: model, optimizer, data streams, carried state, checkpoints in `out`."""
 
     def __init__(self, config: TrainConfig, out: str | Path, report: Callable[[str], None] = print,
-                 quiet: bool = False) -> None:
-        self.config, self.out, self.report, self.quiet = config, Path(out), report, quiet
-        text, self.text_name = _load_corpus(config)
+                 quiet: bool = False, corpus: tuple[str, str] | None = None, lock: RunLock | None = None) -> None:
+        """`corpus`: (text, name) already read (e.g. from standard input), instead of reading `config.text`.
+        `lock`: the run folder's lock when the caller holds it; otherwise `train` takes it."""
+        self.config, self.out, self.report, self.quiet, self.lock = config, Path(out), report, quiet, lock
+        text, self.text_name = corpus if corpus is not None else _load_corpus(config)
         self.text_sha256 = text_digest(text)
         self.vocabulary = Vocabulary.from_text(text)
         train_text, val_text = split_text(text, config.val_frac)
@@ -126,6 +292,7 @@ class Trainer:
         self.optimizer = _make_optimizer(config, self.parameters)
         self.schedule = _make_schedule(config, self.optimizer, self.total_steps)
         self.state: Any = None
+        self.state_before_batch: Any = None
         self.progress = Progress()
         self.uniform_loss = math.log(len(self.vocabulary))
 
@@ -158,7 +325,7 @@ class Trainer:
         return {
             "step": self.progress.step,
             "model": self.model.config.to_dict(),
-            "train": {k: v for k, v in asdict(self.config).items()},
+            "train": {**asdict(self.config), "text": None if self.config.text is None else str(self.config.text)},
             "text": {"name": self.text_name, "sha256": self.text_sha256},
             "progress": {k: v for k, v in asdict(self.progress).items() if k != "history"},
             "history": self.progress.history,
@@ -169,18 +336,69 @@ class Trainer:
         }
 
     def save(self, name: str) -> Path:
-        return save_checkpoint(self.out, name, self._arrays(), self._meta())
+        """Write checkpoint `name` (latest or best). A failed write (full disk, ...) raises `TrainingStopped`
+        saying what failed and which checkpoints are intact; the previous one of that name always is."""
+        try:
+            return save_checkpoint(self.out, name, self._arrays(), self._meta())
+        except OSError as error:
+            raise TrainingStopped(f"could not write the {name} checkpoint: {_describe_os_error(error)}. "
+                                  f"{self.checkpoints_on_disk()}") from error
+
+    def resume_command(self) -> str:
+        """The command that continues this run (a run on a text file is resumed with that text given again)."""
+        text = self.config.text
+        given = "" if text is None else " TEXT_FILE" if str(text) == "-" else f" {shlex.quote(str(text))}"
+        return f"chainrule train{given} --resume {shlex.quote(str(self.out))}"
+
+    def checkpoints_on_disk(self) -> str:
+        """What the run folder holds now, in a sentence: each checkpoint and its step, or that there is none."""
+        found = []
+        for name in ("latest", "best"):
+            path = self.out / f"{name}.json"
+            try:
+                step = json.loads(_read_run_file(path).decode("utf-8"))["step"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            found.append(f"{path} (step {step})")
+        if not found:
+            return f"No checkpoint has been written to {self.out}."
+        return f"The checkpoints in {self.out} are intact: {', '.join(found)}."
 
     def restore(self, path: str | Path) -> None:
-        """Continue from a checkpoint: weights, optimizer, schedule, data position, carried state, RNG."""
+        """Continue from a checkpoint: weights, optimizer, schedule, data position, carried state, RNG.
+
+        The checkpoint is validated as a whole before anything is changed (`load_checkpoint`), then compared
+        with this trainer: text, model, optimizer and schedule kinds, batch size, position in the epoch. Raises
+        `CheckpointError` naming what differs; the trainer is unchanged then.
+        """
         arrays, meta = load_checkpoint(path)
-        text = meta.get("text", {})
-        if text.get("sha256") != self.text_sha256:
-            raise CheckpointError(f"the run was trained on {text.get('name')!r}, and the text given now differs "
+        text, train = meta["text"], meta["train"]
+        if text["sha256"] != self.text_sha256:
+            raise CheckpointError(f"the run was trained on {text['name']!r}, and the text given now differs "
                                   "from it; resume with the same text")
         if meta["model"] != self.model.config.to_dict():
-            raise CheckpointError("the checkpoint's model configuration differs from the one requested")
-        self.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+            differences = ", ".join(f"{key} {value!r} (checkpoint) vs {self.model.config.to_dict()[key]!r}"
+                                    for key, value in meta["model"].items()
+                                    if key != "vocabulary" and value != self.model.config.to_dict()[key])
+            raise CheckpointError("the checkpoint's model configuration differs from the one requested"
+                                  + (f": {differences}" if differences else " (vocabulary)"))
+        for key in ("optimizer", "schedule", "batch_size"):
+            if train[key] != getattr(self.config, key):
+                raise CheckpointError(f"the checkpoint's train.{key} is {train[key]!r} and this run's is "
+                                      f"{getattr(self.config, key)!r}; they must agree to resume")
+        if meta["progress"]["batch"] >= self.train_streams.batches_per_epoch:
+            raise CheckpointError(f"the checkpoint's progress.batch is {meta['progress']['batch']}, past the "
+                                  f"{self.train_streams.batches_per_epoch} batches of an epoch of this text")
+        if self.schedule is not None:
+            probe = copy.copy(self.schedule)
+            probe.__dict__.update(meta["schedule"])
+            try:
+                rates = [probe.lr_at(base, probe.last_epoch) for base in probe.base_lrs]
+            except (OverflowError, ZeroDivisionError) as error:
+                rates = [f"{error}"]
+            if not all(isinstance(rate, float) and math.isfinite(rate) for rate in rates):
+                raise CheckpointError(f"the checkpoint's schedule gives no usable learning rate at step "
+                                      f"{probe.last_epoch} (found {rates[0]})")
         state: dict[int, dict[str, Any]] = {}
         for key, value in arrays.items():
             if key.startswith("optimizer."):
@@ -188,48 +406,193 @@ class Trainer:
                 state.setdefault(int(index), {})[name] = value
         for index, values in meta["optimizer"]["scalars"].items():
             state.setdefault(int(index), {}).update(values)
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
-        if self.schedule is not None and meta.get("schedule"):
+        try:
+            self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+        except ValueError as error:
+            raise CheckpointError(f"the checkpoint's optimizer state does not fit: {error}") from None
+        self.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        if self.schedule is not None:
             self.schedule.load_state_dict(meta["schedule"])
         carry = [arrays[f"carry.{k}"] for k in range(2) if f"carry.{k}" in arrays]
         self.state = state_from_arrays(carry, self.model.config.model) if carry else None
-        self.progress = Progress(**meta["progress"], history=meta.get("history", []))
+        self.progress = Progress(**meta["progress"], history=meta["history"])
         default_generator().bit_generator.state = meta["rng"]
 
+    # -- resuming ---------------------------------------------------------------------------------------
+    def continue_run(self, checkpoint: str | Path, changes: dict[str, list[Any]]) -> list[str]:
+        """After `restore(checkpoint)`: apply what the resume changes and make the folder agree with the
+        checkpoint. Returns notices to show. Raises ValueError when the budget is already reached.
+
+        - dropout: set on the model (the weights do not depend on it);
+        - the learning rate: with --lr, --lr-decay, --lr-decay-every or (cosine) the run's length changed, the
+          schedule is recomputed from the new options and continued at the current step: from here on the
+          rate is the one a run started with these options would use at these steps (a cosine stretched over
+          the new total goes on down to 0 at it; it never climbs back). Without such a change the schedule
+          continues exactly;
+        - log.jsonl holds each evaluation up to the checkpoint's step once and nothing after it (see
+          `_reconcile_log`), then a record of the resume and its changes;
+        - a resume from a checkpoint other than latest.json makes it the latest at once.
+        """
+        checkpoint = Path(checkpoint)
+        step, total = self.progress.step, self.total_steps
+        if total is not None and total <= step:
+            limit = ", ".join(f"{_option(n)} {getattr(self.config, n)}" for n in ("steps", "epochs")
+                              if getattr(self.config, n) is not None)
+            raise ValueError(f"the run in {self.out} is at step {step}, and {limit} ends it at step {total} "
+                             f"(a total, counted across resumes): nothing to train. Ask for more, e.g. --steps "
+                             f"{step + max(step, 1)}")
+        notices = []
+        if "dropout" in changes:
+            self.model.config.dropout = self.config.dropout
+            if self.model.rnn.num_layers > 1:
+                self.model.rnn.dropout = self.config.dropout
+        lr_before = self.optimizer.param_groups[0]["lr"]
+        schedule_changed = any(n in changes for n in ("lr", "lr_decay", "lr_decay_every"))
+        if self.config.schedule == "cosine" and self.schedule is not None:
+            schedule_changed |= self.schedule.T_max != total
+        if schedule_changed:
+            self._recompute_schedule()
+        for name, (before, after) in changes.items():
+            notices.append(f"{_option(name)}: {before} -> {after}")
+        if schedule_changed:
+            notices.append(f"learning rate at step {step}: {lr_before:.6g} -> "
+                           f"{self.optimizer.param_groups[0]['lr']:.6g} ({self.config.schedule} schedule)")
+        self._reconcile_log(step)
+        self._append_log({"resumed_at_step": step, "checkpoint": checkpoint.name,
+                          "changed": {n: v for n, v in changes.items()}})
+        if checkpoint.name != "latest.json":
+            self.save("latest")
+            notices.append(f"{checkpoint.name} (step {step}) is now also {self.out / 'latest.json'}")
+        return notices
+
+    def _recompute_schedule(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+            group.pop("initial_lr", None)   # a schedule sets it from lr; without one a group has none
+        self.schedule = _make_schedule(self.config, self.optimizer, self.total_steps)
+        if self.schedule is not None:
+            self.schedule.load_state_dict({**self.schedule.state_dict(), "last_epoch": self.progress.step})
+
+    def _reconcile_log(self, step: int) -> None:
+        """Make log.jsonl tell what happened up to the checkpoint's `step`, each evaluation once: drop what a
+        crashed or diverged later run logged after it (and lines cut short), add the checkpoint's evaluations
+        that a crash kept out of the log."""
+        path = self.out / "log.jsonl"
+        try:
+            lines = _read_run_file(path).decode("utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        kept, logged = [], set()
+        for line in lines:
+            try:
+                record = json.loads(line)
+                at = record.get("step", record.get("resumed_at_step"))
+            except (ValueError, AttributeError):
+                continue  # a line cut short by a crash
+            if isinstance(at, int) and at <= step:
+                kept.append(line + "\n")
+                if "step" in record:
+                    logged.add(record["step"])
+        missing = [json.dumps(r) + "\n" for r in self.progress.history
+                   if isinstance(r, dict) and r.get("step") not in logged]
+        if len(kept) != len(lines) or missing:
+            _write_file_atomically(path, "".join(kept + missing).encode("utf-8"))
+
+    def _append_log(self, record: dict[str, Any]) -> None:
+        try:
+            # O_NOFOLLOW: a log.jsonl planted as a link must not make us append to the file it points to
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(self.out / "log.jsonl", flags, 0o644), "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise TrainingStopped(f"could not append to the log: {_describe_os_error(error)}. "
+                                  f"{self.checkpoints_on_disk()}") from error
+
     # -- the loop ---------------------------------------------------------------------------------------
+    @property
+    def divergence_threshold(self) -> float:
+        """A loss above this (nats/char) has diverged: three times a uniform guess's, plus one."""
+        return 3 * self.uniform_loss + 1
+
+    def _stop(self, what: str, during_step: bool = False) -> TrainingStopped:
+        """The error that ends a diverged run: what happened, at which step, what is on disk, what to do."""
+        step = self.progress.step + 1 if during_step else self.progress.step
+        lower = self.config.lr / 10
+        on_disk = self.checkpoints_on_disk()
+        if (self.out / "latest.json").exists():
+            advice = f"Continue from the latest with a lower learning rate: {self.resume_command()} --lr {lower:.3g}"
+        else:
+            advice = f"Start again with a lower learning rate, e.g. --lr {lower:.3g}"
+        if not self.config.grad_clip or self.config.grad_clip > 1:
+            advice += " (and/or --grad-clip 1)"
+        return TrainingStopped(f"{what} at step {step}; stopping. {on_disk} {advice}.")
+
     def _validation_loss(self) -> float | None:
         if self.val_ids is None:
             return None
         return evaluate(self.model, self.val_ids, self.config.batch_size, max(self.config.seq_len, 128)).loss
+
+    def _guard_loss(self, inputs: np.ndarray, targets: np.ndarray) -> float:
+        """Without validation text: the loss of the current weights on the last training batch."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with no_grad():
+                logits, _ = self.model(inputs, self.state_before_batch)
+                return float(F.cross_entropy(logits, targets).item())
+        finally:
+            self.model.train(was_training)
 
     def _sample(self) -> str:
         prime = self.vocabulary.decode(self.train_streams.streams[0, :1])
         return prime + "".join(generate(self.model, self.vocabulary, prime, self.config.sample_length,
                                         temperature=0.8, seed=self.config.seed + self.progress.step))
 
-    def _record_evaluation(self, train_losses: list[float], chars_per_second: float) -> dict[str, Any]:
+    def _record_evaluation(self, train_losses: list[float], chars_per_second: float,
+                           batch: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+        """Evaluate, then write a checkpoint only if the weights are finite and the loss has not diverged."""
+        if not all_finite(self.model.state_dict()):
+            raise self._stop("the weights became NaN or infinite")
         val_loss = self._validation_loss()
+        guard = val_loss if val_loss is not None else self._guard_loss(*batch)
+        if not math.isfinite(guard) or guard > self.divergence_threshold:
+            which = "validation" if val_loss is not None else "training-batch"
+            raise self._stop(f"the {which} loss of the weights became {guard:.4g} (a uniform guess scores "
+                             f"{self.uniform_loss:.3f})")
         record = {"step": self.progress.step, "epoch": self.progress.epoch,
                   "train_loss": float(np.mean(train_losses)) if train_losses else None,
                   "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"],
                   "elapsed": round(self.progress.elapsed, 3), "chars_per_second": round(chars_per_second, 1)}
         self.progress.history.append(record)
-        with open(self.out / "log.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
         best = self.progress.best_val_loss
         improved = val_loss is not None and (best is None or val_loss < best)
         if improved:
             self.progress.best_val_loss = val_loss
+        # checkpoints first, then the log: a crash in between leaves the record in the checkpoint's history,
+        # and the next resume writes it to the log (see _reconcile_log)
         self.save("latest")
         if improved:
             self.save("best")
+        self._append_log(record)
         return record
 
     def train(self) -> Progress:
-        """Run until --steps / --epochs / --minutes is reached (with none of them: one epoch)."""
+        """Run until --steps / --epochs / --minutes is reached (with none of them: one epoch).
+
+        Holds the run folder's lock throughout (taken here unless the caller holds it: `RunInUse` when another
+        process does). Raises `TrainingStopped` when the loss or the weights diverge or a write fails; no
+        checkpoint is ever written with non-finite weights or a diverged loss.
+        """
+        lock = self.lock if self.lock is not None and self.lock.held else RunLock(self.out).acquire()
+        try:
+            return self._train()
+        finally:
+            if lock is not self.lock:
+                lock.release()
+
+    def _train(self) -> Progress:
         from tqdm import tqdm
 
-        self.out.mkdir(parents=True, exist_ok=True)
         config = self.config
         total = self.total_steps
         if total is None and config.minutes is None:
@@ -239,26 +602,25 @@ class Trainer:
         bar = tqdm(total=total, initial=self.progress.step, disable=self.quiet, unit="step", dynamic_ncols=True,
                    desc="training")
         self.model.train()
+        batch = None
         try:
             while not ((total is not None and self.progress.step >= total)
                        or (config.minutes is not None
                            and self.progress.elapsed - trained_before >= config.minutes * 60)):
-                inputs, targets = self.train_streams.batch(self.progress.batch)
+                inputs, targets = batch = self.train_streams.batch(self.progress.batch)
+                self.state_before_batch = self.state
                 logits, state = self.model(inputs, self.state)
                 loss = F.cross_entropy(logits, targets)
                 loss_value = float(loss.item())
-                if not math.isfinite(loss_value) or loss_value > 3 * self.uniform_loss + 1:
-                    raise TrainingStopped(
-                        f"the training loss became {loss_value:.4g} at step {self.progress.step + 1} "
-                        f"(a uniform guess scores {self.uniform_loss:.3f}); stopping. The last good checkpoint "
-                        f"is kept in {self.out}. Try a lower --lr or a smaller --grad-clip.")
+                if not math.isfinite(loss_value) or loss_value > self.divergence_threshold:
+                    raise self._stop(f"the training loss became {loss_value:.4g} (a uniform guess scores "
+                                     f"{self.uniform_loss:.3f})", during_step=True)
                 self.optimizer.zero_grad()
                 loss.backward()
                 if config.grad_clip:
                     norm = float(nn.utils.clip_grad_norm_(self.parameters, config.grad_clip))
                     if not math.isfinite(norm):
-                        raise TrainingStopped(f"the gradient norm became {norm} at step {self.progress.step + 1}; "
-                                              f"stopping. The last good checkpoint is kept in {self.out}.")
+                        raise self._stop(f"the gradient norm became {norm}", during_step=True)
                 self.optimizer.step()
                 if self.schedule is not None:
                     self.schedule.step()
@@ -275,14 +637,15 @@ class Trainer:
                 losses_since.append(loss_value)
                 bar.update(1)
                 if self.progress.step % config.eval_every == 0:
-                    record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9))
+                    record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9), batch)
                     self._show(bar, record)
                     chars_since, seconds_since, losses_since = 0, 0.0, []
                 last_clock = time.perf_counter()
                 if config.sample_every and self.progress.step % config.sample_every == 0:
                     self._say(bar, f"--- sample at step {self.progress.step} ---\n{self._sample()}\n---")
-            if not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
-                record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9))
+            history = self.progress.history
+            if batch is not None and (not history or history[-1]["step"] != self.progress.step):
+                record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9), batch)
                 self._show(bar, record)
         finally:
             bar.close()
@@ -326,5 +689,48 @@ class Trainer:
         axes.grid(alpha=0.3)
         axes.legend()
         figure.tight_layout()
-        figure.savefig(self.out / "loss.png", dpi=100)
-        plt.close(figure)
+        try:
+            handle, temporary = tempfile.mkstemp(dir=self.out, prefix=".loss.png.", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    figure.savefig(stream, dpi=100, format="png")
+                os.replace(temporary, self.out / "loss.png")
+            except BaseException:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+                raise
+        except OSError as error:
+            self.report(f"could not draw the loss plot: {_describe_os_error(error)} (the checkpoints are written)")
+        finally:
+            plt.close(figure)
+
+
+def _describe_os_error(error: OSError) -> str:
+    """One line: the file and the cause, e.g. "/runs/a/latest.json: No space left on device (the disk is full)"."""
+    cause = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        cause += " (the disk is full)"
+    return f"{error.filename}: {cause}" if error.filename else cause
+
+
+def _read_run_file(path: Path) -> bytes:
+    """A file of the run folder, never through a symbolic link (OSError ELOOP for one): a folder that came
+    from elsewhere must not make training read or write outside it."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(descriptor, "rb") as stream:
+        return stream.read()
+
+
+def _write_file_atomically(path: Path, payload: bytes) -> None:
+    """Replace `path` by `payload` through a temporary file beside it (.NAME.<random>.tmp): all or nothing."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise

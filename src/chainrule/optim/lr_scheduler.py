@@ -57,7 +57,8 @@ class LRScheduler:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
+        # the optimizer is not the schedule's state, nor is the once-only check of the call order
+        return {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "_order_checked")}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.__dict__.update(state_dict)

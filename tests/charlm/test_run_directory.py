@@ -1,0 +1,485 @@
+"""The run folder under stress: one writer, crashes (kill -9), resume rules, the divergence guard, bad options
+and operating-system errors; no command prints a traceback. Tiny models (hidden 8, seq-len 8) keep it fast."""
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chainrule.charlm.checkpoint import load_checkpoint, run_files
+from chainrule.charlm.cli import main
+
+TEXT = ("ROMEO: But soft, what light through yonder window breaks?\n"
+        "JULIET: O Romeo, Romeo, wherefore art thou Romeo?\n") * 12
+TINY = ["--model", "gru", "--hidden", "8", "--layers", "1", "--seq-len", "8", "--batch-size", "2",
+        "--sample-every", "0", "--quiet"]
+ENV = {**os.environ, "PYTHONHASHSEED": "0", "CHAINRULE_KERNELS": "numpy"}  # no JIT start-up in subprocesses
+
+
+def cli(*args, check=True, **kwargs):
+    result = subprocess.run([sys.executable, "-m", "chainrule", *map(str, args)], capture_output=True, text=True,
+                            env=ENV, timeout=120, **kwargs)
+    assert "Traceback" not in result.stderr, result.stderr
+    if check and result.returncode != 0:
+        raise AssertionError(f"chainrule {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-m", "chainrule", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def run_in_process(capsys, *args):
+    """main() in this process: (exit status, stderr)."""
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as exit_:   # argparse's errors
+        status = exit_.code
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return status, captured.err
+
+
+@pytest.fixture(autouse=True, scope="module")
+def numpy_kernels():
+    """In this process too, the NumPy kernels: no JIT compilation for these tiny models."""
+    from chainrule._kernels import backend
+    previous = backend.backend_name()
+    backend.use_backend("numpy")
+    yield
+    backend.use_backend(previous)
+
+
+@pytest.fixture
+def chainrule(capsys):
+    """Run the command line in this process: returns (status, stderr); check=True asserts it succeeded."""
+    def run(*args, check=True):
+        status, err = run_in_process(capsys, *args)
+        if check:
+            assert status == 0, err
+        return status, err
+    return run
+
+
+def log_records(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def evaluation_steps(run):
+    return [r["step"] for r in log_records(run) if "step" in r]
+
+
+def wait_for(condition, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    path = tmp_path_factory.mktemp("texts") / "plays.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run20(text, tmp_path_factory):
+    """A finished 20-step run (evaluations every 5 steps), copied by the tests that change it."""
+    out = tmp_path_factory.mktemp("runs") / "run20"
+    assert main([str(a) for a in ("train", text, *TINY, "--steps", 20, "--eval-every", 5, "--out", out)]) == 0
+    return out
+
+
+def copy_run(run, tmp_path, name="copy"):
+    target = tmp_path / name
+    shutil.copytree(run, target)
+    return target
+
+
+# -- one writer ----------------------------------------------------------------------------------------
+def test_a_second_writer_is_refused_while_the_first_holds_the_run(text, tmp_path, chainrule):
+    out = tmp_path / "run"
+    first = start("train", text, *TINY, "--steps", 10**6, "--eval-every", 20, "--out", out)
+    try:
+        wait_for(lambda: (out / "latest.json").exists())
+        for status, err in (chainrule("train", text, "--resume", out, "--steps", 10**7, check=False),
+                       chainrule("train", text, *TINY, "--steps", 5, "--out", out, check=False)):
+            assert status == 2
+            assert f"being written by another training (pid {first.pid} on " in err
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.communicate()
+    # the kernel dropped the lock with the process: the run continues
+    step = load_checkpoint(out / "latest.json")[1]["step"]
+    chainrule("train", text, "--resume", out, "--steps", step + 3)
+    assert load_checkpoint(out / "latest.json")[1]["step"] == step + 3
+
+
+def test_a_fresh_run_refuses_a_folder_holding_any_run_file(run20, text, tmp_path, chainrule):
+    for kept in (["best.json"], ["log.jsonl"], ["loss.png"]):
+        folder = tmp_path / kept[0].replace(".", "_")
+        folder.mkdir()
+        for name in kept:
+            shutil.copy(run20 / name, folder / name)
+        before = sorted(p.name for p in folder.iterdir())
+        status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", folder, check=False)
+        assert status == 2 and "already holds a training run" in err, err
+        assert sorted(p.name for p in folder.iterdir() if p.name != ".chainrule.lock") == before
+    # temporary files and unnamed weights a crash left are removed, and then the folder is free
+    folder = tmp_path / "leftovers"
+    folder.mkdir()
+    (folder / ".latest.json.k3j2_x9a.tmp").write_text("{")
+    (folder / "latest-00000005.safetensors").write_bytes(b"partial")
+    status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", folder)
+    assert "removed 2 file(s) left by an interrupted run" in err
+    assert not (folder / ".latest.json.k3j2_x9a.tmp").exists() and not (folder / "latest-00000005.safetensors").exists()
+
+
+def test_kill_9_at_random_moments_then_resume(text, tmp_path, chainrule):
+    """Whenever training dies, the next start loads cleanly, leaves no leftovers, logs each step once, and
+    the resumed run is bit-identical to one that was never interrupted."""
+    args = [*TINY, "--steps", 40, "--eval-every", 1]
+    straight = tmp_path / "straight"
+    chainrule("train", text, *args, "--out", straight)
+    out, rng = tmp_path / "killed", random.Random(16)
+    kills = 0
+    for _ in range(4):
+        fresh = not (out / "latest.json").exists()
+        process = start("train", *([text, *args, "--out", out] if fresh else [text, "--resume", out, *args]))
+        wait_for(lambda: process.poll() is not None or (out / "log.jsonl").exists() or (out / "latest.json").exists())
+        time.sleep(rng.uniform(0.0, 0.25))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.communicate()
+        if process.returncode == 0:
+            break
+    assert kills >= 2
+    if (out / "latest.json").exists():
+        status, err = chainrule("train", text, "--resume", out, *args)
+    else:
+        status, err = chainrule("train", text, *args, "--out", out)
+    names = {p.name for p in out.iterdir()}
+    assert not [n for n in names if n.endswith(".tmp")], names
+    weights = {n for n in names if n.endswith(".safetensors")}
+    named = {json.loads((out / f"{c}.json").read_text())["weights_file"] for c in ("latest", "best")}
+    assert weights == named, err
+    steps = evaluation_steps(out)
+    assert steps == list(range(1, 41)), steps
+    a, _ = load_checkpoint(straight / "latest.json")
+    b, meta = load_checkpoint(out / "latest.json")
+    assert meta["step"] == 40 and sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+# -- resume semantics -----------------------------------------------------------------------------------
+def test_resume_refuses_options_that_change_the_model_or_the_data_listing_each(run20, text, tmp_path, chainrule):
+    run = copy_run(run20, tmp_path)
+    log = (run / "log.jsonl").read_text()
+    status, err = chainrule("train", text, "--resume", run, "--steps", 30, "--hidden", 16, "--seq-len", 4,
+                            "--model", "lstm", "--batch-size", 2, check=False)
+    assert status == 2
+    for difference in ("--hidden 16 (the run has 8)", "--seq-len 4 (the run has 8)", "--model lstm (the run has gru)"):
+        assert difference in err
+    assert "--batch-size" not in err   # the run's own value is no difference
+    assert (run / "log.jsonl").read_text() == log and load_checkpoint(run / "latest.json")[1]["step"] == 20
+
+
+def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(run20, text, tmp_path, chainrule):
+    run = copy_run(run20, tmp_path)
+    status, err = chainrule("train", text, "--resume", run, "--steps", 30, "--lr", 5e-4, "--grad-clip", 1,
+                            "--eval-every", 2, "--dropout", 0.3)
+    for notice in ("--lr: 0.002 -> 0.0005", "--grad-clip: 5.0 -> 1.0", "--eval-every: 5 -> 2", "--dropout: 0.25 -> 0.3",
+                   "--steps: 20 -> 30"):
+        assert notice in err
+    records = log_records(run)
+    resume = [r for r in records if "resumed_at_step" in r]
+    assert resume == [{"resumed_at_step": 20, "checkpoint": "latest.json",
+                       "changed": {"lr": [0.002, 0.0005], "grad_clip": [5.0, 1.0], "dropout": [0.25, 0.3],
+                                   "eval_every": [5, 2], "steps": [20, 30]}}]
+    assert [r["step"] for r in records if "step" in r] == [5, 10, 15, 20, 22, 24, 26, 28, 30]
+    assert all(r["lr"] == 5e-4 for r in records if r.get("step", 0) > 20)
+    _, meta = load_checkpoint(run / "latest.json")
+    assert meta["train"]["lr"] == 5e-4 and meta["train"]["grad_clip"] == 1.0 and meta["model"]["dropout"] == 0.3
+
+
+def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, text, tmp_path, chainrule):
+    run = copy_run(run20, tmp_path)
+    for extra in (["--steps", 20], ["--steps", 7], []):   # no budget given: the run's own --steps 20
+        status, err = chainrule("train", text, "--resume", run, *extra, check=False)
+        assert status == 2 and "is at step 20" in err and "nothing to train" in err
+    assert evaluation_steps(run) == [5, 10, 15, 20]
+
+
+def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path, chainrule):
+    """Recomputed for the new total and continued at the current step: never climbs back."""
+    run = tmp_path / "cosine"
+    chainrule("train", text, *TINY, "--schedule", "cosine", "--lr", 0.01, "--steps", 12, "--eval-every", 1,
+              "--out", run)
+    chainrule("train", text, "--resume", run, "--steps", 24)
+    lrs = {r["step"]: r["lr"] for r in log_records(run) if "step" in r}
+    for step in range(1, 13):
+        assert lrs[step] == pytest.approx(0.01 * (1 + math.cos(math.pi * step / 12)) / 2, abs=1e-12)
+    for step in range(13, 25):
+        assert lrs[step] == pytest.approx(0.01 * (1 + math.cos(math.pi * step / 24)) / 2, abs=1e-12)
+    after = [lrs[s] for s in range(13, 25)]
+    assert all(a > b for a, b in zip(after, after[1:])) and after[-1] == pytest.approx(0, abs=1e-15)
+
+
+def test_resume_from_best_json_continues_from_that_checkpoint(text, tmp_path, chainrule):
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    chainrule("train", text, *TINY, "--steps", 10, "--eval-every", 5, "--out", run)
+    best_weights = json.loads((run / "best.json").read_text())["weights_file"]
+    kept = {name: (run / name).read_bytes() for name in ("best.json", best_weights)}
+    chainrule("train", text, "--resume", run, "--steps", 20)
+    for path in run.glob("best-*.safetensors"):
+        path.unlink()
+    for name, payload in kept.items():
+        (run / name).write_bytes(payload)   # best at step 10, latest at step 20
+    status, err = chainrule("train", text, "--resume", run / "best.json", "--steps", 15)
+    assert "at step 10 from best.json" in err
+    assert evaluation_steps(run) == [5, 10, 15]
+    chainrule("train", text, *TINY, "--steps", 15, "--eval-every", 5, "--out", straight)
+    a, _ = load_checkpoint(straight / "latest.json")
+    b, meta = load_checkpoint(run / "latest.json")
+    assert meta["step"] == 15
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_resume_with_another_out_is_refused(run20, text, tmp_path, chainrule):
+    status, err = chainrule("train", text, "--resume", run20, "--out", tmp_path / "elsewhere", "--steps", 30,
+                            check=False)
+    assert status == 2 and "continues the run in its own folder" in err
+    assert not (tmp_path / "elsewhere").exists()
+
+
+# -- a truthful guard -----------------------------------------------------------------------------------
+def test_divergence_before_any_checkpoint_says_there_is_none(text, tmp_path, chainrule):
+    out = tmp_path / "run"
+    status, err = chainrule("train", text, *TINY, "--optimizer", "sgd", "--lr", 1e6, "--grad-clip", 0, "--steps", 20,
+                 "--out", out, check=False)
+    assert status == 1 and "No checkpoint has been written" in err
+    assert "kept" not in err and run_files(out) == []
+    chainrule("train", text, *TINY, "--steps", 2, "--out", out)   # the advice: start again, in the same folder
+
+
+def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(text, tmp_path, chainrule):
+    out = tmp_path / "run"
+    status, err = chainrule("train", text, *TINY, "--model", "rnn", "--hidden", 16, "--batch-size", 4, "--seq-len", 16,
+                 "--optimizer", "sgd", "--lr", 10, "--grad-clip", 0, "--eval-every", 1, "--steps", 50, "--out", out,
+                 check=False)
+    assert status == 1 and "training stopped" in err
+    threshold = 3 * math.log(len(set(TEXT))) + 1
+    for name in ("latest", "best"):
+        arrays, meta = load_checkpoint(out / f"{name}.json")
+        assert f"{out / name}.json (step {meta['step']})" in err
+        assert all(np.isfinite(v).all() for v in arrays.values())
+        assert all(r["val_loss"] < threshold for r in meta["history"])
+    command = err.split(f"chainrule train {text} --resume ")[1].split(" (and/or")[0].split()
+    assert command[0] == str(out) and command[1] == "--lr"
+    status, err = chainrule("train", text, "--resume", out, "--lr", command[2], "--grad-clip", 1, "--steps", 60)
+    assert "--lr: 10.0 -> 1.0" in err
+    assert load_checkpoint(out / "latest.json")[1]["step"] == 60
+
+
+# -- options and the operating system ------------------------------------------------------------------
+BAD_OPTIONS = [
+    ("train", "--minutes", "nan"), ("train", "--epochs", "inf"), ("train", "--sample-every", "-1"),
+    ("train", "--lr-decay", "-1"), ("train", "--lr-decay", "1.5"), ("train", "--dropout", "1"),
+    ("train", "--dropout", "nan"), ("train", "--val-frac", "1"), ("train", "--val-frac", "-0.1"),
+    ("train", "--lr", "0"), ("train", "--lr", "inf"), ("train", "--lr", "nan"), ("train", "--grad-clip", "-1"),
+    ("train", "--hidden", "0"), ("train", "--hidden", "1e9"), ("train", "--embedding", "-1"),
+    ("train", "--layers", "0"), ("train", "--seq-len", "0"), ("train", "--batch-size", "-2"),
+    ("train", "--steps", "0"), ("train", "--epochs", "0"), ("train", "--minutes", "-1"),
+    ("train", "--eval-every", "0"), ("train", "--seed", "-1"), ("train", "--lr-decay-every", "0"),
+    ("sample", "--temperature", "nan"), ("sample", "--temperature", "0"), ("sample", "--top-k", "0"),
+    ("sample", "--length", "-1"), ("sample", "--seed", "-5"), ("eval", "--batch-size", "0"),
+    ("diagnose", "--sigma", "nan"), ("diagnose", "--input-scale", "inf"), ("diagnose", "--forget-bias", "nan"),
+    ("diagnose", "--seq-len", "0"), ("diagnose", "--batch", "0"), ("diagnose", "--hidden", "0"),
+    ("diagnose", "--input-size", "0"), ("diagnose", "--seed", "-1"),
+]
+
+
+@pytest.mark.parametrize("command, option, value", BAD_OPTIONS)
+def test_every_numeric_option_is_checked_and_named(capsys, tmp_path, command, option, value):
+    positional = {"train": [], "sample": ["RUN"], "eval": ["RUN", "TEXT"], "diagnose": []}[command]
+    extra = ["--out", tmp_path / "x"] if command == "train" else []
+    status, err = run_in_process(capsys, command, *positional, f"{option}={value}", *extra)
+    assert status == 2 and f"argument {option}" in err and repr(value) in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_texts_from_pipes_and_standard_input_and_folders(text, tmp_path, capsys, monkeypatch):
+    import io
+    with open(text, "rb") as stdin:   # a pipe or device, not a regular file
+        piped = cli("train", "/dev/stdin", *TINY, "--steps", 2, "--out", tmp_path / "a", stdin=stdin)
+    assert f"{len(set(TEXT))} characters" in piped.stderr
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.read_bytes())))
+    status, err = run_in_process(capsys, "train", "-", *TINY, "--steps", 2, "--out", tmp_path / "b")
+    assert status == 0 and "on standard input" in err
+    a, _ = load_checkpoint(tmp_path / "a" / "latest.json")
+    b, _ = load_checkpoint(tmp_path / "b" / "latest.json")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.read_bytes())))
+    assert run_in_process(capsys, "eval", tmp_path / "b", "-")[0] == 0
+    status, err = run_in_process(capsys, "train", tmp_path, "--out", tmp_path / "c")
+    assert status == 2 and "is a folder; give a text file" in err and "not found" not in err
+
+
+def test_a_byte_order_mark_is_not_a_character(tmp_path):
+    from chainrule.charlm.text import read_text
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfabc\xef\xbb\xbf")
+    assert read_text(path) == "abc\ufeff"   # only the mark at the start is the encoding's
+
+
+def test_unreadable_files_name_the_file_and_the_cause(run20, text, tmp_path, capsys, monkeypatch):
+    import chainrule.charlm.text
+    real_open = open
+
+    def refuse(path, *args, **kwargs):
+        if str(path) == str(text):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(chainrule.charlm.text, "open", refuse, raising=False)
+    status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", tmp_path / "a")
+    assert status == 2 and err.strip() == f"error: {text}: Permission denied"
+    monkeypatch.undo()
+    import chainrule.charlm.checkpoint
+
+    def refuse_weights(path, *args, **kwargs):
+        if str(path).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    real_read_bytes = Path.read_bytes
+
+    def refuse_read_bytes(self):
+        if self.suffix == ".safetensors":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(chainrule.charlm.checkpoint, "open", refuse_weights, raising=False)   # however checkpoint.py
+    monkeypatch.setattr(Path, "read_bytes", refuse_read_bytes)                        # reads the weights
+    status, err = run_in_process(capsys, "sample", run20, "--length", 5)
+    assert status == 2 and ".safetensors" in err and "Permission denied" in err
+
+
+def test_out_naming_a_file_or_an_unwritable_folder(text, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", afile)
+    assert status == 2 and f"{afile} is a file, not a folder" in err
+    status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", "/sys/chainrule-run")
+    assert status == 2 and "/sys/chainrule-run" in err and ("not permitted" in err or "denied" in err)
+
+
+def test_a_full_disk_stops_training_and_says_the_previous_checkpoint_is_intact(text, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if (out / "log.jsonl").exists():   # the first evaluation went through; the disk is full from now on
+            raise OSError(28, "No space left on device")
+        return real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 20, "--eval-every", 5, "--out", out)
+    monkeypatch.undo()
+    assert status == 1 and "could not write the latest checkpoint" in err and "the disk is full" in err
+    assert f"intact: {out / 'latest.json'} (step 5)" in err
+    assert load_checkpoint(out / "latest.json")[1]["step"] == 5
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_closed_pipe_ends_sample_and_info_quietly(run20):
+    for args in (["sample", run20, "--length", 100000, "--seed", 1], ["info", run20]):
+        process = subprocess.Popen([sys.executable, "-m", "chainrule", *map(str, args)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=ENV)
+        if args[0] == "sample":
+            process.stdout.read(10)
+        process.stdout.close()   # what `| head` does once it has its lines
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=60)
+        assert stderr == "" and process.returncode in (0, 141), (process.returncode, stderr)
+
+
+def test_ctrl_c_says_only_what_is_true(run20, text, tmp_path):
+    process = start("sample", run20, "--length", 10**7, "--seed", 1)
+    process.stdout.read(10)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "checkpoint" not in stderr and "Traceback" not in stderr
+    out = tmp_path / "run"
+    process = start("train", text, *TINY, "--steps", 10**6, "--eval-every", 50, "--out", out)
+    wait_for(lambda: (out / "latest.json").exists())
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    step = load_checkpoint(out / "latest.json")[1]["step"]
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert f"{out / 'latest.json'} (step {step})" in stderr and f"chainrule train {text} --resume {out}" in stderr
+
+
+def test_debug_lets_the_exception_through_on_purpose(tmp_path, capsys):
+    from chainrule.charlm.checkpoint import CheckpointError
+    assert run_in_process(capsys, "info", tmp_path / "missing")[0] == 2
+    with pytest.raises(CheckpointError):
+        main(["info", str(tmp_path / "missing"), "--debug"])
+    with pytest.raises(CheckpointError):
+        main(["--debug", "info", str(tmp_path / "missing")])
+
+
+def test_the_library_configuration_refuses_what_the_command_line_refuses():
+    from chainrule.charlm.training import TrainConfig
+    for bad in ({"lr": float("nan")}, {"minutes": float("nan")}, {"epochs": float("inf")}, {"lr_decay": -1.0},
+                {"dropout": float("nan")}, {"val_frac": 1.0}, {"sample_every": -1}, {"grad_clip": float("inf")}):
+        name = next(iter(bad)).replace("_", "-")
+        with pytest.raises(ValueError, match=name):
+            TrainConfig(**bad)
+
+
+def test_links_planted_in_a_run_folder_are_not_followed(run20, text, tmp_path, chainrule):
+    outside = tmp_path / "outside.txt"
+    outside.write_text('{"step": 1, "secret": "kept"}\n')
+    run = copy_run(run20, tmp_path)
+    (run / "log.jsonl").unlink()
+    (run / "log.jsonl").symlink_to(outside)
+    status, err = chainrule("train", text, "--resume", run, "--steps", 25, check=False)
+    assert status == 2 and "log.jsonl" in err and outside.read_text() == '{"step": 1, "secret": "kept"}\n'
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".chainrule.lock").symlink_to(outside)
+    status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", fresh, check=False)
+    assert status == 2 and ".chainrule.lock" in err and outside.read_text() == '{"step": 1, "secret": "kept"}\n'
+
+
+def test_resume_never_opens_the_text_path_a_run_records(run20, text, tmp_path, chainrule):
+    """A run folder is untrusted: its recorded text path is shown, never opened (a FIFO there would hang)."""
+    run = copy_run(run20, tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for name in ("latest", "best"):
+        meta = json.loads((run / f"{name}.json").read_text())
+        meta["train"]["text"] = str(fifo)
+        (run / f"{name}.json").write_text(json.dumps(meta))
+    status, err = chainrule("train", "--resume", run, "--steps", 25, check=False)
+    assert status == 2 and err.count("\n") == 1
+    assert f"the run was trained on {str(fifo)!r}" in err and f"chainrule train TEXT_FILE --resume {run}" in err
+    assert evaluation_steps(run) == [5, 10, 15, 20]
+    status, err = chainrule("train", text, "--resume", run, "--steps", 25)
+    assert evaluation_steps(run) == [5, 10, 15, 20, 25]
