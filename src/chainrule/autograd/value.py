@@ -12,8 +12,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import ops as _ops
 from .engine import reverse_topological_order
+from .ops.elementwise import _scalar_power, div_gradients, pow_gradients, relu_blocked, sigmoid_forward
 
 Number = Union[int, float]
 _F = np.float64
@@ -60,8 +60,8 @@ class Value:
         raise TypeError(f"unsupported operand for {op}: Value and {type(other).__name__}")
 
     # Each op computes its value and its local derivatives with NumPy float64 and the same functions as the
-    # Tensor engine (chainrule.autograd.ops), so the two engines agree at every special point: no Python-float
-    # exceptions (ZeroDivisionError, OverflowError, math domain errors), but inf and NaN as PyTorch gives.
+    # Tensor engine (chainrule.autograd.ops.elementwise), so the two engines agree at every special point: no
+    # Python-float exceptions (ZeroDivisionError, OverflowError, math domain errors), but inf and NaN as PyTorch gives.
     def _result(self, out: Any, parents: tuple[Value, ...], local_grads: tuple, op: str) -> Value:
         return Value(float(out), parents, tuple(float(local) for local in local_grads), op)
 
@@ -82,8 +82,8 @@ class Value:
         x = _F(self.data)
         y = float(exponent) if not isinstance(exponent, Value) else _F(exponent.data)
         with np.errstate(all="ignore"):
-            out = _ops._scalar_power(x, y)
-            local_base, local_exponent = _ops.pow_gradients(_ONE, x, y, out)
+            out = _scalar_power(x, y)
+            local_base, local_exponent = pow_gradients(_ONE, x, y, out)
         return self._result(out, (self, lifted), (local_base, local_exponent), "**")
 
     def __neg__(self) -> Value:
@@ -99,7 +99,7 @@ class Value:
         other = self._lift(other, "/")
         x, y = _F(self.data), _F(other.data)
         with np.errstate(all="ignore"):
-            return self._result(x / y, (self, other), _ops.div_gradients(_ONE, x, y), "/")
+            return self._result(x / y, (self, other), div_gradients(_ONE, x, y), "/")
 
     def __radd__(self, other: Number) -> Value:
         return self._lift(other, "+") + self
@@ -134,12 +134,12 @@ class Value:
 
     def sigmoid(self) -> Value:
         with np.errstate(all="ignore"):
-            out = _ops.sigmoid_forward(_F(self.data))
+            out = sigmoid_forward(_F(self.data))
             return self._result(out, (self,), ((1 - out) * out,), "sigmoid")
 
     def relu(self) -> Value:
         out = np.maximum(_F(self.data), 0.0)
-        return self._result(out, (self,), (0.0 if _ops.relu_blocked(out) else 1.0,), "relu")
+        return self._result(out, (self,), (0.0 if relu_blocked(out) else 1.0,), "relu")
 
     def backward(self) -> None:
         """Add d(self)/d(v) to `v.grad` for every Value v this one was computed from (and itself).

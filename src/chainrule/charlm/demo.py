@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Tensor, Value, grad, manual_seed, ops, randn, tensor
+from ..autograd import Tensor, Value, grad, log_softmax, manual_seed, randn, tensor
 
 
 def _numerical_derivative(function, at: float, eps: float = 1e-6) -> float:
@@ -39,7 +39,7 @@ def run_demo(print_line=print) -> None:
 
     print_line("4. Softmax + negative log-likelihood: the gradient is S - 1 at the target")
     logits = tensor([2.0, 1.0, 0.1], dtype="float64", requires_grad=True)
-    loss = -ops.log_softmax(logits)[0]
+    loss = -log_softmax(logits)[0]
     loss.backward()
     softmax = np.exp(logits.data) / np.exp(logits.data).sum()
     print_line(f"   S = {np.round(softmax, 4).tolist()}, dL/dlogits = {np.round(logits.grad, 4).tolist()}")

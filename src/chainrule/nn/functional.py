@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import ops
+from ..autograd.functional import split
+from ..autograd.ops import Scatter
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, default_generator
 from .kernels import backend
@@ -91,7 +92,7 @@ def lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Ten
     ((2, 4), (2, 4))
     """
     gates = linear(x, weight_ih, bias_ih) + linear(h, weight_hh, bias_hh)
-    i, f, g, o = ops.split(gates, weight_hh.shape[1], axis=-1)
+    i, f, g, o = split(gates, weight_hh.shape[1], axis=-1)
     i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
     c_new = f * c + i * g
     tanh_c = c_new.tanh()
@@ -109,8 +110,8 @@ def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih
     (2, 4)
     """
     hidden = weight_hh.shape[1]
-    x_r, x_z, x_n = ops.split(linear(x, weight_ih, bias_ih), hidden, axis=-1)
-    h_r, h_z, h_n = ops.split(linear(h, weight_hh, bias_hh), hidden, axis=-1)
+    x_r, x_z, x_n = split(linear(x, weight_ih, bias_ih), hidden, axis=-1)
+    h_r, h_z, h_n = split(linear(h, weight_hh, bias_hh), hidden, axis=-1)
     r = (x_r + h_r).sigmoid()
     z = (x_z + h_z).sigmoid()
     n = (x_n + r * h_n).tanh()
@@ -191,7 +192,7 @@ def _place_rows(rows_grad: Any, rows: Any, like: Any) -> Any:
     if rows is Ellipsis:
         return rows_grad
     if isinstance(rows_grad, Tensor):
-        return ops.Scatter.apply(rows_grad, like.shape, rows)
+        return Scatter.apply(rows_grad, like.shape, rows)
     out = np.zeros_like(like)  # the input's memory layout, whatever it is
     out[rows] = rows_grad
     return out

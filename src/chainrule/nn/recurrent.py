@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import ops
+from ..autograd.functional import concatenate, stack, where
 from ..autograd.function import scope
 from ..autograd.tensor import Tensor
 from . import functional as F
@@ -295,9 +295,9 @@ class _RecurrentBase(Module):
                 outputs[t] = new_states[0]
             else:
                 keep = mask[t]   # selected, not multiplied: a padded step's state may be inf
-                outputs[t] = ops.where(keep, new_states[0], np.zeros((), x.dtype))
-                states = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
-        return (ops.stack(outputs), *states)
+                outputs[t] = where(keep, new_states[0], np.zeros((), x.dtype))
+                states = [where(keep, new, old) for new, old in zip(new_states, states)]
+        return (stack(outputs), *states)
 
     def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple, record: dict | None) -> list[Tensor]:
         raise NotImplementedError
@@ -323,7 +323,7 @@ class _RecurrentBase(Module):
         if mask is not None and x is not None:
             # padded inputs are replaced by 0 (a select), so an inf or NaN there reaches no real step's value
             # or gradient (dW_ih = Σ xᵀ δ would take NaN · 0 from it)
-            x = ops.where(mask, x, np.zeros((), dtype))
+            x = where(mask, x, np.zeros((), dtype))
         initial = [self._initial_state(state, batch, dtype, batched, name)
                    for state, name in zip(states, state_names)]
         finals: list[list[Tensor]] = [[] for _ in state_names]
@@ -345,9 +345,9 @@ class _RecurrentBase(Module):
                 for k, final in enumerate(result[1:]):
                     finals[k].append(final)
             layer_input = (direction_outputs[0] if len(direction_outputs) == 1
-                           else ops.concatenate(direction_outputs, axis=-1))
+                           else concatenate(direction_outputs, axis=-1))
         output = layer_input
-        final_states = [ops.stack(f) for f in finals] if len(finals[0]) > 1 else [f[0].unsqueeze(0) for f in finals]
+        final_states = [stack(f) for f in finals] if len(finals[0]) > 1 else [f[0].unsqueeze(0) for f in finals]
         if batched:
             output = output.swapaxes(0, 1) if self.batch_first else output
         else:
