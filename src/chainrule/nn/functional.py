@@ -68,7 +68,7 @@ class Dropout(Function):
 # -- recurrent cells (reference) ------------------------------------------------------------------------
 
 def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
-             bias_hh: Tensor | None, nonlinearity: str = "tanh", record: dict | None = None) -> Tensor:
+             bias_hh: Tensor | None, nonlinearity: str = "tanh") -> Tensor:
     """h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).
 
     >>> import chainrule as cr
@@ -77,13 +77,11 @@ def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih
     """
     pre = linear(x, weight_ih, bias_ih) + linear(h, weight_hh, bias_hh)
     out = pre.tanh() if nonlinearity == "tanh" else pre.relu()
-    if record is not None and nonlinearity == "tanh":
-        record["tanh"] = [out]
     return out
 
 
 def lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-              bias_ih: Tensor | None, bias_hh: Tensor | None, record: dict | None = None) -> tuple[Tensor, Tensor]:
+              bias_ih: Tensor | None, bias_hh: Tensor | None) -> tuple[Tensor, Tensor]:
     """One LSTM step, gates i, f, g, o: c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c').
 
     >>> import chainrule as cr
@@ -96,13 +94,11 @@ def lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Ten
     i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
     c_new = f * c + i * g
     tanh_c = c_new.tanh()
-    if record is not None:
-        record["sigmoid"], record["tanh"] = [i, f, o], [g, tanh_c]
     return o * tanh_c, c_new
 
 
 def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
-             bias_hh: Tensor | None, record: dict | None = None) -> Tensor:
+             bias_hh: Tensor | None) -> Tensor:
     """One GRU step, gates r, z, n: n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn)), h' = (1 - z) ⊙ n + z ⊙ h.
 
     >>> import chainrule as cr
@@ -115,8 +111,6 @@ def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih
     r = (x_r + h_r).sigmoid()
     z = (x_z + h_z).sigmoid()
     n = (x_n + r * h_n).tanh()
-    if record is not None:
-        record["sigmoid"], record["tanh"] = [r, z], [n]
     return n + z * (h - n)
 
 

@@ -173,9 +173,6 @@ def _rows(table: Tensor, index: np.ndarray) -> Tensor:
 
 class _RecurrentBase(Module):
     mode = ""
-    # set to a list to have each step of a forward pass recorded there (run through the reference path):
-    # {"layer", "reverse", "t", "h": the new hidden state, "sigmoid"/"tanh": that step's activations}
-    recorder: list[dict] | None = None
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False,
@@ -257,11 +254,11 @@ class _RecurrentBase(Module):
         return [state[k] for k in range(count)]
 
     def _run_direction(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                       reverse: bool, projected: tuple | None = None, layer: int = 0) -> tuple:
+                       reverse: bool, projected: tuple | None = None) -> tuple:
         """`projected`: None (computed here from x), or layer 0's (projections or table, token ids or None,
         bias) from `_token_projections`. The bias is added by the fused node (float16: in float32)."""
-        if self.implementation == "reference" or self.recorder is not None:
-            return self._reference(x, states, weights, mask, reverse, layer)
+        if self.implementation == "reference":
+            return self._reference(x, states, weights, mask, reverse)
         if projected is None:
             steps, batch, features = x.shape   # the gate width spelt out: -1 is ambiguous when B = 0
             source = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, weights[0].shape[0])
@@ -277,19 +274,16 @@ class _RecurrentBase(Module):
         return bias_ih if self.mode == "GRU" else bias_ih + bias_hh
 
     def _reference(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                   reverse: bool, layer: int = 0) -> tuple:
+                   reverse: bool) -> tuple:
+        """The cell equations one step at a time, differentiated by the generic engine. Each step's nodes are
+        recorded in the scope `t=<t>` (inside the `layer <l>` one `forward` opens) and the step computes its
+        new hidden state last: what a drawing's `collapse="time"` and `chainrule.insight.gradient_flow` read."""
         steps = x.shape[0]
         states = [s if isinstance(s, Tensor) else Tensor(s) for s in states]
         outputs: list[Any] = [None] * steps
         for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-            record = None
-            if self.recorder is not None:
-                record = {"layer": layer, "reverse": reverse, "t": t}
-                self.recorder.append(record)
             with scope(f"t={t}"):
-                new_states = self._cell_step(x[t], states, weights, record)
-            if record is not None:
-                record["h"] = new_states[0]
+                new_states = self._cell_step(x[t], states, weights)
             if mask is None:
                 states = new_states
                 outputs[t] = new_states[0]
@@ -299,7 +293,7 @@ class _RecurrentBase(Module):
                 states = [where(keep, new, old) for new, old in zip(new_states, states)]
         return (stack(outputs), *states)
 
-    def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple, record: dict | None) -> list[Tensor]:
+    def _cell_step(self, x_t: Tensor, states: list[Tensor], weights: tuple) -> list[Tensor]:
         raise NotImplementedError
 
     def _fused(self, projected: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
@@ -339,7 +333,7 @@ class _RecurrentBase(Module):
                     projected, first_projections[direction] = first_projections[direction], None
                 with scope(f"layer {layer}{' reverse' if direction else ''}"):
                     result = self._run_direction(layer_input, [s[index] for s in initial],
-                                                 self._weights(layer, suffix), mask, direction == 1, projected, layer)
+                                                 self._weights(layer, suffix), mask, direction == 1, projected)
                 projected = None
                 direction_outputs.append(result[0])
                 for k, final in enumerate(result[1:]):
@@ -402,7 +396,7 @@ class _RecurrentBase(Module):
             raise IndexError(f"{name}.forward_tokens: token id {int(ids.max() if ids.max() >= rows else ids.min())} "
                              f"is out of range for {rows} rows")
         time_major = ids.T if self.batch_first else ids
-        if self.implementation == "reference" or self.recorder is not None:
+        if self.implementation == "reference":
             return time_major, None
         projections = []
         use_table = ids.size > rows  # else projecting the few looked-up rows is cheaper than the table
@@ -467,8 +461,8 @@ class RNN(_RecurrentBase):
                          implementation)
         self.nonlinearity = nonlinearity
 
-    def _cell_step(self, x_t, states, weights, record=None):
-        return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity, record)]
+    def _cell_step(self, x_t, states, weights):
+        return [F.rnn_cell(x_t, states[0], *weights, self.nonlinearity)]
 
     def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
         return FusedRNN.apply(projected, states[0], weights[1], bias, mask, reverse, self.nonlinearity,
@@ -499,8 +493,8 @@ class LSTM(_RecurrentBase):
     def _join_state(self, finals: list[Tensor]) -> Any:
         return tuple(finals)
 
-    def _cell_step(self, x_t, states, weights, record=None):
-        return list(F.lstm_cell(x_t, states[0], states[1], *weights, record))
+    def _cell_step(self, x_t, states, weights):
+        return list(F.lstm_cell(x_t, states[0], states[1], *weights))
 
     def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
         return FusedLSTM.apply(projected, states[0], states[1], weights[1], bias, mask, reverse, tokens=tokens)
@@ -517,8 +511,8 @@ class GRU(_RecurrentBase):
 
     mode = "GRU"
 
-    def _cell_step(self, x_t, states, weights, record=None):
-        return [F.gru_cell(x_t, states[0], *weights, record)]
+    def _cell_step(self, x_t, states, weights):
+        return [F.gru_cell(x_t, states[0], *weights)]
 
     def _fused(self, projected, states, weights, mask, reverse, bias, tokens):
         return FusedGRU.apply(projected, states[0], weights[1], weights[3], bias, mask, reverse, tokens=tokens)
