@@ -11,16 +11,18 @@ Dimensions, named once:
     G  gate width: H for the vanilla RNN, 4H for the LSTM (gates i, f, g, o), 3H for the GRU (r, z, n)
     V  vocabulary: rows of the input-projection table when the LSTM reads token ids
 
-Every floating-point array of one call has the same dtype, float32 or float64 (the layer's); the kernels
-neither check nor convert it, `nn.fused` and the layers do. `projected` holds the input projections of all
-steps, x_t W_ihᵀ + b_ih (+ b_hh for the RNN and, unless `bias` is passed, the LSTM), computed beforehand as
-one product. `mask` is None or a boolean [T, B, 1]: where it is False, step t of sequence b is padding, the
-state passes through unchanged and the step's output gradient is ignored. `reverse` runs time backwards
-(step T-1 first), as the second direction of a bidirectional layer does. States h_t are rows: [B, H].
+Every floating-point array of one call has the same dtype, float32 or float64; the kernels neither check nor
+convert it, `nn.fused` and the layers do (a float16 layer's arrays arrive in float32, and its results are
+stored back in float16). `projected` holds the input projections of all steps, x_t W_ihᵀ + b_ih (+ b_hh for
+the RNN; the LSTM takes b_ih + b_hh as `bias`), computed beforehand as one product (or looked up by token,
+`nn.fused` does that for the RNN and the GRU, the LSTM kernel itself). `mask` is None or a boolean [T, B, 1]:
+where it is False, step t of sequence b is padding, the state passes through unchanged and the step's output
+gradient is ignored. `reverse` runs time backwards (step T-1 first), as the second direction of a
+bidirectional layer does. States h_t are rows: [B, H].
 
 The arrays a forward returns may come from a pool and be reused by a later call once nobody refers to them;
 a caller that keeps one beyond the layer's backward copies it. A backward may overwrite its cache's arrays
-only when told so (`overwrite_cache`); the caches are dropped after the backward (`FusedFunction.release`).
+only when told so (`overwrite_cache`); `nn.fused` drops the cache once the backward has run.
 """
 from __future__ import annotations
 

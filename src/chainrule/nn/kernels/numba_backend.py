@@ -21,6 +21,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import blas, numpy_backend
+from .contract import GRUCache, LSTMCache, RNNCache
 from .common import back_product, lstm_arrays, recurrent_weight_gradient, reusable_empty, time_order
 from .blas import gemm
 
@@ -117,12 +118,21 @@ def _rnn_step_back(d_h, d_output_t, h_t, keep, use_tanh, delta, carried):
                 carried[b, j] = d_h[b, j]
 
 
-def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
-    # a step is already three NumPy calls (product, add, tanh): nothing for numba to fuse
+def rnn_forward(projected: np.ndarray, h0: np.ndarray, weight_hh: np.ndarray, mask: np.ndarray | None, reverse: bool,
+                nonlinearity: str) -> tuple[np.ndarray, np.ndarray, RNNCache]:
+    """h_t = act(p_t + h_{t-1} W_hhᵀ), act = tanh or relu (`nonlinearity`).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.rnn_forward`.
+    """
     return numpy_backend.rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity)
 
 
-def rnn_backward(cache, weight_hh, d_output, d_h_last):
+def rnn_backward(cache: RNNCache, weight_hh: np.ndarray, d_output: np.ndarray,
+                 d_h_last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BPTT of `rnn_forward`: δ_t = (dL/dh_t) ⊙ act'(·), dL/dh_{t-1} = δ_t W_hh (+ what padding carried).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.rnn_backward`.
+    """
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
     states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
     steps, batch, hidden = states.shape
@@ -333,7 +343,13 @@ def _lstm_backward_loop(d_output, d_h, d_c, deltas, tanh_c_all, c_states, c0, ke
             d_h += carried   # (+ what padding carries)
 
 
-def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
+def lstm_forward(projected: np.ndarray, h0: np.ndarray, c0: np.ndarray, weight_hh: np.ndarray,
+                 bias: np.ndarray | None, mask: np.ndarray | None, reverse: bool,
+                 tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, LSTMCache]:
+    """[i, f, g, o] = [σ, σ, tanh, σ](p_t + bias + h_{t-1} W_hhᵀ); c_t = f ⊙ c_{t-1} + i ⊙ g; h_t = o ⊙ tanh(c_t).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.lstm_forward`.
+    """
     shape = projected.shape if tokens is None else tokens.shape + projected.shape[1:]
     steps, batch, gate_width = shape
     dtype = projected.dtype
@@ -360,12 +376,18 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
             h, c = h_states[t], c_states[t]
     last = 0 if reverse else steps - 1
     return (h_states, h_states[last], c_states[last],
-            (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh))
+            LSTMCache(gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, None))
 
 
-def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cache=False):
+def lstm_backward(cache: LSTMCache, weight_hh: np.ndarray, d_output: np.ndarray, d_h_last: np.ndarray,
+                  d_c_last: np.ndarray,
+                  overwrite_cache: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BPTT of `lstm_forward`. d_output [T, B, H], d_h_last and d_c_last [B, H].
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.lstm_backward`.
+    """
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
-    gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh = cache
+    gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, _ = cache
     steps, batch, gate_width = gates_all.shape
     dtype = gates_all.dtype
     # step t's δ replaces its gates, which nothing reads afterwards; to keep them, δ goes to a copy
@@ -496,7 +518,13 @@ def _gru_backward_loop(d_output, d_h, gates_all, hidden_n_all, h_states, h0, kee
         d_h += direct
 
 
-def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
+def gru_forward(projected: np.ndarray, h0: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray | None,
+                mask: np.ndarray | None, reverse: bool) -> tuple[np.ndarray, np.ndarray, GRUCache]:
+    """r, z = σ(p_{r,z} + h_{t-1} W_h{r,z}ᵀ + b_h{r,z}); n = tanh(p_n + r ⊙ (h_{t-1} W_hnᵀ + b_hn)); h_t = n + z ⊙
+    (h_{t-1} - n) (PyTorch's GRU).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.gru_forward`.
+    """
     steps, batch, gate_width = projected.shape
     hidden = gate_width // 3
     dtype = projected.dtype
@@ -519,12 +547,17 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
                       h_states[t])
             h = h_states[t]
     last = 0 if reverse else steps - 1
-    return h_states, h_states[last], (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh)
+    return h_states, h_states[last], GRUCache(gates_all, hidden_n_all, h_states, h0, mask, reverse, None)
 
 
-def gru_backward(cache, weight_hh, d_output, d_h_last):
+def gru_backward(cache: GRUCache, weight_hh: np.ndarray, d_output: np.ndarray,
+                 d_h_last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BPTT of `gru_forward`. d_output [T, B, H], d_h_last [B, H].
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.gru_backward`.
+    """
     d_output = np.ascontiguousarray(d_output)  # often a transposed view; compiled loops want rows
-    gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh = cache
+    gates_all, hidden_n_all, h_states, h0, mask, reverse, _ = cache
     steps, batch, gate_width = gates_all.shape
     dtype = gates_all.dtype
     d_input = reusable_empty(gates_all.shape, dtype)
@@ -562,7 +595,11 @@ def _dropout(x, draws, threshold, scale, out):
                 out[i, j, k] = x[i, j, k] * (scale if draws[i, j, k] >= threshold else zero)
 
 
-def apply_dropout(x, draws, threshold, scale):
+def apply_dropout(x: np.ndarray, draws: np.ndarray, threshold: int, scale: float) -> np.ndarray:
+    """x ⊙ [draws ≥ threshold] · scale, a new array of x's shape and dtype (inverted dropout).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.apply_dropout`.
+    """
     if x.ndim > 3 or x.size == 0 or x.dtype == np.float16:   # numba has no float16 arithmetic
         return numpy_backend.apply_dropout(x, draws, threshold, scale)
     out = np.empty(x.shape, x.dtype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .contract import GRUCache, LSTMCache, RNNCache
 from .common import (back_product, lstm_arrays, matmul_sum, previous_states, recurrent_weight_gradient,
                      right_operand, time_order)
 
@@ -31,7 +32,12 @@ def _carry_masked(states: np.ndarray, t: int, previous: np.ndarray, mask: np.nda
 
 # -- vanilla RNN ------------------------------------------------------------------------------------------
 
-def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
+def rnn_forward(projected: np.ndarray, h0: np.ndarray, weight_hh: np.ndarray, mask: np.ndarray | None, reverse: bool,
+                nonlinearity: str) -> tuple[np.ndarray, np.ndarray, RNNCache]:
+    """h_t = act(p_t + h_{t-1} W_hhᵀ), act = tanh or relu (`nonlinearity`).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.rnn_forward`.
+    """
     states = np.empty(projected.shape, projected.dtype)   # h_t, carried through padding
     weight_hh_t = right_operand(weight_hh, projected.shape[0])
     h = h0
@@ -45,10 +51,15 @@ def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
             np.maximum(h_t, 0, out=h_t)
         _carry_masked(states, t, h, mask)
         h = h_t
-    return states, h, (states, h0, mask, reverse, nonlinearity, weight_hh_t)
+    return states, h, RNNCache(states, h0, mask, reverse, nonlinearity, weight_hh_t)
 
 
-def rnn_backward(cache, weight_hh, d_output, d_h_last):
+def rnn_backward(cache: RNNCache, weight_hh: np.ndarray, d_output: np.ndarray,
+                 d_h_last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BPTT of `rnn_forward`: δ_t = (dL/dh_t) ⊙ act'(·), dL/dh_{t-1} = δ_t W_hh (+ what padding carried).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.rnn_backward`.
+    """
     states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
     # δ_t = dL/dh_t ⊙ act'(·): tanh' = 1 - h_t², relu' = [h_t > 0]
     local = 1 - states * states if nonlinearity == "tanh" else (states > 0).astype(states.dtype)
@@ -71,7 +82,13 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
 
 # -- LSTM -------------------------------------------------------------------------------------------------
 
-def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
+def lstm_forward(projected: np.ndarray, h0: np.ndarray, c0: np.ndarray, weight_hh: np.ndarray,
+                 bias: np.ndarray | None, mask: np.ndarray | None, reverse: bool,
+                 tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, LSTMCache]:
+    """[i, f, g, o] = [σ, σ, tanh, σ](p_t + bias + h_{t-1} W_hhᵀ); c_t = f ⊙ c_{t-1} + i ⊙ g; h_t = o ⊙ tanh(c_t).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.lstm_forward`.
+    """
     if tokens is not None:  # projected is a [vocabulary, 4H] table: look all rows up at once
         projected = projected[tokens]
     if bias is not None:
@@ -98,10 +115,16 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
         _carry_masked(c_states, t, c, mask)
         _carry_masked(h_states, t, h, mask)
         h, c = h_t, c_t
-    return h_states, h, c, (gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t)
+    return h_states, h, c, LSTMCache(gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t)
 
 
-def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cache=False):
+def lstm_backward(cache: LSTMCache, weight_hh: np.ndarray, d_output: np.ndarray, d_h_last: np.ndarray,
+                  d_c_last: np.ndarray,
+                  overwrite_cache: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BPTT of `lstm_forward`. d_output [T, B, H], d_h_last and d_c_last [B, H].
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.lstm_backward`.
+    """
     gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     hidden = gate_width // 4
@@ -142,7 +165,13 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
 
 # -- GRU --------------------------------------------------------------------------------------------------
 
-def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
+def gru_forward(projected: np.ndarray, h0: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray | None,
+                mask: np.ndarray | None, reverse: bool) -> tuple[np.ndarray, np.ndarray, GRUCache]:
+    """r, z = σ(p_{r,z} + h_{t-1} W_h{r,z}ᵀ + b_h{r,z}); n = tanh(p_n + r ⊙ (h_{t-1} W_hnᵀ + b_hn)); h_t = n + z ⊙
+    (h_{t-1} - n) (PyTorch's GRU).
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.gru_forward`.
+    """
     steps, batch, gate_width = projected.shape
     hidden = gate_width // 3
     dtype = projected.dtype
@@ -170,10 +199,15 @@ def gru_forward(projected, h0, weight_hh, bias_hh, mask, reverse):
         h_t += n
         _carry_masked(h_states, t, h, mask)
         h = h_t
-    return h_states, h, (gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t)
+    return h_states, h, GRUCache(gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t)
 
 
-def gru_backward(cache, weight_hh, d_output, d_h_last):
+def gru_backward(cache: GRUCache, weight_hh: np.ndarray, d_output: np.ndarray,
+                 d_h_last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BPTT of `gru_forward`. d_output [T, B, H], d_h_last [B, H].
+
+    Shapes, dtypes and what is returned: `contract.KernelBackend.gru_backward`.
+    """
     gates_all, hidden_n_all, h_states, h0, mask, reverse, weight_hh_t = cache
     steps, batch, gate_width = gates_all.shape
     hidden = gate_width // 3
@@ -212,7 +246,7 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
 
 # -- dropout ----------------------------------------------------------------------------------------------
 
-def apply_dropout(x, draws, threshold, scale):
+def apply_dropout(x: np.ndarray, draws: np.ndarray, threshold: int, scale: float) -> np.ndarray:
     """x ⊙ [draws ≥ threshold] · scale (a dropped NaN stays NaN, as x · 0 does)."""
     factor = (draws >= threshold).astype(x.dtype)   # np.where with two scalars is ~10x slower
     factor *= x.dtype.type(scale)
