@@ -1,10 +1,11 @@
-"""`Value`: the source book's `NumberWithGrad`, done right.
+"""`Value`: the `NumberWithGrad` of Seth Weidman's *Deep Learning from Scratch* (O'Reilly 2019, ch. 6),
+done right.
 
 A Value wraps one Python number and remembers the Values it was computed from together with the local
-derivative with respect to each (the "local gradient" of the seed article). `backward()` walks the graph
-with the same reverse-topological traversal as `Tensor`, so each node passes its gradient on once, after
-all its uses have contributed: for b = 2a, c = b·b it gives dc/da = 24, where the book's recursion,
-which re-sends the running total on every visit, gives 36.
+derivative with respect to each (the "local gradient" of the RNN backpropagation article; README, Sources).
+`backward()` walks the graph with the same reverse-topological traversal as `Tensor`, so each node passes
+its gradient on once, after all its uses have contributed: for b = 2a, c = b·b it gives dc/da = 24, where
+the book's recursion, which re-sends the running total on every visit, gives 36.
 """
 from __future__ import annotations
 

@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "default corpus: a path recorded in a checkpoint is never opened)")
     diagnose.add_argument("--out", default="gradient_flow.png", help="where to write the PNG")
     diagnose.add_argument("--seed", type=_SEED, default=0)
-    commands.add_parser("demo", help="a short tour of the autograd engine on the source texts' examples",
+    commands.add_parser("demo", help="a short tour of the autograd engine on its sources' examples (README, Sources)",
                         parents=[common])
     return parser
 
@@ -176,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _reuse_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed blocks of up to 32 MiB for reuse rather than return them to the
     kernel. A training step allocates and frees the same few-MiB arrays every step; by default glibc hands
-    many of them back, and each new mapping then costs a page fault per 4 KiB: 2,200 faults per step and
-    ~13% of the step time for a 1x128 LSTM at batch 32 here. (The recurrent kernels' own large arrays are
-    reused by `nn.kernels.ArrayPool` either way; this covers the rest.) Process-wide, so it is the command
+    many of them back, and each new mapping then costs a page fault per 4 KiB (BENCHMARKS.md, "glibc's
+    malloc threshold"). (The recurrent kernels' own large arrays are reused by `_kernels.memory.ArrayPool`
+    either way; this covers the rest.) Process-wide, so it is the command
     line's choice, not the library's. Returns whether the setting took (False off glibc)."""
     import ctypes
     import platform
@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code.
 
     >>> main(["demo"]) == 0   # doctest: +ELLIPSIS
-    1. The book's example ...
+    1. Weidman's example ...
     True
     """
     from .checkpoint import CheckpointError

@@ -1,4 +1,5 @@
-"""A short tour of the engine on the source texts' own examples (`chainrule demo`)."""
+"""A short tour of the engine on the examples of Weidman's *Deep Learning from Scratch* (ch. 6) and the RNN
+backpropagation article (README, Sources): `chainrule demo`."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,14 +12,14 @@ def _numerical_derivative(function, at: float, eps: float = 1e-6) -> float:
 
 
 def run_demo(print_line=print) -> None:
-    """Print the worked examples: the book's scalar graph, reuse, f = z(x+y), softmax + NLL, a fit.
+    """Print the worked examples: Weidman's scalar graph, reuse, f = z(x+y), softmax + NLL, a fit.
 
     >>> lines = []
     >>> run_demo(lines.append)
     >>> any("d = 75" in line for line in lines)
     True
     """
-    print_line("1. The book's example with chainrule.Value: a = 3, b = 4a, c = b + 3, d = c(a + 2)")
+    print_line("1. Weidman's example with chainrule.Value: a = 3, b = 4a, c = b + 3, d = c(a + 2)")
     a = Value(3.0)
     d = (a * 4 + 3) * (a + 2)
     d.backward()

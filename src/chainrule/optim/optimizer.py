@@ -253,6 +253,7 @@ class SGD(Optimizer):
 
 class Adagrad(Optimizer):
     """Adagrad (min-char-rnn's optimizer): p -= lr_t g / (√Σg² + eps), lr_t = lr / (1 + (t-1) lr_decay).
+    Duchi, Hazan, Singer, "Adaptive Subgradient Methods for Online Learning and Stochastic Optimization", 2011.
 
     >>> import chainrule as cr
     >>> Adagrad([cr.ones(1, requires_grad=True)], lr=0.1).defaults["eps"]
@@ -283,6 +284,7 @@ class Adagrad(Optimizer):
 
 class RMSprop(Optimizer):
     """RMSprop: divide by a running root-mean-square of the gradient (optionally centered, with momentum).
+    Hinton, *Neural Networks for Machine Learning*, lecture 6e, 2012.
 
     >>> import chainrule as cr
     >>> RMSprop([cr.ones(1, requires_grad=True)]).defaults["alpha"]
@@ -333,6 +335,7 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """Adam: bias-corrected running means of g and g²; weight decay added to the gradient (L2).
+    Kingma, Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, https://arxiv.org/abs/1412.6980.
 
     >>> import chainrule as cr
     >>> Adam([cr.ones(1, requires_grad=True)], lr=2e-3).defaults["betas"]
@@ -393,6 +396,7 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay: p ← p (1 - lr λ) before the Adam step (default λ = 0.01).
+    Loshchilov, Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, https://arxiv.org/abs/1711.05101.
 
     >>> import chainrule as cr
     >>> AdamW([cr.ones(1, requires_grad=True)]).defaults["weight_decay"]

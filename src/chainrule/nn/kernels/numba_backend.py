@@ -9,8 +9,8 @@ activations), so each of its steps is one compiled pass and one product, with no
 arrays.
 
 Inside compiled loops tanh is `tanh` below: for float32 a rational approximation that LLVM vectorises
-(numba's own tanh is a scalar libm call, about 30 times slower than NumPy's SIMD one); for float64 the
-exact `math.tanh`, since float64 is the dtype of checking, not of speed.
+(numba's own tanh is a scalar libm call, far slower than NumPy's SIMD one); for float64 the exact
+`math.tanh`, since float64 is the dtype of checking, not of speed.
 """
 from __future__ import annotations
 
@@ -49,10 +49,8 @@ def compiled_time_loops(enabled: bool | None = None) -> bool:
 
 # tanh(x) ≈ x P(u) / Q(u), u = (x / 9)², for |x| ≤ 9 (beyond, tanh rounds to ±1 in float32). Coefficients
 # from benchmarks/tanh_approximation.py (a weighted least-squares fit of the relative error, refined to
-# minimax by Lawson's iteration): relative error 6.6e-9 in exact arithmetic; evaluated in float32 with
-# fused multiply-adds, at most 5 units in the last place from the correctly rounded tanh, 0.67-0.69 on
-# average (without FMA: 6 and 0.76; np.tanh: 1 and 0.36), and faster than without them and than np.tanh
-# (65K values: 21.2 against 25.2 µs for np.tanh; 32K: 10.3 against 12.2 µs without FMA).
+# minimax by Lawson's iteration). Evaluated in float32 with fused multiply-adds it stays within a few
+# units in the last place of the correctly rounded tanh and beats np.tanh (BENCHMARKS.md, "The compiled tanh").
 _CLAMP = np.float32(9.0)
 _ONE = np.float32(1.0)
 _SCALE = np.float32(1.0 / 81.0)
@@ -154,15 +152,14 @@ def rnn_backward(cache: RNNCache, weight_hh: np.ndarray, d_output: np.ndarray,
 # branch on padding is taken once per row, so the inner loops vectorise.
 #
 # The forward's per-step product is computed transposed, as W_hh h_{t-1}ᵀ [4H, B] (the GRU's likewise,
-# [3H, B]): OpenBLAS runs that shape much faster than h_{t-1} W_hhᵀ (B = 32, H = 256: 99 against 168 µs;
-# B = 64, H = 512: 702 against 905 µs), and copying it back across in blocks costs less than that (a whole
-# 64-step forward: 12.7 against 15.6 ms at H = 256, 70 against 76 ms at H = 512). The backward's δ_t W_hh
-# is computed so only from H = 512 (`_back_product`).
+# [3H, B]): BLAS runs that shape faster than h_{t-1} W_hhᵀ, by more than the blocked copy back across
+# costs (BENCHMARKS.md, "The forward step product"). The backward's δ_t W_hh is computed so only from
+# H = 512 (`_back_product`).
 #
 # Each step's arithmetic after its product is one compiled call (`_lstm_step`, `_lstm_step_back`). With
 # NumPy's BLAS reachable from compiled code (`blas.AVAILABLE`) the whole time loop is compiled too
-# (`_lstm_forward_loop`, `_lstm_backward_loop`), which saves the Python work around each step: a 64-step
-# forward at H = 64, B = 1 went from 0.355 to 0.095 ms, at H = 128, B = 32 from 5.3 to 4.8 ms.
+# (`_lstm_forward_loop`, `_lstm_backward_loop`), which saves the Python work around each step, most of a
+# small layer's time (BENCHMARKS.md, "Compiled time loops").
 
 _BLOCK = 16
 
@@ -188,16 +185,15 @@ def _lstm_step(from_hidden, table, rows, bias, c_previous, h_previous, keep, scr
     then c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t), or the previous state carried through padding.
     The gates are worked out in `scratch` [B, 4H], the same array every step, and written to `gates` row by
     row at the end: the copy across writes one cache line in each of B rows 16H bytes apart, which into a
-    step's fresh gate storage waits for every line to come from memory (H = 512, B = 64: 135 against 52 µs a
-    step; the row-by-row write-out costs 24)."""
+    step's fresh gate storage waits for every line to come from memory
+    (BENCHMARKS.md, "The LSTM step's scratch row")."""
     _copy_across(from_hidden, scratch)
     batch, width = gates.shape
     hidden = width // 4
     half = gates.dtype.type(0.5)
     if_bias, g_bias, o_bias = bias[:2 * hidden], bias[2 * hidden:3 * hidden], bias[3 * hidden:]
     for b in range(batch):
-        # one 1-D slice per gate: faster than indexing the row at j, 2H + j, 3H + j (hot, B = 32: 13.9
-        # against 18.7 µs at H = 256, 29.3 against 38.6 at H = 512)
+        # one 1-D slice per gate: LLVM vectorises it, not the row indexed at j, 2H + j, 3H + j
         row, projected = scratch[b], table[rows[b]]
         if_gates, i_gate, f_gate = row[:2 * hidden], row[:hidden], row[hidden:2 * hidden]
         g_gate, o_gate = row[2 * hidden:3 * hidden], row[3 * hidden:]
@@ -209,7 +205,7 @@ def _lstm_step(from_hidden, table, rows, bias, c_previous, h_previous, keep, scr
             g_gate[j] = g_gate[j] + g_projected[j] + g_bias[j]
         for j in range(hidden):
             o_gate[j] = half * (o_gate[j] + o_projected[j] + o_bias[j])
-        # the activations in their own passes: a loop that also adds stays scalar (25 against 12 µs)
+        # the activations in their own passes: a loop that also adds stays scalar
         for j in range(width):
             row[j] = tanh(row[j])
         for j in range(2 * hidden):
@@ -259,8 +255,7 @@ def _state_before(states, initial, t, reverse):
 
 # The backward's step product dL/dh_{t-1} = δ_t W_hh: from H = 512 it runs faster transposed, as W_hhᵀ δ_tᵀ
 # into an [H, B] buffer (the wide matrix first, as in the forward) copied across, with W_hhᵀ made once per
-# call; below that the plain form into d_h is as fast or faster. Whole training steps, the two forms
-# alternating (batch 32): H = 128 0.96-0.98x, 256 0.98-1.00x, 384 1.00x, 512 1.03-1.04x for the transposed one.
+# call; below that the plain form into d_h is as fast or faster (BENCHMARKS.md, "The backward step product").
 _TRANSPOSED_BACK_PRODUCT_FROM = 512
 
 
@@ -270,7 +265,7 @@ def _back_product_operands(weight_hh, dtype):
     if weight_hh.shape[1] < _TRANSPOSED_BACK_PRODUCT_FROM:
         return weight_hh, np.empty((0, 0), dtype)
     weight_hh_t = reusable_empty(weight_hh.shape[::-1], dtype)
-    _copy_across(weight_hh, weight_hh_t)   # blocked: NumPy's copy of the transpose took 9x as long at H = 512
+    _copy_across(weight_hh, weight_hh_t)   # blocked: NumPy's copy of a transpose misses the cache per element
     return weight_hh, weight_hh_t
 
 
@@ -298,8 +293,8 @@ def _lstm_step_back(d_h, d_output_t, d_c, gates, tanh_c, c_previous, keep, carri
     """From dL/dh_t (d_h + output's) and dL/dc_t (d_c): δ for the 4 gates, written over the gates (each
     element is read before it is written, and nothing reads the gates afterwards); d_c becomes
     dL/dc_{t-1}. Reading and writing the same slices lets LLVM vectorise: with δ in another array its
-    runtime overlap check fell back to scalar code whenever the two were one (hot, H = 256, B = 32: 22
-    against 11 µs)."""
+    runtime overlap check fell back to scalar code whenever the two were one
+    (BENCHMARKS.md, "δ written over the gates")."""
     batch, width = gates.shape
     hidden = width // 4
     one = gates.dtype.type(1.0)

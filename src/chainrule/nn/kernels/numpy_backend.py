@@ -73,7 +73,7 @@ def rnn_backward(cache: RNNCache, weight_hh: np.ndarray, d_output: np.ndarray,
             d_total = np.where(mask[t], d_total, zero)
             carried = np.where(mask[t], zero, d_h)
         np.multiply(d_total, local[t], out=deltas[t])
-        # dL/dh_{t-1} = δ_t W_hh (the seed's W_hhᵀ δ in column form), plus what padding carried
+        # dL/dh_{t-1} = δ_t W_hh (min-char-rnn's W_hhᵀ δ, in column form), plus what padding carried
         d_h = back_product(deltas[t], weight_hh_t)
         if carried is not None:
             d_h += carried
@@ -248,6 +248,6 @@ def gru_backward(cache: GRUCache, weight_hh: np.ndarray, d_output: np.ndarray,
 
 def apply_dropout(x: np.ndarray, draws: np.ndarray, threshold: int, scale: float) -> np.ndarray:
     """x ⊙ [draws ≥ threshold] · scale (a dropped NaN stays NaN, as x · 0 does)."""
-    factor = (draws >= threshold).astype(x.dtype)   # np.where with two scalars is ~10x slower
+    factor = (draws >= threshold).astype(x.dtype)   # not np.where with two scalars (BENCHMARKS.md, "The dropout mask")
     factor *= x.dtype.type(scale)
     return x * factor
