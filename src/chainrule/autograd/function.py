@@ -258,6 +258,8 @@ class Function:
 
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
+        """Per positional input of forward, whether a gradient for it is wanted (as in PyTorch): a backward
+        may skip computing the others and return None for them."""
         return tuple(tensor is not None for tensor in self.inputs)
 
     @property

@@ -13,7 +13,7 @@ from ..autograd.functional import split
 from ..autograd.ops import Scatter
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, default_generator
-from .kernels import backend
+from .kernels import kernel_module
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -56,13 +56,13 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, draws, threshold, scale):
         ctx.draws, ctx.threshold, ctx.scale = draws, threshold, scale
-        return backend().apply_dropout(x, draws, threshold, scale)
+        return kernel_module().apply_dropout(x, draws, threshold, scale)
 
     @staticmethod
     def backward(ctx, g):
         if isinstance(g, Tensor):  # create_graph=True: record the backward as a Dropout of g
             return Dropout.apply(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
-        return backend().apply_dropout(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
+        return kernel_module().apply_dropout(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
 
 
 # -- recurrent cells (reference) ------------------------------------------------------------------------

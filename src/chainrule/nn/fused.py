@@ -25,7 +25,7 @@ import numpy as np
 
 from .._kernels.rows import scatter_rows
 from ..autograd.function import Function, is_graph_retained
-from .kernels import backend
+from .kernels import kernel_module
 
 
 # the dtype the kernels compute in for each stored dtype (float16 has no BLAS, and its sums overflow or stall)
@@ -85,7 +85,7 @@ class FusedRNN(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, bias, mask, reverse, nonlinearity, tokens=None):
-        kernels = backend()
+        kernels = kernel_module()
         _token_rows(ctx, projected, tokens)
         (projected, h0, weight_hh, bias), ctx.stored = _compute(projected, h0, weight_hh, bias)
         ctx.has_bias = bias is not None
@@ -126,7 +126,7 @@ class FusedLSTM(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
-        kernels = backend()
+        kernels = kernel_module()
         _token_rows(ctx, projected, tokens)
         if tokens is not None:
             projected = np.ascontiguousarray(projected)  # its rows are read step by step; x W_ihᵀ comes F-ordered
@@ -155,7 +155,7 @@ class FusedGRU(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, bias_hh, bias_ih, mask, reverse, tokens=None):
-        kernels = backend()
+        kernels = kernel_module()
         _token_rows(ctx, projected, tokens)
         (projected, h0, weight_hh, bias_hh, bias_ih), ctx.stored = _compute(projected, h0, weight_hh, bias_hh, bias_ih)
         ctx.has_bias_ih = bias_ih is not None

@@ -148,7 +148,7 @@ class Div(Function):
     def backward(ctx, g):
         x, y = ctx.saved_tensors
         grad_x, grad_y = div_gradients(g, x, y)
-        return grad_x, (grad_y if ctx.inputs[1] is not None else None)
+        return grad_x, (grad_y if ctx.needs_input_grad[1] else None)
 
 
 class Pow(Function):
@@ -163,7 +163,7 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, g):
         x, y, out = ctx.saved_tensors
-        return pow_gradients(g, x, y, out, ctx.inputs[0] is not None, ctx.inputs[1] is not None)
+        return pow_gradients(g, x, y, out, *ctx.needs_input_grad)
 
 
 class Sqrt(Function):

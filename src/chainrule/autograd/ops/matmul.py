@@ -60,10 +60,11 @@ class MatMul(Function):
             count = int(np.prod(x.shape[:-1]))
             rows_x, rows_g = x.reshape((count, x.shape[-1])), g.reshape((count, g.shape[-1]))
             grad_x = grad_y = None
-            if ctx.inputs[0] is not None:
+            needs_x, needs_y = ctx.needs_input_grad
+            if needs_x:
                 grad_x = _matmul(rows_g, y.mT).reshape(x.shape)
                 grad_x = grad_x if axes is None else grad_x.transpose(np.argsort(axes))
-            if ctx.inputs[1] is not None:
+            if needs_y:
                 grad_y = _matmul(rows_x.mT, rows_g)
             return grad_x, grad_y
         x2 = x.reshape((1, x.shape[0])) if x.ndim == 1 else x
@@ -74,11 +75,12 @@ class MatMul(Function):
         if y.ndim == 1:
             g2 = g2.reshape(g2.shape + (1,))
         grad_x = grad_y = None
-        if ctx.inputs[0] is not None:
+        needs_x, needs_y = ctx.needs_input_grad
+        if needs_x:
             grad_x = _matmul(g2, y2.mT)
             if x.ndim == 1:
                 grad_x = grad_x.reshape(grad_x.shape[:-2] + grad_x.shape[-1:])
-        if ctx.inputs[1] is not None:
+        if needs_y:
             grad_y = _matmul(x2.mT, g2)
             if y.ndim == 1:
                 grad_y = grad_y.reshape(grad_y.shape[:-1])

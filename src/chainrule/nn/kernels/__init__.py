@@ -13,8 +13,9 @@ from types import ModuleType
 from ..._kernels.backend import backend_name, numba_available, use_backend  # noqa: F401  (re-exported)
 
 
-def backend() -> ModuleType:
-    """The module of fused kernels for the backend in use (see `chainrule._kernels.backend`)."""
+def kernel_module() -> ModuleType:
+    """The module of fused kernels for the backend in use (`backend_name()`: "numpy" or "numba"), which keeps
+    the contract of `contract.KernelBackend`."""
     if backend_name() == "numba":
         from . import numba_backend as module  # numba loaded on first use
     else:

@@ -1,9 +1,9 @@
 """The contract every recurrent-kernel backend keeps: what `nn.fused` calls, with which arrays, and what it gets back.
 
 A backend is a module with the seven functions of `KernelBackend` below (`numpy_backend` and `numba_backend`
-are the two there are); `chainrule.nn.kernels.backend()` returns the one in use. A forward runs a whole layer
-(one direction) over a whole sequence and returns, besides its outputs, a cache record that only the same
-backend's backward reads; the records are the named tuples below, the same for every backend.
+are the two there are); `chainrule.nn.kernels.kernel_module()` returns the one in use. A forward runs a whole
+layer (one direction) over a whole sequence and returns, besides its outputs, a cache record that only the
+same backend's backward reads; the records are the named tuples below, the same for every backend.
 
 Dimensions, named once:
 
