@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -171,6 +171,16 @@ def _rows(table: Tensor, index: np.ndarray) -> Tensor:
     return table[0:0].reshape(*index.shape, *table.shape[1:])
 
 
+class Projection(NamedTuple):
+    """A direction's input projections, as the fused node takes them: `source` is [T, B, G] (x W_ihᵀ), or with
+    `tokens` ([T, B] ids) a [vocabulary, G] table whose rows the node looks up; `bias` [G] or None is added by
+    the node."""
+
+    source: Tensor
+    tokens: np.ndarray | None
+    bias: Tensor | None
+
+
 class _RecurrentBase(Module):
     mode = ""
 
@@ -254,17 +264,16 @@ class _RecurrentBase(Module):
         return [state[k] for k in range(count)]
 
     def _run_direction(self, x: Tensor, states: list[Any], weights: tuple, mask: np.ndarray | None,
-                       reverse: bool, projected: tuple | None = None) -> tuple:
-        """`projected`: None (computed here from x), or layer 0's (projections or table, token ids or None,
-        bias) from `_token_projections`. The bias is added by the fused node (float16: in float32)."""
+                       reverse: bool, projected: Projection | None = None) -> tuple:
+        """`projected`: None (computed here from x), or layer 0's `Projection` from `_token_projections`. The
+        bias is added by the fused node (float16: in float32)."""
         if self.implementation == "reference":
             return self._reference(x, states, weights, mask, reverse)
         if projected is None:
             steps, batch, features = x.shape   # the gate width spelt out: -1 is ambiguous when B = 0
             source = (x.reshape(steps * batch, features) @ weights[0].mT).reshape(steps, batch, weights[0].shape[0])
-            projected = (source, None, self._projection_bias(weights))
-        source, tokens, bias = projected
-        return self._fused(source, states, weights, mask, reverse, bias, tokens)
+            projected = Projection(source, None, self._projection_bias(weights))
+        return self._fused(projected.source, states, weights, mask, reverse, projected.bias, projected.tokens)
 
     def _projection_bias(self, weights: tuple) -> Tensor | None:
         """The bias the fused node adds to x W_ihᵀ: b_ih + b_hh (GRU: b_ih; its b_hn sits inside r ⊙ (·))."""
@@ -302,14 +311,14 @@ class _RecurrentBase(Module):
         raise NotImplementedError
 
     def _forward(self, x: Tensor, states: Any, lengths: Any, state_names: tuple[str, ...],
-                 first_projections: list[Any] | None = None) -> tuple:
+                 first_projections: list[Projection | None] | None = None) -> tuple:
         if first_projections is None:
             x, batched = self._check_input(x)
             (steps, batch), dtype = x.shape[:2], x.dtype
         else:
-            source, tokens, _ = first_projections[0]
-            batched, dtype = True, source.dtype
-            steps, batch = tokens.shape if tokens is not None else source.shape[:2]
+            first = first_projections[0]
+            batched, dtype = True, first.source.dtype
+            steps, batch = first.tokens.shape if first.tokens is not None else first.source.shape[:2]
         if steps == 0:   # as PyTorch: there would be no last step for h_n
             raise ValueError(f"{type(self).__name__}: expected a sequence length larger than 0, got an input "
                              f"with no time steps")
@@ -375,13 +384,14 @@ class _RecurrentBase(Module):
         output, finals = self._forward(None, self._split_state(state), lengths, self.state_names, projections)
         return output, self._join_state(finals)
 
-    def _token_projections(self, ids: np.ndarray, embedding: Tensor | None) -> tuple[np.ndarray, list[Any] | None]:
+    def _token_projections(self, ids: np.ndarray,
+                           embedding: Tensor | None) -> tuple[np.ndarray, list[Projection | None] | None]:
         """Layer 0's input projections for token ids, as lookups into a [vocabulary, gates] table.
 
         x W_ihᵀ + b with x = E[ids] equals (E W_ihᵀ + b)[ids] (one-hot input: W_ihᵀ[ids] + b), so the
         T·B-row matrix products of the projection, of dx and of dW_ih shrink to vocabulary-row ones. Per
-        direction: (table, ids, b), the fused node looking the rows up (and summing their gradients per
-        token, in float32 for float16); or, for fewer ids than rows, ([T, B, G] projections, None, b).
+        direction a `Projection`: (table, ids, b), the fused node looking the rows up (and summing their gradients
+        per token, in float32 for float16); or, for fewer ids than rows, ([T, B, G] projections, None, b).
         """
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         name = type(self).__name__
@@ -405,11 +415,11 @@ class _RecurrentBase(Module):
             bias = self._projection_bias(weights)
             if use_table:
                 table = weights[0].mT if embedding is None else embedding @ weights[0].mT
-                projections.append((table, time_major, bias))
+                projections.append(Projection(table, time_major, bias))
             else:
                 projected = (_rows(weights[0].mT, time_major) if embedding is None
                              else _rows(embedding, time_major) @ weights[0].mT)
-                projections.append((projected, None, bias))
+                projections.append(Projection(projected, None, bias))
         return time_major, projections
 
     def _token_inputs(self, time_major: np.ndarray, embedding: Tensor | None) -> Tensor:
