@@ -1,6 +1,7 @@
 """The application: a character-level language model and the `chainrule` command.
 
-- `text`: reading a corpus, the vocabulary, the batch streams; `model`: `CharModel`, sampling, evaluation;
+- `config`: the table of cells (the one place that lists lstm, gru, rnn); `text`: reading a corpus, the
+  vocabulary, the batch streams; `model`: `CharModel`, sampling, evaluation;
 - `checkpoint`: a run's arrays and metadata on disk, checked against `checkpoint_schema` (pydantic) before
   anything is built; `training`: the training loop;
 - `cli`: the command line (`chainrule train/sample/eval/info/diagnose/demo`), `diagnose`, `demo`, and

@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .config import CELLS, GATES
+
 FORMAT = "chainrule-checkpoint-1"
-CELLS = ("lstm", "gru", "rnn")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+CELL_NAMES = tuple(CELLS)
 OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 FLOAT_DTYPES = {"F32": 4, "F64": 8}
@@ -67,7 +68,7 @@ def _printable(value: str) -> str:
 
 class ModelSection(_Strict):
     vocabulary: Annotated[str, Field(min_length=1)]
-    model: Literal[CELLS]  # type: ignore[valid-type]
+    model: Literal[CELL_NAMES]  # type: ignore[valid-type]
     hidden: PositiveInt
     layers: PositiveInt
     dropout: Fraction
@@ -84,7 +85,7 @@ class ModelSection(_Strict):
 
 class TrainSection(_Strict):
     text: str | None
-    model: Literal[CELLS]  # type: ignore[valid-type]
+    model: Literal[CELL_NAMES]  # type: ignore[valid-type]
     hidden: PositiveInt
     layers: PositiveInt
     dropout: Fraction

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
+from .config import CELLS
+
 DEFAULT_OUT = "runs/charlm"
 
 
@@ -79,7 +81,7 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         return f" (default {defaults[name]})"
 
     model = train.add_argument_group("model")
-    model.add_argument("--model", choices=["lstm", "gru", "rnn"], help="cell" + default("model"))
+    model.add_argument("--model", choices=list(CELLS), help="cell" + default("model"))
     model.add_argument("--hidden", type=_SIZE, help="hidden units per layer" + default("hidden"))
     model.add_argument("--layers", type=_number(int, 1, 256), help="recurrent layers" + default("layers"))
     model.add_argument("--dropout", type=_number(float, 0, 1, high_open=True),

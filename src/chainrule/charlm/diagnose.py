@@ -5,14 +5,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import nn
 from ..autograd import Tensor, manual_seed
 from ..insight.flow import GradientFlow, format_table, gradient_flow, plot, scale_recurrent_weights
 from ..nn import functional as F
+from .config import CELLS
 from .model import load_model
 from .text import DEFAULT_CORPUS_NAME, default_corpus, read_text
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def fresh_layer(cell: str, input_size: int, hidden: int, forget_bias: float | None) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import load_checkpoint
+from .config import CELLS
 
 
 def to_torch(checkpoint: str | Path) -> tuple[Any, Any, Any]:
@@ -35,7 +36,7 @@ def to_torch(checkpoint: str | Path) -> tuple[Any, Any, Any]:
         embedding.load_state_dict({"weight": weights["embedding.weight"]})
     else:
         embedding = torch.nn.Embedding.from_pretrained(torch.eye(size), freeze=True)
-    cell = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[config["model"]]
+    cell = getattr(torch.nn, CELLS[config["model"]].__name__)   # PyTorch's class of the same name
     rnn = cell(config["embedding"] or size, hidden, num_layers=config["layers"], batch_first=True)
     rnn.load_state_dict({k[len("rnn."):]: v for k, v in weights.items() if k.startswith("rnn.")})
     head = torch.nn.Linear(hidden, size)

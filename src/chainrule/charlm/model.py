@@ -11,10 +11,10 @@ import numpy as np
 from .. import nn
 from ..autograd import Tensor, no_grad
 from ..nn import functional as F
+from .config import CELLS
 from .checkpoint import CheckpointError, load_checkpoint
 from .text import Vocabulary
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 @dataclass

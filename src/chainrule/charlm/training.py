@@ -23,6 +23,7 @@ from ..nn import functional as F
 from .checkpoint import (CheckpointError, all_finite, load_checkpoint, remove_leftovers, run_files,
                          save_checkpoint)
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
+from .plots import draw_loss
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
                    text_digest)
 
@@ -669,40 +670,13 @@ class Trainer:
             bar.write(line)
 
     def _plot(self) -> None:
+        title = f"{self.config.model} {self.config.layers}x{self.config.hidden} on {Path(self.text_name).name}"
         try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            draw_loss(self.progress.history, title, self.out)
         except ImportError:
             self.report("matplotlib is not installed: no loss plot (pip install matplotlib)")
-            return
-        history = self.progress.history
-        figure, axes = plt.subplots(figsize=(7, 4))
-        steps = [r["step"] for r in history if r["train_loss"] is not None]
-        axes.plot(steps, [r["train_loss"] for r in history if r["train_loss"] is not None], label="training")
-        val = [(r["step"], r["val_loss"]) for r in history if r["val_loss"] is not None]
-        if val:
-            axes.plot(*zip(*val), marker="o", label="validation")
-        axes.set_xlabel("step")
-        axes.set_ylabel("loss (nats per character)")
-        axes.set_title(f"{self.config.model} {self.config.layers}x{self.config.hidden} on {Path(self.text_name).name}")
-        axes.grid(alpha=0.3)
-        axes.legend()
-        figure.tight_layout()
-        try:
-            handle, temporary = tempfile.mkstemp(dir=self.out, prefix=".loss.png.", suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    figure.savefig(stream, dpi=100, format="png")
-                os.replace(temporary, self.out / "loss.png")
-            except BaseException:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
-                raise
         except OSError as error:
             self.report(f"could not draw the loss plot: {_describe_os_error(error)} (the checkpoints are written)")
-        finally:
-            plt.close(figure)
 
 
 def _describe_os_error(error: OSError) -> str:
