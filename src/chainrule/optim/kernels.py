@@ -2,8 +2,7 @@
 
 NumPy needs about a dozen calls per parameter for an Adam step, each a pass over memory with a temporary;
 for the many small tensors of a recurrent model that overhead is most of the step. This kernel does the
-same arithmetic per element in one pass. Same formulas as `Adam._update` (PyTorch's): m ← m + (g - m)(1-β1),
-v ← β2 v + (1-β2) g², p ← p - lr/(1-β1^t) · m / (√v̂ / √(1-β2^t) + ε), with v̂ = max(v̂, v) for AMSGrad.
+same arithmetic per element in one pass: the formula of `optimizer.adam`, which calls it.
 """
 from __future__ import annotations
 

@@ -367,32 +367,10 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = np.zeros_like(data)
         state["step"] += 1
-        step, (beta1, beta2), lr = state["step"], group["betas"], group["lr"]
-        if backend_name() == "numba" and _contiguous(data, grad, state):
-            from .kernels import adam_step
-            adam_step(data.reshape(-1), grad.reshape(-1), state["exp_avg"].reshape(-1),
-                      state["exp_avg_sq"].reshape(-1), state.get("max_exp_avg_sq", state["exp_avg_sq"]).reshape(-1),
-                      lr, beta1, beta2, group["eps"], group["weight_decay"], self.decoupled_weight_decay,
-                      group["amsgrad"], lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step))
-            return
-        if group["weight_decay"]:
-            if self.decoupled_weight_decay:
-                data *= 1 - lr * group["weight_decay"]
-            else:
-                grad = grad + group["weight_decay"] * data
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg += (grad - exp_avg) * (1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
-        bias_correction1 = 1 - beta1 ** step
-        bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-        if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-            denominator = np.sqrt(state["max_exp_avg_sq"]) / bias_correction2_sqrt + group["eps"]
-        else:
-            denominator = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + group["eps"]
-        data -= (lr / bias_correction1) * (exp_avg / denominator)
-
+        beta1, beta2 = group["betas"]
+        adam(data, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"), step=state["step"],
+             lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+             decoupled=self.decoupled_weight_decay, amsgrad=group["amsgrad"])
 
 class AdamW(Adam):
     """Adam with decoupled weight decay: p ← p (1 - lr λ) before the Adam step (default λ = 0.01).
@@ -408,3 +386,40 @@ class AdamW(Adam):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+         max_exp_avg_sq: np.ndarray | None, *, step: int, lr: float, beta1: float, beta2: float, eps: float,
+         weight_decay: float, decoupled: bool, amsgrad: bool) -> None:
+    """One Adam (or AdamW) step on one parameter, in place, as PyTorch's `adam()` computes it:
+
+        g ← g + λ p (L2; AdamW instead p ← p (1 - lr λ)),   m ← m + (g - m)(1 - β1),   v ← β2 v + (1 - β2) g²,
+        v̂ ← max(v̂, v) with AMSGrad (`max_exp_avg_sq` holds v̂), else v̂ = v,
+        p ← p - lr / (1 - β1^t) · m / (√v̂ / √(1 - β2^t) + ε).
+
+    `step` is t, counted from 1. All arrays have the parameter's shape and the state's dtype. With the numba
+    backend and C-contiguous arrays of one dtype the step is one compiled pass (`kernels.adam_step`, the
+    same arithmetic); otherwise NumPy's.
+    """
+    if backend_name() == "numba" and _contiguous(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
+        from .kernels import adam_step
+        adam_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
+                  (exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq).reshape(-1), lr, beta1, beta2, eps,
+                  weight_decay, decoupled, amsgrad, lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step))
+        return
+    if weight_decay:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * param
+    exp_avg += (grad - exp_avg) * (1 - beta1)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+    if amsgrad:
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        denominator = np.sqrt(max_exp_avg_sq) / bias_correction2_sqrt + eps
+    else:
+        denominator = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
+    param -= (lr / bias_correction1) * (exp_avg / denominator)
