@@ -3,7 +3,7 @@
 Fits tanh(x) ≈ x P(u) / Q(u), u = (x / 9)², Q(0) = 1, on [0, 9] (beyond 9, tanh rounds to 1 in float32),
 minimising the largest relative error: a linearised weighted least-squares fit, refined by Lawson's
 iteration (weights multiplied by the error, so the fit approaches the minimax one). Then measures the
-coefficients in use (`chainrule.nn.kernels.numba_backend`) in float32 against the correctly rounded tanh,
+coefficients in use (`chainrule.nn.kernels.numba_backend.base`) in float32 against the correctly rounded tanh,
 beside NumPy's np.tanh, and times both on a [32, 2048] array (one LSTM step's gates at H = 512, B = 32).
 
     python benchmarks/tanh_approximation.py
@@ -74,7 +74,7 @@ def main() -> None:
 
     from numba import njit
 
-    from chainrule.nn.kernels import numba_backend
+    from chainrule.nn.kernels.numba_backend import base as numba_backend
     in_use = [getattr(numba_backend, f"_P{k}") for k in range(7)] + [numba_backend._ONE] + [
         getattr(numba_backend, f"_Q{k}") for k in range(1, 4)]
     fitted = np.concatenate([numerator, denominator]).astype(np.float32)

@@ -70,8 +70,8 @@ def test_transposed_backward_step_product_matches_reference(kernel_backend, cell
     sizes are small, so force the transposed form here (2 layers, both directions, padding)."""
     if kernel_backend == "numpy":
         pytest.skip("a choice of the numba kernels")
-    from chainrule.nn.kernels import numba_backend
-    monkeypatch.setattr(numba_backend, "_TRANSPOSED_BACK_PRODUCT_FROM", 0)
+    from chainrule.nn.kernels.numba_backend import base
+    monkeypatch.setattr(base, "_TRANSPOSED_BACK_PRODUCT_FROM", 0)
     layer_cls = CELLS[cell]
     x, state, lengths, (features, hidden) = make_inputs(layer_cls, 2, True, True, "float64", seed=3)
     cr.manual_seed(4)

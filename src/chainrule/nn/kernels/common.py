@@ -53,7 +53,7 @@ def recurrent_weight_gradient(deltas: np.ndarray, states: np.ndarray, initial: n
 def back_product(delta: np.ndarray, weight_hh_t: np.ndarray) -> np.ndarray:
     """δ_t W_hh [B, H] for a backward step, computed as (W_hhᵀ δ_tᵀ)ᵀ with the W_hhᵀ [H, G] the forward made:
     for these skinny shapes BLAS runs that form faster (BENCHMARKS.md, "The backward step product"). The
-    numba LSTM and GRU choose between the two forms by H: `numba_backend._back_product`."""
+    numba LSTM and GRU choose between the two forms by H: `numba_backend.base._back_product`."""
     return np.ascontiguousarray((weight_hh_t @ delta.T).T)
 
 
