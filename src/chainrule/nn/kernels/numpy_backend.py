@@ -50,8 +50,9 @@ def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
 
 def rnn_backward(cache, weight_hh, d_output, d_h_last):
     states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
-    # δ_t = dL/dh_t ⊙ act'(·): tanh' = 1 - h_t², relu' = [h_t > 0]
-    local = 1 - states * states if nonlinearity == "tanh" else (states > 0).astype(states.dtype)
+    # δ_t = dL/dh_t ⊙ act'(·): tanh' = 1 - h_t², relu' = 1 - [h_t <= 0] (a NaN state passes its gradient,
+    # as the Relu op and PyTorch's threshold_backward)
+    local = 1 - states * states if nonlinearity == "tanh" else np.logical_not(states <= 0).astype(states.dtype)
     deltas = np.empty_like(states)
     zero = states.dtype.type(0)
     d_h = d_h_last
