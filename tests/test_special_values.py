@@ -385,12 +385,22 @@ def test_float16_accumulations_do_not_overflow():
     w = cr.tensor(np.ones(1, np.float16), requires_grad=True)
     (w * cr.tensor(values)).sum().backward()
     assert w.grad.tolist() == [60000.0]
+    big = np.full(4096, 30.0, dtype=np.float16)   # sum 122880 overflows float16; the mean is 30
     many = cr.zeros(70000, dtype="float16", requires_grad=True)   # 1 / 70000: the count is not float16
     many.mean().backward()
     torch_many = torch.zeros(70000, dtype=torch.float16, requires_grad=True)
     torch_many.mean().backward()
     assert many.grad[0] == torch_many.grad[0].item() > 0
-    big = np.full(4096, 30.0, dtype=np.float16)   # sum 122880 overflows float16; the mean is 30
+    # the same under create_graph (the graph's count was a float16 inf, and the gradient 0)
+    (second,) = cr.grad(many.mean(), many, create_graph=True)
+    assert second.dtype == np.float16 and second[0].item() == torch_many.grad[0].item()
+    # and the sums inside softmax's and log_softmax's backward stay float32 in the graph too
+    for name in ("softmax", "log_softmax"):
+        x = cr.tensor(np.zeros(4096, np.float16), requires_grad=True)
+        tx = torch.tensor(np.zeros(4096, np.float16), requires_grad=True)
+        (g,) = cr.grad(getattr(x, name)(), x, grad_outputs=cr.tensor(big), create_graph=True)
+        getattr(tx, name)(0).backward(torch.tensor(big))
+        assert_same(g.data, tx.grad.numpy(), "float16", f"create_graph gradient of {name}")
     assert cr.tensor(big).mean().item() == torch.tensor(big).mean().item() == 30.0
     assert_same(cr.tensor(big).softmax().data, torch.tensor(big).softmax(0).numpy(), "float16", "softmax")
     # the sums inside the backward of softmax and log_softmax (Σ g = 122880 here) are float32 too

@@ -48,8 +48,9 @@ def _accumulation_dtype(dtype: np.dtype) -> Any:
 def _in_float32_for_float16(fn: Any, *arrays: Any) -> Any:
     """fn(*arrays), computed in float32 and rounded once when the arrays are float16 (PyTorch's CPU kernels
     do so: a sum inside a backward must not overflow float16 when the result fits); else as it is."""
-    if builtins.any(isinstance(a, Tensor) or a.dtype != np.float16 for a in arrays):
+    if builtins.any(a.dtype != np.float16 for a in arrays):
         return fn(*arrays)
+    # a Tensor (create_graph) goes through the differentiable Cast, so the graph computes the same as here
     return fn(*(a.astype(np.float32) for a in arrays)).astype(np.float16)
 
 
