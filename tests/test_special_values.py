@@ -507,3 +507,23 @@ def test_value_multiplies_an_infinite_upstream_gradient_by_a_selected_zero():
     ((tt ** 0) * math.inf).backward()
     assert float(t.grad) == tt.grad.item() == 0.0
     assert math.isnan(x.grad)
+
+
+@needs_torch
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_grad_of_an_input_listed_twice_is_given_at_both_places(create_graph):
+    # PyTorch: (tensor([2., 4.]), tensor([2., 4.])); chainrule said "inputs[0] was not used"
+    x = cr.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    unused = cr.tensor([3.0], dtype="float64", requires_grad=True)
+    tx = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    expected = [g.numpy() for g in torch.autograd.grad((tx * tx).sum(), [tx, tx])]
+    first, second = cr.grad((x * x).sum(), [x, x], create_graph=create_graph)
+    np.testing.assert_array_equal(first.numpy(), expected[0])
+    np.testing.assert_array_equal(second.numpy(), expected[1])
+    got = cr.grad((x * x).sum(), [x, unused, x], allow_unused=True, create_graph=create_graph)
+    assert got[1] is None
+    np.testing.assert_array_equal(got[0].numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(got[2].numpy(), [2.0, 4.0])
+    if create_graph:   # each copy is differentiable again: d/dx Σ (2x) = 2
+        (again,) = cr.grad(second.sum(), x)
+        np.testing.assert_array_equal(again.numpy(), [2.0, 2.0])
