@@ -527,3 +527,47 @@ def test_grad_of_an_input_listed_twice_is_given_at_both_places(create_graph):
     if create_graph:   # each copy is differentiable again: d/dx Σ (2x) = 2
         (again,) = cr.grad(second.sum(), x)
         np.testing.assert_array_equal(again.numpy(), [2.0, 2.0])
+
+
+@needs_torch
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pow_with_a_tensor_exponent_of_one_half_follows_pow_not_sqrt(dtype):
+    # PyTorch takes sqrt's convention only for a Python-number exponent 0.5 (pow(Tensor, Scalar)); a Tensor
+    # exponent, even 0-d, follows pow: (-0) ** 0.5 = +0 with gradient inf, (-inf) ** 0.5 = inf with gradient 0.
+    # NumPy takes any scalar exponent 0.5 as sqrt, so float32 and float64 disagreed with float16
+    values = np.array([-0.0, -np.inf, 0.0, 4.0, np.nan, -1.0], dtype)
+    for exponent_shape in [(), (1,)]:
+        base = cr.tensor(values, requires_grad=True)
+        exponent = cr.tensor(np.full(exponent_shape, 0.5, dtype), requires_grad=True)
+        out = base ** exponent
+        out.sum().backward()
+        tb = torch.tensor(values, requires_grad=True)
+        te = torch.tensor(np.full(exponent_shape, 0.5, dtype), requires_grad=True)
+        tout = tb ** te
+        tout.sum().backward()
+        assert_same(out.data, tout.detach().numpy(), dtype, "value")
+        assert np.array_equal(np.signbit(out.data), np.signbit(tout.detach().numpy()))   # +0, not -0
+        assert_same(base.grad, tb.grad.numpy(), dtype, "gradient of the base")
+        np.testing.assert_array_equal(out.data[:2].astype(np.float64), [0.0, np.inf])
+        np.testing.assert_array_equal(base.grad[:2].astype(np.float64), [np.inf, 0.0])
+    # a Python-number exponent keeps sqrt's convention (float32, float64), as pow(Tensor, Scalar)
+    base = cr.tensor(values, requires_grad=True)
+    (base ** 0.5).sum().backward()
+    tb = torch.tensor(values, requires_grad=True)
+    (tb ** 0.5).sum().backward()
+    assert_same(base.grad, tb.grad.numpy(), dtype, "gradient of the base, Python exponent")
+
+
+def test_value_pow_with_a_value_exponent_follows_pow_as_the_tensor_engine():
+    for x, value, grad in [(-0.0, 0.0, math.inf), (-math.inf, math.inf, 0.0), (4.0, 2.0, 0.25)]:
+        base, exponent = Value(x), Value(0.5)
+        out = base ** exponent
+        out.backward()
+        assert out.data == value and math.copysign(1.0, out.data) == 1.0 and base.grad == grad
+        t = cr.tensor(x, dtype="float64", requires_grad=True)
+        (t ** cr.tensor(0.5, dtype="float64")).backward()
+        assert float(t.grad) == base.grad
+    number = Value(-0.0)
+    (number ** 0.5).backward()   # a number exponent: sqrt's convention, as pow(Tensor, Scalar)
+    assert number.grad == -math.inf

@@ -64,7 +64,14 @@ def _scalar_power(x: Any, exponent: Any) -> Any:
             return np.sqrt(x)
         if exponent == -0.5:
             return np.reciprocal(np.sqrt(x))
-    return np.power(x, exponent)
+        return np.power(x, exponent)
+    out = np.power(x, exponent)
+    if np.size(exponent) == 1 and np.asarray(exponent).dtype.kind == "f" and float(np.asarray(exponent).flat[0]) == 0.5:
+        # NumPy takes a scalar exponent 0.5 as sqrt (-0 -> -0, -inf -> NaN); a Tensor exponent follows C's
+        # pow, as in PyTorch's pow(Tensor, Tensor): pow(-0, 0.5) = +0, pow(-inf, 0.5) = +inf
+        out = np.where(np.isneginf(x), np.asarray(np.inf, np.result_type(out)), out + np.zeros((), np.result_type(out)))
+        out = out.astype(np.result_type(x, exponent), copy=False) if isinstance(out, np.ndarray) else out
+    return out
 
 
 def _power(x: Any, exponent: Any) -> Any:
@@ -94,7 +101,10 @@ def pow_gradients(g: Any, x: Any, y: Any, out: Any, need_x: bool = True, need_y:
         if isinstance(y, (int, float)) and not isinstance(y, bool):
             grad_x = np.zeros(np.shape(_data(g)), _data(g).dtype) if y == 0 else g * (y * _power(x, y - 1))
         else:
-            grad_x = _where(np.equal(_data(y), 0), 0, g * (y * _power(x, y - 1)))
+            # y - 1 kept an array: NumPy turns a 0-d result into np.float64, a float, which would take the
+            # Python-number (sqrt) convention at -0.5
+            minus_one = y - 1 if isinstance(y, Tensor) else np.asarray(np.subtract(y, 1))
+            grad_x = _where(np.equal(_data(y), 0), 0, g * (y * _power(x, minus_one)))
     if need_y:
         at_zero = np.logical_and(np.equal(_data(x), 0), np.greater_equal(_data(y), 0))
         grad_y = g * _where(at_zero, 0, out * _log(x))

@@ -80,7 +80,8 @@ class Value:
         Value(-0.0) ** 0.5 is -0.0 with gradient -inf); a Value exponent follows pow(Tensor, Tensor)."""
         lifted = self._lift(exponent, "**")
         x = _F(self.data)
-        y = float(exponent) if not isinstance(exponent, Value) else _F(exponent.data)
+        # a Value exponent is an array to the shared kernel, so it takes pow's convention, not sqrt's
+        y = float(exponent) if not isinstance(exponent, Value) else np.asarray(exponent.data, np.float64)
         with np.errstate(all="ignore"):
             out = _ops._scalar_power(x, y)
             local_base, local_exponent = _ops.pow_gradients(_ONE, x, y, out)
