@@ -571,3 +571,38 @@ def test_value_pow_with_a_value_exponent_follows_pow_as_the_tensor_engine():
     number = Value(-0.0)
     (number ** 0.5).backward()   # a number exponent: sqrt's convention, as pow(Tensor, Scalar)
     assert number.grad == -math.inf
+
+
+REDUCTIONS_WITH_KEEPDIM = ["sum", "mean", "max", "min", "logsumexp"]
+
+
+@needs_torch
+@pytest.mark.parametrize("name", REDUCTIONS_WITH_KEEPDIM + ["softmax", "log_softmax"])
+def test_axis_and_dim_given_together_are_refused_as_by_torch(name):
+    x, tx = cr.ones(2, 3), torch.ones(2, 3)
+    with pytest.raises(TypeError):
+        getattr(tx, name)(axis=0, dim=1)   # PyTorch refuses the pair
+    with pytest.raises(TypeError, match="both axis=0 and dim=1"):
+        getattr(x, name)(axis=0, dim=1)
+    with pytest.raises(TypeError, match="both axis=0 and dim=1"):
+        getattr(cr, name)(x, axis=0, dim=1)
+    with pytest.raises(TypeError, match="both axis=0 and dim=0"):   # even when they agree
+        getattr(x, name)(axis=0, dim=0)
+    if name in REDUCTIONS_WITH_KEEPDIM:
+        with pytest.raises(TypeError, match="both keepdims=False and keepdim=True"):
+            getattr(x, name)(1, keepdims=False, keepdim=True)
+        assert getattr(x, name)(dim=1, keepdim=True).shape == getattr(x, name)(axis=1, keepdims=True).shape == (2, 1)
+    expected = getattr(torch, {"max": "amax", "min": "amin"}.get(name, name))(tx, 0).shape
+    assert getattr(x, name)(dim=0).shape == getattr(x, name)(axis=0).shape == tuple(expected)
+
+
+def test_axis_and_dim_given_together_are_refused_by_the_joins():
+    a, b = cr.ones(2, 3), cr.ones(2, 3)
+    for call in (lambda: cr.concatenate([a, b], axis=0, dim=1), lambda: cr.stack([a, b], axis=0, dim=1),
+                 lambda: cr.split(a, 1, axis=0, dim=1), lambda: a.split(1, axis=0, dim=1)):
+        with pytest.raises(TypeError, match="both axis=0 and dim=1"):
+            call()
+    assert cr.concatenate([a, b], dim=1).shape == (2, 6) and cr.concatenate([a, b]).shape == (4, 3)
+    assert cr.stack([a, b], dim=1).shape == (2, 2, 3) and cr.stack([a, b]).shape == (2, 2, 3)
+    assert [p.shape for p in a.split(1, dim=1)] == [(2, 1)] * 3 and len(cr.split(a, 1)) == 2
+    assert cr.softmax(a).shape == a.log_softmax().shape == (2, 3)
