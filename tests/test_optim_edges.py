@@ -353,3 +353,23 @@ def test_step_lr_takes_a_numpy_integer_step_size():
     assert schedule.get_last_lr() == [0.25]
     with pytest.raises(ValueError, match="positive integer"):
         optim.StepLR(ours, step_size=np.bool_(True))
+
+
+def test_clipping_takes_a_parameter_listed_twice_once_with_a_warning():
+    """DIFFERENCE: PyTorch's clip_grad_norm_([w, w]) counts w twice in the norm (√2 · |g|) and scales it
+    twice; chainrule takes it once, as its optimizers do, and warns."""
+    gradient = np.array([3.0, 4.0])
+    w, single = cr.ones(2, dtype="float64", requires_grad=True), cr.ones(2, dtype="float64", requires_grad=True)
+    w.grad, single.grad = gradient.copy(), gradient.copy()
+    with pytest.warns(UserWarning, match="listed more than once"):
+        norm = nn.utils.clip_grad_norm_([w, w], 1.0)
+    assert float(norm) == float(nn.utils.clip_grad_norm_([single], 1.0)) == 5.0
+    np.testing.assert_array_equal(w.grad, single.grad)
+    reference = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    reference.grad = torch.tensor(gradient)
+    torch_norm = torch.nn.utils.clip_grad_norm_([reference, reference], 1.0)
+    assert torch_norm.item() == pytest.approx(5.0 * np.sqrt(2))   # PyTorch's double count
+    w.grad = np.array([-5.0, 0.5])
+    with pytest.warns(UserWarning, match="clip_grad_value_: a parameter is listed more than once"):
+        nn.utils.clip_grad_value_([w, w], 1.0)
+    np.testing.assert_array_equal(w.grad, [-1.0, 0.5])
