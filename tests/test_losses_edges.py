@@ -261,3 +261,14 @@ def test_float16_mean_over_more_rows_than_float16_counts(kind, create_graph):
     loss_torch = (TF.cross_entropy if kind == "ce" else TF.nll_loss)(x_torch, torch.from_numpy(target))
     loss_torch.backward()
     assert not x_torch.grad.any()   # PyTorch's answer: the overflowed count zeroes the gradient
+
+
+def test_linear_refuses_an_input_of_another_dtype_as_torch():
+    layer = nn.Linear(3, 2)   # float32
+    theirs = torch.nn.Linear(3, 2)
+    with pytest.raises(RuntimeError):
+        theirs(torch.ones(4, 3, dtype=torch.float64))   # PyTorch: mat1 and mat2 must have the same dtype
+    with pytest.raises(ValueError, match=r"input dtype \(float64\) does not match the parameters' dtype \(float32\)"):
+        layer(cr.ones(4, 3, dtype="float64"))
+    assert layer(cr.ones(4, 3)).dtype == np.float32
+    assert layer.to("float64")(cr.ones(4, 3, dtype="float64")).dtype == np.float64

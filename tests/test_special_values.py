@@ -606,3 +606,31 @@ def test_axis_and_dim_given_together_are_refused_by_the_joins():
     assert cr.stack([a, b], dim=1).shape == (2, 2, 3) and cr.stack([a, b]).shape == (2, 2, 3)
     assert [p.shape for p in a.split(1, dim=1)] == [(2, 1)] * 3 and len(cr.split(a, 1)) == 2
     assert cr.softmax(a).shape == a.log_softmax().shape == (2, 3)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_and_clamp_keep_negative_zero_as_torch(dtype):
+    values = np.array([-0.0, 0.0, np.nan, -1.0, 2.0], dtype)
+    t = torch.tensor(values)
+    for ours, theirs in [(cr.relu(cr.tensor(values)), torch.relu(t)),
+                         (cr.clip(cr.tensor(values), 0), torch.clamp(t, min=0)),
+                         (cr.clip(cr.tensor(values), -0.5, 0), torch.clamp(t, -0.5, 0)),
+                         (cr.clip(cr.tensor(values), max=-0.0), torch.clamp(t, max=-0.0))]:
+        assert_same(ours.data, theirs.numpy(), dtype, "value")
+        assert np.array_equal(np.signbit(ours.data), np.signbit(theirs.numpy()))
+    assert np.signbit(cr.relu(cr.tensor(values)).data[0])   # relu(-0) = -0
+    assert math.copysign(1.0, Value(-0.0).relu().data) == -1.0   # Value as the Tensor engine
+
+
+@needs_torch
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+def test_relu_rnn_keeps_negative_zero_as_torch(implementation):
+    rnn = cr.nn.RNN(1, 1, nonlinearity="relu", bias=False, implementation=implementation).to("float64")
+    rnn.weight_ih_l0.data[...] = 1.0
+    rnn.weight_hh_l0.data[...] = 0.0
+    out, _ = rnn(cr.tensor(np.array([[[-0.0]]])))
+    theirs = torch.nn.RNN(1, 1, nonlinearity="relu", bias=False, batch_first=True).double()
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in rnn.state_dict().items()})
+    expected = theirs(torch.tensor([[[-0.0]]], dtype=torch.float64))[0].detach().numpy()
+    assert np.array_equal(np.signbit(out.data), np.signbit(expected))

@@ -121,6 +121,11 @@ def sigmoid_forward(x: Any) -> Any:
     return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
 
 
+def relu_forward(x: Any) -> Any:
+    """max(x, 0) as PyTorch's clamp_min: x where x >= 0 or NaN, so -0 stays -0 (np.maximum gives +0)."""
+    return np.where(np.less(x, 0), np.zeros((), np.result_type(x)), x)
+
+
 def relu_blocked(out: Any) -> Any:
     """Where relu passes no gradient: out <= 0 (PyTorch's threshold_backward; NaN passes its gradient)."""
     return np.less_equal(out, 0)
@@ -380,7 +385,7 @@ class Relu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        out = np.maximum(x, 0)
+        out = relu_forward(x)
         ctx.save_for_backward(relu_blocked(out))
         return out
 
@@ -415,7 +420,13 @@ class Clip(Function):
         if high is not None:
             inside &= x <= high
         ctx.save_for_backward(inside)
-        return np.clip(x, low, high)
+        # PyTorch's clamp: x is kept where it equals a bound (-0 stays -0, np.clip gives the bound's +0)
+        out = x
+        if low is not None:
+            out = np.where(np.less(out, low), low, out)
+        if high is not None:
+            out = np.where(np.greater(out, high), high, out)
+        return out.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):

@@ -139,7 +139,7 @@ class Value:
             return self._result(out, (self,), ((1 - out) * out,), "sigmoid")
 
     def relu(self) -> Value:
-        out = np.maximum(_F(self.data), 0.0)
+        out = _F(_ops.relu_forward(_F(self.data)))
         return self._result(out, (self,), (0.0 if _ops.relu_blocked(out) else 1.0,), "relu")
 
     def backward(self) -> None:

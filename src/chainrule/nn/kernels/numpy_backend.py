@@ -42,7 +42,7 @@ def rnn_forward(projected, h0, weight_hh, mask, reverse, nonlinearity):
         if nonlinearity == "tanh":
             np.tanh(h_t, out=h_t)
         else:
-            np.maximum(h_t, 0, out=h_t)
+            np.copyto(h_t, 0, where=h_t < 0)   # relu as PyTorch's: -0 and NaN stay
         _carry_masked(states, t, h, mask)
         h = h_t
     return states, h, (states, h0, mask, reverse, nonlinearity, weight_hh_t)
