@@ -494,19 +494,31 @@ def test_value_never_raises_at_special_points():
 
 
 @needs_torch
-def test_value_multiplies_an_infinite_upstream_gradient_by_a_selected_zero():
-    # DIFFERENCE (between the two engines, only with an infinite or NaN upstream gradient): a Value keeps one
-    # local derivative per edge (the book's model, which viz draws) and multiplies the upstream gradient by
-    # it, so where PyTorch and the Tensor engine select 0 (pow with exponent 0) an infinite upstream
-    # gradient gives inf · 0 = NaN in Value
-    x = Value(2.0)
-    ((x ** 0) * math.inf).backward()
-    t = cr.tensor(2.0, dtype="float64", requires_grad=True)
-    ((t ** 0) * math.inf).backward()
-    tt = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
-    ((tt ** 0) * math.inf).backward()
-    assert float(t.grad) == tt.grad.item() == 0.0
-    assert math.isnan(x.grad)
+@pytest.mark.parametrize("upstream", [math.inf, -math.inf, math.nan])
+def test_value_selects_a_structural_zero_under_an_infinite_upstream_gradient(upstream):
+    # A Value marks the edges whose local derivative is a selected 0 (relu below its kink, the base of
+    # x ** 0): they pass 0 whatever the upstream gradient, as in the Tensor engine and PyTorch, where
+    # inf · 0 would give NaN. The exponent's gradient at a zero base is multiplied in PyTorch (NaN) and so
+    # in both engines.
+    cases = [(-1.0, None, lambda a, b: a.relu()), (0.0, None, lambda a, b: a.relu()),
+             (2.0, 0.0, lambda a, b: a ** b), (0.0, 1.0, lambda a, b: a ** b), (-3.0, 0.0, lambda a, b: a ** b),
+             (2.0, None, lambda a, b: a ** 0)]
+    for x, y, op in cases:
+        leaves = [Value(x)] + ([Value(y)] if y is not None else [])
+        (op(*leaves, *([None] if y is None else [])) * upstream).backward()
+        tensors = [cr.tensor(v, dtype="float64", requires_grad=True) for v in ([x] if y is None else [x, y])]
+        (op(*tensors, *([None] if y is None else [])) * upstream).backward()
+        theirs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in ([x] if y is None else [x, y])]
+        (op(*theirs, *([None] if y is None else [])) * upstream).backward()
+        for leaf, tensor, reference in zip(leaves, tensors, theirs):
+            expected = reference.grad.item()
+            for got in (leaf.grad, float(tensor.grad)):
+                assert (math.isnan(got) and math.isnan(expected)) or got == expected, (x, y, got, expected)
+    relu_leaf = Value(-1.0)
+    (relu_leaf.relu() * Value(math.inf)).backward()
+    power_leaf = Value(2.0)
+    ((power_leaf ** 0) * Value(math.inf)).backward()
+    assert relu_leaf.grad == power_leaf.grad == 0.0   # the examples (PyTorch: 0)
 
 
 @needs_torch

@@ -104,11 +104,18 @@ def pow_gradients(g: Any, x: Any, y: Any, out: Any, need_x: bool = True, need_y:
             # y - 1 kept an array: NumPy turns a 0-d result into np.float64, a float, which would take the
             # Python-number (sqrt) convention at -0.5
             minus_one = y - 1 if isinstance(y, Tensor) else np.asarray(np.subtract(y, 1))
-            grad_x = _where(np.equal(_data(y), 0), 0, g * (y * _power(x, minus_one)))
+            grad_x = _where(pow_base_blocked(y), 0, g * (y * _power(x, minus_one)))
     if need_y:
+        # selected inside, then multiplied by g, as PyTorch's pow_backward_exponent (inf upstream: NaN)
         at_zero = np.logical_and(np.equal(_data(x), 0), np.greater_equal(_data(y), 0))
         grad_y = g * _where(at_zero, 0, out * _log(x))
     return grad_x, grad_y
+
+
+def pow_base_blocked(y: Any) -> Any:
+    """Where the base's gradient is selected to 0 whatever the upstream one (inf, NaN): y == 0 (PyTorch's
+    pow_backward selects it; the exponent's gradient at x = 0 is a selected 0 multiplied by the upstream)."""
+    return np.equal(_data(y), 0)
 
 
 def div_gradients(g: Any, x: Any, y: Any) -> tuple:
