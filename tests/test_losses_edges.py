@@ -272,3 +272,12 @@ def test_linear_refuses_an_input_of_another_dtype_as_torch():
         layer(cr.ones(4, 3, dtype="float64"))
     assert layer(cr.ones(4, 3)).dtype == np.float32
     assert layer.to("float64")(cr.ones(4, 3, dtype="float64")).dtype == np.float64
+
+
+def test_functional_linear_refuses_mixed_dtypes_as_torch():
+    with pytest.raises(RuntimeError):
+        TF.linear(torch.ones(2, 3, dtype=torch.float64), torch.ones(4, 3))
+    with pytest.raises(ValueError, match=r"linear: input dtype \(float64\) does not match the weight's dtype"):
+        F.linear(cr.ones(2, 3, dtype="float64"), cr.ones(4, 3))
+    with pytest.raises(ValueError, match=r"linear: bias dtype \(float64\)"):
+        F.linear(cr.ones(2, 3), cr.ones(4, 3), cr.ones(4, dtype="float64"))

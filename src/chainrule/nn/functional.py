@@ -23,7 +23,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     >>> import chainrule as cr
     >>> linear(cr.ones(2, 3), cr.ones(4, 3)).shape
     (2, 4)
+
+    Raises ValueError when x, weight or bias differ in dtype (PyTorch refuses them; NumPy would promote).
     """
+    for what, tensor in (("input", x), ("bias", bias)):
+        if tensor is not None and getattr(tensor, "dtype", weight.dtype) != weight.dtype:
+            raise ValueError(f"linear: {what} dtype ({tensor.dtype}) does not match the weight's dtype "
+                             f"({weight.dtype}): convert one of them (.astype)")
     out = x @ weight.mT
     return out + bias if bias is not None else out
 
