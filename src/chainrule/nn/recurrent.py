@@ -375,6 +375,12 @@ class _RecurrentBase(Module):
                        lengths: Any = None) -> tuple[Tensor, Any]:
         """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
 
+        ids: [batch, seq] integers (TypeError otherwise; IndexError out of range); embedding: [rows,
+        input_size] of the parameters' dtype (ValueError otherwise, as `forward` refuses such an input).
+        Only the rows looked up at real (non-padded) steps enter any product, so an inf or NaN in a row that
+        is never used, or used only past `lengths`, reaches no value or gradient (as F.embedding then the
+        layer on packed sequences in PyTorch).
+
         >>> import chainrule as cr, numpy as np
         >>> LSTM(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
         (1, 3, 3)
