@@ -373,3 +373,18 @@ def test_clipping_takes_a_parameter_listed_twice_once_with_a_warning():
     with pytest.warns(UserWarning, match="clip_grad_value_: a parameter is listed more than once"):
         nn.utils.clip_grad_value_([w, w], 1.0)
     np.testing.assert_array_equal(w.grad, [-1.0, 0.5])
+
+
+def test_a_schedule_resumed_in_its_constructor_takes_the_closed_form():
+    """DIFFERENCE: a schedule built with last_epoch != -1 (or loaded with load_state_dict) sets the closed form
+    lr_at(initial_lr, epoch), so a resumed run continues exactly where it stopped whatever lr the group held;
+    PyTorch's StepLR and ExponentialLR chain from the group's current lr there (its state is the optimizer's)."""
+    ours = optim.SGD([cr.ones(1, requires_grad=True)], lr=0.05)
+    theirs = torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=0.05)
+    ours.param_groups[0]["initial_lr"] = theirs.param_groups[0]["initial_lr"] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        schedule = optim.StepLR(ours, step_size=2, gamma=0.1, last_epoch=3)
+        reference = torch.optim.lr_scheduler.StepLR(theirs, 2, 0.1, last_epoch=3)
+    assert schedule.get_last_lr() == [pytest.approx(0.01)]          # 1.0 · 0.1^(4 // 2)
+    assert reference.get_last_lr() == [pytest.approx(0.005)]        # 0.05 · 0.1
