@@ -399,12 +399,22 @@ def test_float16_accumulations_do_not_overflow():
     w = cr.tensor(np.ones(1, np.float16), requires_grad=True)
     (w * cr.tensor(values)).sum().backward()
     assert w.grad.tolist() == [60000.0]
+    big = np.full(4096, 30.0, dtype=np.float16)   # sum 122880 overflows float16; the mean is 30
     many = cr.zeros(70000, dtype="float16", requires_grad=True)   # 1 / 70000: the count is not float16
     many.mean().backward()
     torch_many = torch.zeros(70000, dtype=torch.float16, requires_grad=True)
     torch_many.mean().backward()
     assert many.grad[0] == torch_many.grad[0].item() > 0
-    big = np.full(4096, 30.0, dtype=np.float16)   # sum 122880 overflows float16; the mean is 30
+    # the same under create_graph (the graph's count was a float16 inf, and the gradient 0)
+    (second,) = cr.grad(many.mean(), many, create_graph=True)
+    assert second.dtype == np.float16 and second[0].item() == torch_many.grad[0].item()
+    # and the sums inside softmax's and log_softmax's backward stay float32 in the graph too
+    for name in ("softmax", "log_softmax"):
+        x = cr.tensor(np.zeros(4096, np.float16), requires_grad=True)
+        tx = torch.tensor(np.zeros(4096, np.float16), requires_grad=True)
+        (g,) = cr.grad(getattr(x, name)(), x, grad_outputs=cr.tensor(big), create_graph=True)
+        getattr(tx, name)(0).backward(torch.tensor(big))
+        assert_same(g.data, tx.grad.numpy(), "float16", f"create_graph gradient of {name}")
     assert cr.tensor(big).mean().item() == torch.tensor(big).mean().item() == 30.0
     assert_same(cr.tensor(big).softmax().data, torch.tensor(big).softmax(0).numpy(), "float16", "softmax")
     # the sums inside the backward of softmax and log_softmax (Σ g = 122880 here) are float32 too
@@ -498,16 +508,155 @@ def test_value_never_raises_at_special_points():
 
 
 @needs_torch
-def test_value_multiplies_an_infinite_upstream_gradient_by_a_selected_zero():
-    # DIFFERENCE (between the two engines, only with an infinite or NaN upstream gradient): a Value keeps one
-    # local derivative per edge (the book's model, which viz draws) and multiplies the upstream gradient by
-    # it, so where PyTorch and the Tensor engine select 0 (pow with exponent 0) an infinite upstream
-    # gradient gives inf · 0 = NaN in Value
-    x = Value(2.0)
-    ((x ** 0) * math.inf).backward()
-    t = cr.tensor(2.0, dtype="float64", requires_grad=True)
-    ((t ** 0) * math.inf).backward()
-    tt = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
-    ((tt ** 0) * math.inf).backward()
-    assert float(t.grad) == tt.grad.item() == 0.0
-    assert math.isnan(x.grad)
+@pytest.mark.parametrize("upstream", [math.inf, -math.inf, math.nan])
+def test_value_selects_a_structural_zero_under_an_infinite_upstream_gradient(upstream):
+    # A Value marks the edges whose local derivative is a selected 0 (relu below its kink, the base of
+    # x ** 0): they pass 0 whatever the upstream gradient, as in the Tensor engine and PyTorch, where
+    # inf · 0 would give NaN. The exponent's gradient at a zero base is multiplied in PyTorch (NaN) and so
+    # in both engines.
+    cases = [(-1.0, None, lambda a, b: a.relu()), (0.0, None, lambda a, b: a.relu()),
+             (2.0, 0.0, lambda a, b: a ** b), (0.0, 1.0, lambda a, b: a ** b), (-3.0, 0.0, lambda a, b: a ** b),
+             (2.0, None, lambda a, b: a ** 0)]
+    for x, y, op in cases:
+        leaves = [Value(x)] + ([Value(y)] if y is not None else [])
+        (op(*leaves, *([None] if y is None else [])) * upstream).backward()
+        tensors = [cr.tensor(v, dtype="float64", requires_grad=True) for v in ([x] if y is None else [x, y])]
+        (op(*tensors, *([None] if y is None else [])) * upstream).backward()
+        theirs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in ([x] if y is None else [x, y])]
+        (op(*theirs, *([None] if y is None else [])) * upstream).backward()
+        for leaf, tensor, reference in zip(leaves, tensors, theirs):
+            expected = reference.grad.item()
+            for got in (leaf.grad, float(tensor.grad)):
+                assert (math.isnan(got) and math.isnan(expected)) or got == expected, (x, y, got, expected)
+    relu_leaf = Value(-1.0)
+    (relu_leaf.relu() * Value(math.inf)).backward()
+    power_leaf = Value(2.0)
+    ((power_leaf ** 0) * Value(math.inf)).backward()
+    assert relu_leaf.grad == power_leaf.grad == 0.0   # the examples (PyTorch: 0)
+
+
+@needs_torch
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_grad_of_an_input_listed_twice_is_given_at_both_places(create_graph):
+    # PyTorch: (tensor([2., 4.]), tensor([2., 4.])); chainrule said "inputs[0] was not used"
+    x = cr.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    unused = cr.tensor([3.0], dtype="float64", requires_grad=True)
+    tx = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    expected = [g.numpy() for g in torch.autograd.grad((tx * tx).sum(), [tx, tx])]
+    first, second = cr.grad((x * x).sum(), [x, x], create_graph=create_graph)
+    np.testing.assert_array_equal(first.numpy(), expected[0])
+    np.testing.assert_array_equal(second.numpy(), expected[1])
+    got = cr.grad((x * x).sum(), [x, unused, x], allow_unused=True, create_graph=create_graph)
+    assert got[1] is None
+    np.testing.assert_array_equal(got[0].numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(got[2].numpy(), [2.0, 4.0])
+    if create_graph:   # each copy is differentiable again: d/dx Σ (2x) = 2
+        (again,) = cr.grad(second.sum(), x)
+        np.testing.assert_array_equal(again.numpy(), [2.0, 2.0])
+
+
+@needs_torch
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pow_with_a_tensor_exponent_of_one_half_follows_pow_not_sqrt(dtype):
+    # PyTorch takes sqrt's convention only for a Python-number exponent 0.5 (pow(Tensor, Scalar)); a Tensor
+    # exponent, even 0-d, follows pow: (-0) ** 0.5 = +0 with gradient inf, (-inf) ** 0.5 = inf with gradient 0.
+    # NumPy takes any scalar exponent 0.5 as sqrt, so float32 and float64 disagreed with float16
+    values = np.array([-0.0, -np.inf, 0.0, 4.0, np.nan, -1.0], dtype)
+    for exponent_shape in [(), (1,)]:
+        base = cr.tensor(values, requires_grad=True)
+        exponent = cr.tensor(np.full(exponent_shape, 0.5, dtype), requires_grad=True)
+        out = base ** exponent
+        out.sum().backward()
+        tb = torch.tensor(values, requires_grad=True)
+        te = torch.tensor(np.full(exponent_shape, 0.5, dtype), requires_grad=True)
+        tout = tb ** te
+        tout.sum().backward()
+        assert_same(out.data, tout.detach().numpy(), dtype, "value")
+        assert np.array_equal(np.signbit(out.data), np.signbit(tout.detach().numpy()))   # +0, not -0
+        assert_same(base.grad, tb.grad.numpy(), dtype, "gradient of the base")
+        np.testing.assert_array_equal(out.data[:2].astype(np.float64), [0.0, np.inf])
+        np.testing.assert_array_equal(base.grad[:2].astype(np.float64), [np.inf, 0.0])
+    # a Python-number exponent keeps sqrt's convention (float32, float64), as pow(Tensor, Scalar)
+    base = cr.tensor(values, requires_grad=True)
+    (base ** 0.5).sum().backward()
+    tb = torch.tensor(values, requires_grad=True)
+    (tb ** 0.5).sum().backward()
+    assert_same(base.grad, tb.grad.numpy(), dtype, "gradient of the base, Python exponent")
+
+
+def test_value_pow_with_a_value_exponent_follows_pow_as_the_tensor_engine():
+    for x, value, grad in [(-0.0, 0.0, math.inf), (-math.inf, math.inf, 0.0), (4.0, 2.0, 0.25)]:
+        base, exponent = Value(x), Value(0.5)
+        out = base ** exponent
+        out.backward()
+        assert out.data == value and math.copysign(1.0, out.data) == 1.0 and base.grad == grad
+        t = cr.tensor(x, dtype="float64", requires_grad=True)
+        (t ** cr.tensor(0.5, dtype="float64")).backward()
+        assert float(t.grad) == base.grad
+    number = Value(-0.0)
+    (number ** 0.5).backward()   # a number exponent: sqrt's convention, as pow(Tensor, Scalar)
+    assert number.grad == -math.inf
+
+
+REDUCTIONS_WITH_KEEPDIM = ["sum", "mean", "max", "min", "logsumexp"]
+
+
+@needs_torch
+@pytest.mark.parametrize("name", REDUCTIONS_WITH_KEEPDIM + ["softmax", "log_softmax"])
+def test_axis_and_dim_given_together_are_refused_as_by_torch(name):
+    x, tx = cr.ones(2, 3), torch.ones(2, 3)
+    with pytest.raises(TypeError):
+        getattr(tx, name)(axis=0, dim=1)   # PyTorch refuses the pair
+    with pytest.raises(TypeError, match="both axis=0 and dim=1"):
+        getattr(x, name)(axis=0, dim=1)
+    with pytest.raises(TypeError, match="both axis=0 and dim=1"):
+        getattr(cr, name)(x, axis=0, dim=1)
+    with pytest.raises(TypeError, match="both axis=0 and dim=0"):   # even when they agree
+        getattr(x, name)(axis=0, dim=0)
+    if name in REDUCTIONS_WITH_KEEPDIM:
+        with pytest.raises(TypeError, match="both keepdims=False and keepdim=True"):
+            getattr(x, name)(1, keepdims=False, keepdim=True)
+        assert getattr(x, name)(dim=1, keepdim=True).shape == getattr(x, name)(axis=1, keepdims=True).shape == (2, 1)
+    expected = getattr(torch, {"max": "amax", "min": "amin"}.get(name, name))(tx, 0).shape
+    assert getattr(x, name)(dim=0).shape == getattr(x, name)(axis=0).shape == tuple(expected)
+
+
+def test_axis_and_dim_given_together_are_refused_by_the_joins():
+    a, b = cr.ones(2, 3), cr.ones(2, 3)
+    for call in (lambda: cr.concatenate([a, b], axis=0, dim=1), lambda: cr.stack([a, b], axis=0, dim=1),
+                 lambda: cr.split(a, 1, axis=0, dim=1), lambda: a.split(1, axis=0, dim=1)):
+        with pytest.raises(TypeError, match="both axis=0 and dim=1"):
+            call()
+    assert cr.concatenate([a, b], dim=1).shape == (2, 6) and cr.concatenate([a, b]).shape == (4, 3)
+    assert cr.stack([a, b], dim=1).shape == (2, 2, 3) and cr.stack([a, b]).shape == (2, 2, 3)
+    assert [p.shape for p in a.split(1, dim=1)] == [(2, 1)] * 3 and len(cr.split(a, 1)) == 2
+    assert cr.softmax(a).shape == a.log_softmax().shape == (2, 3)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_and_clamp_keep_negative_zero_as_torch(dtype):
+    values = np.array([-0.0, 0.0, np.nan, -1.0, 2.0], dtype)
+    t = torch.tensor(values)
+    for ours, theirs in [(cr.relu(cr.tensor(values)), torch.relu(t)),
+                         (cr.clip(cr.tensor(values), 0), torch.clamp(t, min=0)),
+                         (cr.clip(cr.tensor(values), -0.5, 0), torch.clamp(t, -0.5, 0)),
+                         (cr.clip(cr.tensor(values), max=-0.0), torch.clamp(t, max=-0.0))]:
+        assert_same(ours.data, theirs.numpy(), dtype, "value")
+        assert np.array_equal(np.signbit(ours.data), np.signbit(theirs.numpy()))
+    assert np.signbit(cr.relu(cr.tensor(values)).data[0])   # relu(-0) = -0
+    assert math.copysign(1.0, Value(-0.0).relu().data) == -1.0   # Value as the Tensor engine
+
+
+@needs_torch
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+def test_relu_rnn_keeps_negative_zero_as_torch(implementation):
+    rnn = cr.nn.RNN(1, 1, nonlinearity="relu", bias=False, implementation=implementation).to("float64")
+    rnn.weight_ih_l0.data[...] = 1.0
+    rnn.weight_hh_l0.data[...] = 0.0
+    out, _ = rnn(cr.tensor(np.array([[[-0.0]]])))
+    theirs = torch.nn.RNN(1, 1, nonlinearity="relu", bias=False, batch_first=True).double()
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in rnn.state_dict().items()})
+    expected = theirs(torch.tensor([[[-0.0]]], dtype=torch.float64))[0].detach().numpy()
+    assert np.array_equal(np.signbit(out.data), np.signbit(expected))

@@ -612,3 +612,16 @@ def test_generation_and_evaluation_refuse_values_that_would_never_end_or_crash()
             next(generate(model, Vocabulary("ab"), "a", 5, temperature=temperature))
     with pytest.raises(ValueError, match="seq_len must be at least 1"):
         evaluate(model, np.array([0, 1] * 10), 2, 0)
+
+
+def test_an_unreadable_weights_file_names_the_file_and_the_cause(copy_of, monkeypatch):
+    real_open = builtins.open
+
+    def refuse(file, *args, **kwargs):
+        if str(file).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    with pytest.raises(CheckpointError, match=r"latest-00000004.safetensors cannot be read: Permission denied"):
+        load_checkpoint(copy_of / "latest.json")

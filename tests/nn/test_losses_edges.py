@@ -240,3 +240,44 @@ def test_loss_inputs_of_the_wrong_kind_are_refused():
         TF.cross_entropy(torch.tensor([[1, 2, 3]]), torch.tensor([0]))
     with pytest.raises(TypeError, match="ignore_index must be an integer"):
         F.cross_entropy(cr.zeros(1, 3), [0], ignore_index=None)  # was: every target counted
+
+
+@pytest.mark.parametrize("kind", ["ce", "nll_raw"])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_float16_mean_over_more_rows_than_float16_counts(kind, create_graph):
+    """DIFFERENCE: over 70000 counted rows the float16 count is inf in PyTorch, whose mean-reduction
+    gradient is then 0; chainrule takes 1 / count in float32 (it does not overflow a count the user did
+    not ask to be float16) and gives the float64 gradient rounded to float16: ±1/(2n) for CE of equal
+    logits, -1/n at the target for nll."""
+    rows = 70000
+    x = cr.tensor(np.zeros((rows, 2)), dtype="float16", requires_grad=True)
+    target = np.zeros(rows, np.int64)
+    loss = F.cross_entropy(x, target) if kind == "ce" else F.nll_loss(x, target)
+    (grad,) = cr.grad(loss, x, create_graph=create_graph)
+    expected64 = np.tile([-0.5, 0.5] if kind == "ce" else [-1.0, 0.0], (rows, 1)) / rows
+    assert grad.dtype == np.float16
+    np.testing.assert_allclose(grad.numpy().astype(np.float64), expected64, rtol=1e-2)
+    x_torch = torch.zeros((rows, 2), dtype=torch.float16, requires_grad=True)
+    loss_torch = (TF.cross_entropy if kind == "ce" else TF.nll_loss)(x_torch, torch.from_numpy(target))
+    loss_torch.backward()
+    assert not x_torch.grad.any()   # PyTorch's answer: the overflowed count zeroes the gradient
+
+
+def test_linear_refuses_an_input_of_another_dtype_as_torch():
+    layer = nn.Linear(3, 2)   # float32
+    theirs = torch.nn.Linear(3, 2)
+    with pytest.raises(RuntimeError):
+        theirs(torch.ones(4, 3, dtype=torch.float64))   # PyTorch: mat1 and mat2 must have the same dtype
+    with pytest.raises(ValueError, match=r"input dtype \(float64\) does not match the parameters' dtype \(float32\)"):
+        layer(cr.ones(4, 3, dtype="float64"))
+    assert layer(cr.ones(4, 3)).dtype == np.float32
+    assert layer.to("float64")(cr.ones(4, 3, dtype="float64")).dtype == np.float64
+
+
+def test_functional_linear_refuses_mixed_dtypes_as_torch():
+    with pytest.raises(RuntimeError):
+        TF.linear(torch.ones(2, 3, dtype=torch.float64), torch.ones(4, 3))
+    with pytest.raises(ValueError, match=r"linear: input dtype \(float64\) does not match the weight's dtype"):
+        F.linear(cr.ones(2, 3, dtype="float64"), cr.ones(4, 3))
+    with pytest.raises(ValueError, match=r"linear: bias dtype \(float64\)"):
+        F.linear(cr.ones(2, 3), cr.ones(4, 3), cr.ones(4, dtype="float64"))

@@ -426,3 +426,83 @@ def test_lstm_refuses_half_an_initial_state():
     for state in [(None, cr.zeros(1, 2, 4)), (cr.zeros(1, 2, 4), None), (cr.zeros(1, 2, 4),)]:
         with pytest.raises(TypeError, match=r"must be a tuple \(h0, c0\) of two Tensors"):
             layer(cr.zeros(2, 5, 3), state)
+
+
+def test_lstm_cell_refuses_half_a_state_as_the_layer_does():
+    # PyTorch's LSTMCell errors on (h, None); chainrule used c = 0 silently
+    cell = nn.LSTMCell(3, 4)
+    for state in [(cr.zeros(2, 4), None), (None, cr.zeros(2, 4)), (cr.zeros(2, 4),)]:
+        with pytest.raises(TypeError, match=r"must be a tuple \(h, c\) of two Tensors"):
+            cell(cr.zeros(2, 3), state)
+    h, c = cell(cr.zeros(2, 3), (cr.zeros(2, 4), cr.zeros(2, 4)))
+    assert h.shape == c.shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("count", [2, 9])   # fewer ids than rows (row projections) and more (the table)
+def test_forward_tokens_refuses_an_embedding_of_another_dtype(name, implementation, count):
+    layer = getattr(nn, name)(2, 3, implementation=implementation)
+    embedding = cr.tensor(np.ones((7, 2)), dtype="float64")
+    with pytest.raises(ValueError, match=r"embedding dtype \(float64\) does not match"):
+        layer.forward_tokens(np.zeros((1, count), np.int64), embedding=embedding)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("count", [3, 4])   # the first sequence padded or full
+@pytest.mark.usefixtures("kernel_backend")
+def test_forward_tokens_ignore_inf_in_rows_not_looked_up_at_real_steps(cell, implementation, count):
+    """An embedding row never looked up, or looked up only at padded steps, holds inf and NaN: PyTorch
+    (F.embedding, then the layer on packed lengths) gives finite gradients; only the used rows count."""
+    ours, theirs = make_pair(cell, 2, 3, implementation=implementation, dtype=np.float64)
+    table = np.array([[1.0, 2.0], [0.5, -1.0], [np.inf, np.nan]])
+    ids = np.array([[0, 1, 0, 1], [1, 1, 2, 2]])[:, :count]   # row 2 only past the second sequence's end
+    lengths = np.array([count, 2])
+    embedding = cr.tensor(table, requires_grad=True)
+    out, _ = ours.forward_tokens(ids, embedding=embedding, lengths=lengths)
+    out.sum().backward()
+    reference = torch.tensor(table, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.nn.functional.embedding(torch.from_numpy(ids), reference),
+                                                     torch.from_numpy(lengths), batch_first=True, enforce_sorted=False)
+    expected, _ = torch.nn.utils.rnn.pad_packed_sequence(theirs(packed)[0], batch_first=True, total_length=count)
+    expected.sum().backward()
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), atol=1e-12)
+    for (key, parameter), theirs_parameter in zip(ours.named_parameters(), theirs.parameters()):
+        assert np.isfinite(parameter.grad).all(), key
+        np.testing.assert_allclose(parameter.grad, theirs_parameter.grad.numpy(), atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(embedding.grad, reference.grad.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.usefixtures("kernel_backend")
+def test_forward_tokens_with_an_unused_inf_row_matches_the_issue_example(implementation):
+    lstm = nn.LSTM(2, 3, implementation=implementation)
+    theirs = torch.nn.LSTM(2, 3, batch_first=True)
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in lstm.state_dict().items()})
+    table = np.array([[1.0, 2.0], [0.5, -1.0], [np.inf, 0.0]], np.float32)
+    ids = np.array([[0, 1, 0, 1], [1, 1, 0, 0]])
+    embedding = cr.tensor(table, requires_grad=True)
+    out, _ = lstm.forward_tokens(ids, embedding=embedding)
+    out.sum().backward()
+    theirs(torch.nn.functional.embedding(torch.from_numpy(ids), torch.from_numpy(table)))[0].sum().backward()
+    np.testing.assert_allclose(lstm.weight_ih_l0.grad, theirs.weight_ih_l0.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.usefixtures("kernel_backend")
+def test_relu_rnn_passes_the_gradient_through_a_nan_state_as_torch(implementation):
+    """relu' = 1 - [h <= 0] (PyTorch's threshold_backward and chainrule's Relu op): a NaN state passes its
+    gradient; [h > 0] would block it."""
+    ours, theirs = make_pair("rnn_relu", 1, 1, implementation=implementation, dtype=np.float64)
+    for parameter in ours.parameters():
+        parameter.data[...] = 0.5
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    x_values = np.array([[[np.nan], [1.0]]])
+    x = cr.tensor(x_values, requires_grad=True)
+    ours(x)[0].sum().backward()
+    x_torch = torch.tensor(x_values, requires_grad=True)
+    theirs(x_torch)[0].sum().backward()
+    np.testing.assert_allclose(x.grad.ravel(), [0.75, 0.5])
+    np.testing.assert_allclose(x.grad, x_torch.grad.numpy())
+    np.testing.assert_allclose(ours.bias_ih_l0.grad, theirs.bias_ih_l0.grad.numpy())   # 2.5

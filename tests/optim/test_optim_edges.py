@@ -287,3 +287,105 @@ def test_schedules_warn_or_refuse_like_torch_or_stricter():
             make()
     with pytest.raises(ValueError, match="positive integer"):
         optim.StepLR(opt, step_size=2.5)
+
+
+SCHEDULES = [
+    (lambda o: optim.StepLR(o, step_size=2, gamma=0.1), lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.1)),
+    (lambda o: optim.ExponentialLR(o, gamma=0.5), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.5)),
+    (lambda o: optim.CosineAnnealingLR(o, T_max=3, eta_min=0.01),
+     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 3, 0.01)),
+]
+
+
+@pytest.mark.parametrize("first", range(3))
+@pytest.mark.parametrize("second", range(3))
+def test_schedules_on_one_optimizer_chain_as_torch(first, second):
+    """Each step changes the current lr by the schedule's factor (PyTorch's chainable form): ExponentialLR
+    then StepLR gives [0.5, 0.025, 0.0125, 0.000625], where closed forms overwrote each other."""
+    ours = optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0)
+    theirs = torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=1.0)
+    schedules = [SCHEDULES[first][0](ours), SCHEDULES[second][0](ours)]
+    references = [SCHEDULES[first][1](theirs), SCHEDULES[second][1](theirs)]
+    got, expected = [], []
+    for _ in range(8):   # past the cosine's bottom (epoch 3), where its recursive form adds the step up
+        ours.step(), theirs.step()
+        for schedule, reference in zip(schedules, references):
+            schedule.step(), reference.step()
+        got.append(ours.param_groups[0]["lr"]), expected.append(theirs.param_groups[0]["lr"])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    if (first, second) == (1, 0):
+        np.testing.assert_allclose(got[:4], [0.5, 0.025, 0.0125, 0.000625], rtol=1e-12)
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_a_learning_rate_set_by_hand_is_carried_on_as_torch(index):
+    ours = optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0)
+    theirs = torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=1.0)
+    schedule, reference = SCHEDULES[index][0](ours), SCHEDULES[index][1](theirs)
+    got, expected = [], []
+    for step in range(6):
+        if step == 2:
+            ours.param_groups[0]["lr"] = theirs.param_groups[0]["lr"] = 0.3
+        ours.step(), theirs.step(), schedule.step(), reference.step()
+        got.append(schedule.get_last_lr()[0]), expected.append(reference.get_last_lr()[0])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_a_schedule_alone_is_exactly_its_closed_form_so_a_resume_continues_bit_for_bit(index):
+    straight = optim.SGD([cr.ones(1, requires_grad=True)], lr=0.7)
+    schedule = SCHEDULES[index][0](straight)
+    for _ in range(9):
+        straight.step(), schedule.step()
+        assert straight.param_groups[0]["lr"] == schedule.lr_at(0.7, schedule.last_epoch)
+    resumed_optimizer = optim.SGD([cr.ones(1, requires_grad=True)], lr=0.7)
+    resumed = SCHEDULES[index][0](resumed_optimizer)
+    resumed.load_state_dict(schedule.state_dict())
+    for _ in range(3):
+        straight.step(), schedule.step(), resumed_optimizer.step(), resumed.step()
+        assert resumed.get_last_lr() == schedule.get_last_lr()
+
+
+def test_step_lr_takes_a_numpy_integer_step_size():
+    ours = optim.SGD([cr.ones(1, requires_grad=True)], lr=1.0)
+    schedule = optim.StepLR(ours, step_size=np.int64(2), gamma=0.5)
+    for _ in range(4):
+        ours.step(), schedule.step()
+    assert schedule.get_last_lr() == [0.25]
+    with pytest.raises(ValueError, match="positive integer"):
+        optim.StepLR(ours, step_size=np.bool_(True))
+
+
+def test_clipping_takes_a_parameter_listed_twice_once_with_a_warning():
+    """DIFFERENCE: PyTorch's clip_grad_norm_([w, w]) counts w twice in the norm (√2 · |g|) and scales it
+    twice; chainrule takes it once, as its optimizers do, and warns."""
+    gradient = np.array([3.0, 4.0])
+    w, single = cr.ones(2, dtype="float64", requires_grad=True), cr.ones(2, dtype="float64", requires_grad=True)
+    w.grad, single.grad = gradient.copy(), gradient.copy()
+    with pytest.warns(UserWarning, match="listed more than once"):
+        norm = nn.utils.clip_grad_norm_([w, w], 1.0)
+    assert float(norm) == float(nn.utils.clip_grad_norm_([single], 1.0)) == 5.0
+    np.testing.assert_array_equal(w.grad, single.grad)
+    reference = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    reference.grad = torch.tensor(gradient)
+    torch_norm = torch.nn.utils.clip_grad_norm_([reference, reference], 1.0)
+    assert torch_norm.item() == pytest.approx(5.0 * np.sqrt(2))   # PyTorch's double count
+    w.grad = np.array([-5.0, 0.5])
+    with pytest.warns(UserWarning, match="clip_grad_value_: a parameter is listed more than once"):
+        nn.utils.clip_grad_value_([w, w], 1.0)
+    np.testing.assert_array_equal(w.grad, [-1.0, 0.5])
+
+
+def test_a_schedule_resumed_in_its_constructor_takes_the_closed_form():
+    """DIFFERENCE: a schedule built with last_epoch != -1 (or loaded with load_state_dict) sets the closed form
+    lr_at(initial_lr, epoch), so a resumed run continues exactly where it stopped whatever lr the group held;
+    PyTorch's StepLR and ExponentialLR chain from the group's current lr there (its state is the optimizer's)."""
+    ours = optim.SGD([cr.ones(1, requires_grad=True)], lr=0.05)
+    theirs = torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=0.05)
+    ours.param_groups[0]["initial_lr"] = theirs.param_groups[0]["initial_lr"] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        schedule = optim.StepLR(ours, step_size=2, gamma=0.1, last_epoch=3)
+        reference = torch.optim.lr_scheduler.StepLR(theirs, 2, 0.1, last_epoch=3)
+    assert schedule.get_last_lr() == [pytest.approx(0.01)]          # 1.0 · 0.1^(4 // 2)
+    assert reference.get_last_lr() == [pytest.approx(0.005)]        # 0.05 · 0.1

@@ -270,9 +270,17 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
         seeds.append(_seed_gradient(output, seed, create_graph, f"grad_outputs[{i}]"))
         roots.append(output)
     retain = create_graph if retain_graph is None else retain_graph
-    found = run_backward(roots, seeds, retain_graph=retain, create_graph=create_graph, capture=inputs)
+    # a tensor listed twice gets its gradient at both places (as PyTorch); the capture takes each once
+    position: dict[int, int] = {}
+    distinct = []
+    for tensor in inputs:
+        if id(tensor) not in position:
+            position[id(tensor)] = len(distinct)
+            distinct.append(tensor)
+    captured = run_backward(roots, seeds, retain_graph=retain, create_graph=create_graph, capture=distinct)
+    found = [captured[position[id(t)]] for t in inputs] if captured is not None else []
     results = []
-    for i, value in enumerate(found or []):
+    for i, value in enumerate(found):
         if value is None:
             if not allow_unused:
                 raise RuntimeError(f"grad: inputs[{i}] was not used to compute the outputs "

@@ -17,12 +17,24 @@ from .ops import (Abs, Add, BroadcastTo, Cast, Clip, Concatenate, Div, Exp, Log,
 from .ops.shape import _normalize_axes, _single_axis
 
 
-def _axis_alias(axis: Any, keepdims: bool, dim: Any, keepdim: bool | None) -> tuple[Any, bool]:
+def _axis_alias(axis: Any, keepdims: bool | None, dim: Any, keepdim: bool | None,
+                name: str = "reduction") -> tuple[Any, bool]:
+    """NumPy's axis/keepdims or PyTorch's dim/keepdim; both spellings at once is a TypeError (as PyTorch)."""
+    axis = _one_axis(axis, dim, None, name)
+    if keepdims is not None and keepdim is not None:
+        raise TypeError(f"{name}: got both keepdims={keepdims!r} and keepdim={keepdim!r}; they are the same "
+                        "option (NumPy's and PyTorch's spelling): give one")
+    return axis, bool(keepdim if keepdim is not None else keepdims)
+
+
+def _one_axis(axis: Any, dim: Any, default: Any, name: str) -> Any:
+    """The axis given as `axis` or as `dim` (else `default`); both at once is a TypeError (as PyTorch)."""
+    if axis is not None and dim is not None:
+        raise TypeError(f"{name}: got both axis={axis!r} and dim={dim!r}; they are the same option (NumPy's "
+                        "and PyTorch's spelling): give one")
     if dim is not None:
-        axis = dim
-    if keepdim is not None:
-        keepdims = keepdim
-    return axis, bool(keepdims)
+        return dim
+    return default if axis is None else axis
 
 
 def _as_tensor(x: Any, name: str) -> Tensor:
@@ -236,7 +248,7 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
     return Cast.apply(x, wanted)
 
 
-def sum(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+def sum(x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
     """Sum over `axis` (all axes by default).
 
@@ -244,11 +256,11 @@ def sum(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
     >>> cr.sum(cr.ones(2, 3), axis=1).tolist()
     [3.0, 3.0]
     """
-    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim, "sum")
     return Sum.apply(x, _normalize_axes(axis, x.ndim), keepdims)
 
 
-def mean(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+def mean(x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,
          keepdim: bool | None = None) -> Tensor:
     """Mean over `axis` (all axes by default): the sum divided by the count; NaN over an empty axis, as
     PyTorch; float16 is summed in float32.
@@ -257,11 +269,11 @@ def mean(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None
     >>> cr.mean(cr.tensor([1.0, 3.0])).item()
     2.0
     """
-    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim, "mean")
     return Mean.apply(x, _normalize_axes(axis, x.ndim), keepdims)
 
 
-def max(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+def max(x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
     """Largest value over `axis` (all axes by default); ties share the gradient equally (PyTorch's amax).
     Raises IndexError when a reduced axis has size 0 (there is no identity for max).
@@ -270,11 +282,11 @@ def max(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
     >>> cr.max(cr.tensor([[1.0, 4.0], [3.0, 2.0]]), axis=0).tolist()
     [3.0, 4.0]
     """
-    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim, "max")
     return Max.apply(x, _normalize_axes(axis, x.ndim), keepdims)
 
 
-def min(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+def min(x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
     """Smallest value over `axis`: -max(-x) (ties share the gradient; IndexError over an empty axis).
 
@@ -282,11 +294,11 @@ def min(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
     >>> cr.min(cr.tensor([1.0, -4.0])).item()
     -4.0
     """
-    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim, "min")
     return -Max.apply(-x, _normalize_axes(axis, x.ndim), keepdims)
 
 
-def logsumexp(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+def logsumexp(x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,
               keepdim: bool | None = None) -> Tensor:
     """log(sum(exp(x))) over `axis`, computed without overflow; -inf over an empty axis (log 0).
 
@@ -294,29 +306,29 @@ def logsumexp(x: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any =
     >>> round(cr.logsumexp(cr.tensor([1e4, 1e4])).item(), 3)
     10000.693
     """
-    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
+    axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim, "logsumexp")
     return LogSumExp.apply(x, _normalize_axes(axis, x.ndim), keepdims)
 
 
-def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+def softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`, shifted by the max for stability.
 
     >>> import chainrule as cr
     >>> cr.softmax(cr.zeros(4)).tolist()
     [0.25, 0.25, 0.25, 0.25]
     """
-    axis = dim if dim is not None else axis
+    axis = _one_axis(axis, dim, -1, "softmax")
     return Softmax.apply(x, _single_axis(axis, x.ndim))
 
 
-def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+def log_softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """x - logsumexp(x) along `axis`.
 
     >>> import chainrule as cr
     >>> round(cr.log_softmax(cr.zeros(2)).tolist()[0], 4)
     -0.6931
     """
-    axis = dim if dim is not None else axis
+    axis = _one_axis(axis, dim, -1, "log_softmax")
     return LogSoftmax.apply(x, _single_axis(axis, x.ndim))
 
 
@@ -403,14 +415,14 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     return BroadcastTo.apply(x, tuple(shape))
 
 
-def concatenate(tensors: Sequence[Tensor], axis: int = 0, *, dim: int | None = None) -> Tensor:
+def concatenate(tensors: Sequence[Tensor], axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """Join tensors along an existing axis.
 
     >>> import chainrule as cr
     >>> cr.concatenate([cr.ones(2), cr.zeros(3)]).shape
     (5,)
     """
-    axis = dim if dim is not None else axis
+    axis = _one_axis(axis, dim, 0, "concatenate")
     tensors = [_as_tensor(t, "concatenate") for t in tensors]
     if not tensors:
         raise ValueError("concatenate: expected at least one tensor")
@@ -423,14 +435,14 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0, *, dim: int | None = N
 cat = concatenate
 
 
-def stack(tensors: Sequence[Tensor], axis: int = 0, *, dim: int | None = None) -> Tensor:
+def stack(tensors: Sequence[Tensor], axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """Join tensors of one shape along a new axis (each gets a size-1 axis, then they are joined).
 
     >>> import chainrule as cr
     >>> cr.stack([cr.ones(3), cr.zeros(3)], axis=1).shape
     (3, 2)
     """
-    axis = dim if dim is not None else axis
+    axis = _one_axis(axis, dim, 0, "stack")
     tensors = [_as_tensor(t, "stack") for t in tensors]
     if not tensors:
         raise ValueError("stack: expected at least one tensor")
@@ -441,14 +453,14 @@ def stack(tensors: Sequence[Tensor], axis: int = 0, *, dim: int | None = None) -
                              axis=axis if axis >= 0 else axis + tensors[0].ndim + 1)
 
 
-def split(x: Tensor, split_size_or_sections: Any, axis: int = 0, *, dim: int | None = None) -> tuple:
+def split(x: Tensor, split_size_or_sections: Any, axis: int | None = None, *, dim: int | None = None) -> tuple:
     """Cut x along `axis` into pieces of a given size (an int) or of the given sizes (a list), as PyTorch.
 
     >>> import chainrule as cr
     >>> [p.shape for p in cr.split(cr.ones(5, 2), [2, 3])]
     [(2, 2), (3, 2)]
     """
-    axis = dim if dim is not None else axis
+    axis = _one_axis(axis, dim, 0, "split")
     if x.ndim == 0:
         raise ValueError("split: a zero-dimensional tensor cannot be split")
     axis = _single_axis(axis, x.ndim)

@@ -383,19 +383,19 @@ class Tensor:
         return _ops.astype(self, np.float64)
 
     # -- reductions -----------------------------------------------------------------------------------
-    def sum(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+    def sum(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
         return _ops.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def mean(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+    def mean(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,
              keepdim: bool | None = None) -> Tensor:
         return _ops.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+    def max(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
         return _ops.max(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def min(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+    def min(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
         return _ops.min(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
@@ -413,13 +413,13 @@ class Tensor:
     def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
         return Tensor._from_array(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
 
-    def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    def softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
         return _ops.softmax(self, axis, dim=dim)
 
-    def log_softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    def log_softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
         return _ops.log_softmax(self, axis, dim=dim)
 
-    def logsumexp(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
+    def logsumexp(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None,
                   keepdim: bool | None = None) -> Tensor:
         return _ops.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
@@ -463,7 +463,7 @@ class Tensor:
     def squeeze(self, axis: int | None = None) -> Tensor:
         return _ops.squeeze(self, axis)
 
-    def split(self, split_size_or_sections: Any, axis: int = 0, *, dim: int | None = None) -> tuple:
+    def split(self, split_size_or_sections: Any, axis: int | None = None, *, dim: int | None = None) -> tuple:
         return _ops.split(self, split_size_or_sections, axis, dim=dim)
 
     def broadcast_to(self, shape: Sequence[int]) -> Tensor:

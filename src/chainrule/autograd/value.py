@@ -14,7 +14,8 @@ from typing import Any, Union
 import numpy as np
 
 from .engine import reverse_topological_order
-from .ops.elementwise import _scalar_power, div_gradients, pow_gradients, relu_blocked, sigmoid_forward
+from .ops.elementwise import (_scalar_power, div_gradients, pow_base_blocked, pow_gradients, relu_blocked, relu_forward,
+                              sigmoid_forward)
 
 Number = Union[int, float]
 _F = np.float64
@@ -34,10 +35,10 @@ class Value:
     (75.0, 35.0)
     """
 
-    __slots__ = ("data", "grad", "parents", "local_grads", "op", "label")
+    __slots__ = ("data", "grad", "parents", "local_grads", "op", "label", "blocked")
 
     def __init__(self, data: Number, parents: tuple[Value, ...] = (), local_grads: tuple[float, ...] = (),
-                 op: str = "", label: str = "") -> None:
+                 op: str = "", label: str = "", blocked: tuple[bool, ...] = ()) -> None:
         if isinstance(data, Value):
             raise TypeError("Value(Value(...)): wrap a number, not another Value")
         if not isinstance(data, (int, float)) or isinstance(data, bool):
@@ -51,6 +52,9 @@ class Value:
         self.local_grads = local_grads
         self.op = op
         self.label = label
+        # per edge: whether its local derivative is a selected (structural) 0, which passes 0 whatever the
+        # upstream gradient (relu below its kink, the base of x ** 0), as the Tensor engine and PyTorch select
+        self.blocked = tuple(bool(b) for b in blocked)
 
     @staticmethod
     def _lift(other: Value | Number, op: str) -> Value:
@@ -63,8 +67,9 @@ class Value:
     # Each op computes its value and its local derivatives with NumPy float64 and the same functions as the
     # Tensor engine (chainrule.autograd.ops.elementwise), so the two engines agree at every special point: no
     # Python-float exceptions (ZeroDivisionError, OverflowError, math domain errors), but inf and NaN as PyTorch gives.
-    def _result(self, out: Any, parents: tuple[Value, ...], local_grads: tuple, op: str) -> Value:
-        return Value(float(out), parents, tuple(float(local) for local in local_grads), op)
+    def _result(self, out: Any, parents: tuple[Value, ...], local_grads: tuple, op: str,
+                blocked: tuple = ()) -> Value:
+        return Value(float(out), parents, tuple(float(local) for local in local_grads), op, blocked=blocked)
 
     def __add__(self, other: Value | Number) -> Value:
         other = self._lift(other, "+")
@@ -81,11 +86,13 @@ class Value:
         Value(-0.0) ** 0.5 is -0.0 with gradient -inf); a Value exponent follows pow(Tensor, Tensor)."""
         lifted = self._lift(exponent, "**")
         x = _F(self.data)
-        y = float(exponent) if not isinstance(exponent, Value) else _F(exponent.data)
+        # a Value exponent is an array to the shared kernel, so it takes pow's convention, not sqrt's
+        y = float(exponent) if not isinstance(exponent, Value) else np.asarray(exponent.data, np.float64)
         with np.errstate(all="ignore"):
             out = _scalar_power(x, y)
             local_base, local_exponent = pow_gradients(_ONE, x, y, out)
-        return self._result(out, (self, lifted), (local_base, local_exponent), "**")
+        return self._result(out, (self, lifted), (local_base, local_exponent), "**",
+                            (bool(pow_base_blocked(y)), False))
 
     def __neg__(self) -> Value:
         return self._result(-_F(self.data), (self,), (-1.0,), "neg")
@@ -139,8 +146,9 @@ class Value:
             return self._result(out, (self,), ((1 - out) * out,), "sigmoid")
 
     def relu(self) -> Value:
-        out = np.maximum(_F(self.data), 0.0)
-        return self._result(out, (self,), (0.0 if relu_blocked(out) else 1.0,), "relu")
+        out = _F(relu_forward(_F(self.data)))
+        blocked = bool(relu_blocked(out))
+        return self._result(out, (self,), (0.0 if blocked else 1.0,), "relu", (blocked,))
 
     def backward(self) -> None:
         """Add d(self)/d(v) to `v.grad` for every Value v this one was computed from (and itself).
@@ -157,9 +165,11 @@ class Value:
         for node in reverse_topological_order([self], lambda value: value.parents):
             upstream = grads.pop(node, 0.0)
             node.grad += upstream
-            for parent, local in zip(node.parents, node.local_grads):
-                # downstream = upstream × local (Python floats: inf · 0 is NaN, never an exception)
-                grads[parent] = grads.get(parent, 0.0) + upstream * local
+            blocked = node.blocked or (False,) * len(node.parents)
+            for parent, local, stop in zip(node.parents, node.local_grads, blocked):
+                # downstream = upstream × local (Python floats: inf · 0 is NaN, never an exception); a
+                # blocked edge passes 0, selected as in the Tensor engine
+                grads[parent] = grads.get(parent, 0.0) + (0.0 if stop else upstream * local)
 
     def zero_grad(self) -> None:
         """Set the grad of this Value and of everything it was computed from back to 0."""

@@ -309,18 +309,23 @@ def read_header(path: Path, size: int) -> dict[str, tuple[str, tuple[int, ...]]]
     The header is an 8-byte little-endian length and that many bytes of JSON; each array's byte range must
     match its dtype and shape and lie in the file. Raises `CheckpointError` naming the defect.
     """
-    with open(path, "rb") as stream:
-        prefix = stream.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(f"{path} is not a safetensors file: {size} bytes, shorter than its header")
-        length = int.from_bytes(prefix, "little")
-        if length > min(size - 8, MAX_HEADER_BYTES):
-            raise CheckpointError(f"{path} is not a valid safetensors file: its header claims {length:,} bytes "
-                                  f"and the file has {size - 8:,} after the length (truncated or corrupted)")
-        try:
-            header = json.loads(stream.read(length).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise CheckpointError(f"{path} is not a valid safetensors file: its header is not JSON") from None
+    try:
+        with open(path, "rb") as stream:
+            prefix = stream.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path} is not a safetensors file: {size} bytes, shorter than its header")
+            length = int.from_bytes(prefix, "little")
+            if length > min(size - 8, MAX_HEADER_BYTES):
+                raise CheckpointError(f"{path} is not a valid safetensors file: its header claims {length:,} "
+                                      f"bytes and the file has {size - 8:,} after the length (truncated or "
+                                      "corrupted)")
+            text = stream.read(length)
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read: {error.strerror or error}") from None
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not JSON") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is not a valid safetensors file: its header is not a JSON object")
     data = size - 8 - length

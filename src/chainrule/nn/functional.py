@@ -24,7 +24,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     >>> import chainrule as cr
     >>> linear(cr.ones(2, 3), cr.ones(4, 3)).shape
     (2, 4)
+
+    Raises ValueError when x, weight or bias differ in dtype (PyTorch refuses them; NumPy would promote).
     """
+    for what, tensor in (("input", x), ("bias", bias)):
+        if tensor is not None and getattr(tensor, "dtype", weight.dtype) != weight.dtype:
+            raise ValueError(f"linear: {what} dtype ({tensor.dtype}) does not match the weight's dtype "
+                             f"({weight.dtype}): convert one of them (.astype)")
     out = x @ weight.mT
     return out + bias if bias is not None else out
 
@@ -177,7 +183,12 @@ def _row_scale(g: Any, rows: Any, reduction: str, count: int) -> Any:
     """The upstream gradient each counted row's loss receives, shaped to broadcast over the classes."""
     if reduction == "none":
         return g[rows][..., None]
-    return g / count if reduction == "mean" else g
+    if reduction == "mean":
+        # 1 / count in float32 for float16: a count above 65504 is inf in float16 and would zero the gradient
+        # (PyTorch gives 0 there; chainrule does not overflow a count the user did not ask to be float16)
+        work = _work_dtype(g.dtype)
+        return (g if g.dtype == work else g.astype(work)) / count
+    return g
 
 
 def _place_rows(rows_grad: Any, rows: Any, like: Any) -> Any:
@@ -237,7 +248,10 @@ class CrossEntropy(Function):
             z = logits[rows]
             onehot = np.zeros(z.shape, logits.dtype)
             np.put_along_axis(onehot, target, 1.0, axis=-1)
-            return _place_rows((z.softmax(axis=-1) - onehot) * scale, rows, logits), None, None, None
+            rows_grad = (z.softmax(axis=-1) - onehot) * scale
+            if rows_grad.dtype != logits.dtype:   # float16: the scale was taken in float32
+                rows_grad = rows_grad.astype(logits.dtype)
+            return _place_rows(rows_grad, rows, logits), None, None, None
         grad = probabilities.copy(order="K")  # the saved softmax stays intact for a retained graph
         np.put_along_axis(grad, target, np.take_along_axis(grad, target, -1) - 1, -1)
         grad *= scale  # (softmax - onehot) scaled: S - 1 at the target
@@ -300,6 +314,8 @@ class NLLLoss(Function):
         np.put_along_axis(minus_onehot, target, -1.0, axis=-1)
         if isinstance(scale, Tensor):  # create_graph: the gradient is linear in g, so this records it
             rows_grad = scale * minus_onehot
+            if rows_grad.dtype != ctx.dtype:   # float16: the scale was taken in float32
+                rows_grad = rows_grad.astype(ctx.dtype)
         else:
             rows_grad = minus_onehot
             rows_grad *= scale

@@ -23,6 +23,9 @@ def uniform_parameter(shape: tuple[int, ...], bound: float, dtype: Any = np.floa
 class Linear(Module):
     """y = x Wᵀ + b with W [out_features, in_features], initialised U(±1/√in_features) like PyTorch.
 
+    Input [..., in_features] of the parameters' dtype (another dtype: ValueError, as PyTorch refuses it);
+    output [..., out_features].
+
     >>> import chainrule as cr
     >>> Linear(3, 2)(cr.ones(5, 3)).shape
     (5, 2)
@@ -42,6 +45,9 @@ class Linear(Module):
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear: expected input with {self.in_features} features in the last axis, "
                              f"got shape {x.shape}")
+        if x.dtype != self.weight.dtype:   # as PyTorch (NumPy would silently promote to the wider dtype)
+            raise ValueError(f"Linear: input dtype ({x.dtype}) does not match the parameters' dtype "
+                             f"({self.weight.dtype}): convert the input (.astype) or the layer (.to(dtype))")
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:

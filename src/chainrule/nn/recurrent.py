@@ -113,6 +113,11 @@ class LSTMCell(_CellBase):
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         x, batched = self._prepare(x, state)
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2
+                                  or any(s is None for s in state)):
+            # as the LSTM layer (and PyTorch's LSTMCell): half a state is refused, never completed with zeros
+            raise TypeError("LSTMCell: the state must be a tuple (h, c) of two Tensors (or None for zeros of "
+                            f"both), got {state!r}")
         h0, c0 = state if state is not None else (None, None)
         h = self._state(h0, x.shape[0], x.dtype, batched, "h")
         c = self._state(c0, x.shape[0], x.dtype, batched, "c")
@@ -374,18 +379,24 @@ class _RecurrentBase(Module):
                        lengths: Any = None) -> tuple[Tensor, Any]:
         """`forward(embedding[ids])` (one-hot vectors when `embedding` is None), computed by table lookup.
 
+        ids: [batch, seq] integers (TypeError otherwise; IndexError out of range); embedding: [rows,
+        input_size] of the parameters' dtype (ValueError otherwise, as `forward` refuses such an input).
+        Only the rows looked up at real (non-padded) steps enter any product, so an inf or NaN in a row that
+        is never used, or used only past `lengths`, reaches no value or gradient (as F.embedding then the
+        layer on packed sequences in PyTorch).
+
         >>> import chainrule as cr, numpy as np
         >>> LSTM(5, 3).forward_tokens(np.array([[0, 4, 2]]))[0].shape
         (1, 3, 3)
         """
-        time_major, projections = self._token_projections(ids, embedding)
+        time_major, projections = self._token_projections(ids, embedding, lengths)
         if projections is None:
             return self.forward(self._token_inputs(time_major, embedding), state, lengths)
         output, finals = self._forward(None, self._split_state(state), lengths, self.state_names, projections)
         return output, self._join_state(finals)
 
-    def _token_projections(self, ids: np.ndarray,
-                           embedding: Tensor | None) -> tuple[np.ndarray, list[Projection | None] | None]:
+    def _token_projections(self, ids: np.ndarray, embedding: Tensor | None,
+                           lengths: Any = None) -> tuple[np.ndarray, list[Projection | None] | None]:
         """Layer 0's input projections for token ids, as lookups into a [vocabulary, gates] table.
 
         x W_ihᵀ + b with x = E[ids] equals (E W_ihᵀ + b)[ids] (one-hot input: W_ihᵀ[ids] + b), so the
@@ -405,20 +416,39 @@ class _RecurrentBase(Module):
         if ids.size and (ids.min() < 0 or ids.max() >= rows):
             raise IndexError(f"{name}.forward_tokens: token id {int(ids.max() if ids.max() >= rows else ids.min())} "
                              f"is out of range for {rows} rows")
+        if embedding is not None:
+            if not isinstance(embedding, Tensor):
+                raise TypeError(f"{name}.forward_tokens: the embedding must be a Tensor, got "
+                                f"{type(embedding).__name__}")
+            _check_dtype(f"{name}.forward_tokens", "embedding", embedding.dtype, self.weight_hh_l0.dtype)
         time_major = ids.T if self.batch_first else ids
         if self.implementation == "reference":
             return time_major, None
+        looked_up = time_major
+        mask = _lengths_mask(lengths, time_major.shape[1], time_major.shape[0]) if time_major.shape[0] else None
+        if mask is not None:
+            # a padded step looks up its sequence's first id instead, so a row used only there (which may
+            # hold inf) enters no product: dW_ih = Eᵀ dTable would take inf · 0 = NaN from it
+            looked_up = np.where(mask[:, :, 0], time_major, time_major[:1])
         projections = []
-        use_table = ids.size > rows  # else projecting the few looked-up rows is cheaper than the table
+        if embedding is None:
+            used, tokens = None, looked_up
+            use_table = ids.size > rows  # else projecting the few looked-up rows is cheaper than the table
+        else:
+            # only the rows looked up enter E W_ihᵀ (selected): an unused row holding inf or NaN would
+            # make dW_ih = E_allᵀ dTable take inf · 0 = NaN from its zero gradient row
+            used, tokens = np.unique(looked_up, return_inverse=True)
+            tokens = tokens.reshape(looked_up.shape)
+            use_table = ids.size > used.size
         for suffix in ("", "_reverse")[:self.num_directions]:
             weights = self._weights(0, suffix)
             bias = self._projection_bias(weights)
             if use_table:
-                table = weights[0].mT if embedding is None else embedding @ weights[0].mT
-                projections.append(Projection(table, time_major, bias))
+                table = weights[0].mT if embedding is None else _rows(embedding, used) @ weights[0].mT
+                projections.append(Projection(table, tokens, bias))
             else:
-                projected = (_rows(weights[0].mT, time_major) if embedding is None
-                             else _rows(embedding, time_major) @ weights[0].mT)
+                projected = (_rows(weights[0].mT, looked_up) if embedding is None
+                             else _rows(embedding, looked_up) @ weights[0].mT)
                 projections.append(Projection(projected, None, bias))
         return time_major, projections
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,10 +11,24 @@ import numpy as np
 from ..autograd.tensor import Tensor
 
 
-def _with_grads(parameters: Any) -> list[Tensor]:
+def _with_grads(parameters: Any, what: str) -> list[Tensor]:
+    """The parameters that have a gradient, each once: a tensor listed again (tied weights) would count twice
+    in the norm and be scaled twice (PyTorch does so); as the optimizers, it is taken once, with a warning."""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    return [p for p in parameters if p.grad is not None]
+    seen: set[int] = set()
+    unique, repeats = [], []
+    for position, p in enumerate(parameters):
+        if id(p) in seen:
+            repeats.append(position)
+            continue
+        seen.add(id(p))
+        unique.append(p)
+    if repeats:
+        warnings.warn(f"{what}: a parameter is listed more than once (again at positions {repeats}); each "
+                      "parameter is taken once, so its gradient counts once in the norm and is clipped once",
+                      UserWarning, stacklevel=3)
+    return [p for p in unique if p.grad is not None]
 
 
 def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm_type: float | str = 2.0,
@@ -26,7 +41,8 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     gradients' dtype, but at least float32 (PyTorch returns a float16 norm, inf beyond 65504); float32
     when no parameter has a gradient. An empty gradient contributes 0. A NaN norm makes every gradient NaN and an
     infinite one scales by 0, as in PyTorch.
-    `norm_type` is a positive number or inf ('inf').
+    `norm_type` is a positive number or inf ('inf'). A parameter listed twice (tied weights) is taken once,
+    with a UserWarning (PyTorch counts it twice in the norm and scales it twice).
 
     Raises ValueError (max_norm < 0, norm_type not positive) and RuntimeError (a non-finite norm with
     error_if_nonfinite=True).
@@ -46,7 +62,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         raise ValueError(f"clip_grad_norm_: norm_type must be a positive number or inf, got {norm_type!r}") from None
     if not norm_type > 0:
         raise ValueError(f"clip_grad_norm_: norm_type must be a positive number or inf, got {norm_type}")
-    grads = [p.grad for p in _with_grads(parameters)]
+    grads = [p.grad for p in _with_grads(parameters, "clip_grad_norm_")]
     if not grads:
         return Tensor(np.zeros((), np.float32))
     wide = [g.astype(np.result_type(g.dtype, np.float32), copy=False) for g in grads]
@@ -77,7 +93,7 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     """
     if not clip_value >= 0:
         raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
-    for p in _with_grads(parameters):
+    for p in _with_grads(parameters, "clip_grad_value_"):
         # a bound beyond the dtype's range (1e6 for float16) clips nothing: cap it, not cast it to inf
         bound = min(clip_value, float(np.finfo(p.grad.dtype).max)) if p.grad.dtype.kind == "f" else clip_value
         np.clip(p.grad, -bound, bound, out=p.grad)

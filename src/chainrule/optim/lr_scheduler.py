@@ -1,15 +1,25 @@
-"""Learning-rate schedules: step, exponential, cosine (closed forms, as PyTorch's)."""
+"""Learning-rate schedules: step, exponential, cosine (chainable, as PyTorch's; closed forms for resuming)."""
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
+
+import numpy as np
 
 from .optimizer import Optimizer
 
 
 class LRScheduler:
     """Base class: call `step()` once per epoch (or step) after `optimizer.step()`.
+
+    Chainable, as PyTorch's: each step changes the group's current lr by the schedule's factor for that
+    epoch, so schedules on one optimizer compose and an lr set by hand in `param_groups` is carried on from.
+    While no one else has touched the lr (it is still the closed form at the previous epoch), the closed
+    form at the new epoch is written instead, which is the same rate without the rounding of a product
+    over steps, so a run resumed from `load_state_dict` continues bit for bit. The closed form
+    `lr_at(base_lr, epoch)` is also what resuming (last_epoch != -1, or `load_state_dict`) sets.
 
     The first `step()` before the optimizer has ever stepped warns (as PyTorch does): the schedule's first
     learning rate would then be skipped. Raises KeyError when resuming (last_epoch != -1) an optimizer
@@ -37,10 +47,17 @@ class LRScheduler:
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._order_checked = False
+        self._resuming = last_epoch != -1
         self.step()
+        self._resuming = False
         self._order_checked = False  # the constructor's step sets the first rate; the user's next is checked
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
+        """The closed form: the rate at `epoch` of this schedule alone, from `base_lr`."""
+        raise NotImplementedError
+
+    def chained_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        """The chainable form: the rate at `epoch` (> 0) from the group's current rate `lr`."""
         raise NotImplementedError
 
     def step(self) -> None:
@@ -50,15 +67,24 @@ class LRScheduler:
                 warnings.warn("lr_scheduler.step() was called before optimizer.step(): call optimizer.step() "
                               "first, or the schedule's first learning rate is skipped", UserWarning, stacklevel=2)
         self.last_epoch += 1
+        epoch = self.last_epoch
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.lr_at(base, self.last_epoch)
+            if getattr(self, "_resuming", False):
+                group["lr"] = self.lr_at(base, epoch)
+            elif epoch == 0:   # the first rate is the group's own (as PyTorch: another schedule may have set it)
+                continue
+            elif group["lr"] == self.lr_at(base, epoch - 1):   # untouched since this schedule's last step
+                group["lr"] = self.lr_at(base, epoch)
+            else:
+                group["lr"] = self.chained_lr(group["lr"], base, epoch)
 
     def get_last_lr(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
         # the optimizer is not the schedule's state, nor is the once-only check of the call order
-        return {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "_order_checked")}
+        return {key: value for key, value in self.__dict__.items()
+                if key not in ("optimizer", "_order_checked", "_resuming")}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.__dict__.update(state_dict)
@@ -82,14 +108,17 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size <= 0:
+        if isinstance(step_size, (bool, np.bool_)) or not isinstance(step_size, numbers.Integral) or step_size <= 0:
             raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
         _check_gamma("StepLR", gamma)
-        self.step_size, self.gamma = step_size, gamma
+        self.step_size, self.gamma = int(step_size), gamma
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma ** (epoch // self.step_size)
+
+    def chained_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        return lr * self.gamma if epoch % self.step_size == 0 else lr
 
 
 class ExponentialLR(LRScheduler):
@@ -110,6 +139,9 @@ class ExponentialLR(LRScheduler):
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma ** epoch
+
+    def chained_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        return lr * self.gamma
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -133,3 +165,11 @@ class CosineAnnealingLR(LRScheduler):
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+    def chained_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        # PyTorch's recursive form; at the bottom of a period (cos = -1 at epoch - 1) the ratio is 0 / 0,
+        # so the step up is added instead
+        if (epoch - 1 - self.T_max) % (2 * self.T_max) == 0:
+            return lr + (base_lr - self.eta_min) * (1 - math.cos(math.pi / self.T_max)) / 2
+        return ((1 + math.cos(math.pi * epoch / self.T_max)) / (1 + math.cos(math.pi * (epoch - 1) / self.T_max))
+                * (lr - self.eta_min) + self.eta_min)

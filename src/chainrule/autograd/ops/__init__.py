@@ -2,7 +2,8 @@
 built on them (with their input checks) are in `chainrule.autograd.functional`.
 """
 from .elementwise import (Abs, Add, Cast, Clip, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sigmoid, Sqrt, Sub,
-                          Tanh, Where, div_gradients, pow_gradients, relu_blocked, sigmoid_forward)
+                          Tanh, Where, div_gradients, pow_base_blocked, pow_gradients, relu_blocked, relu_forward,
+                          sigmoid_forward)
 from .matmul import MatMul
 from .reductions import (LogSoftmax, LogSumExp, Max, Mean, Softmax, Sum)
 from .shape import (BroadcastTo, Concatenate, GetItem, Permute, Reshape, Scatter, Split)
@@ -10,4 +11,4 @@ from .shape import (BroadcastTo, Concatenate, GetItem, Permute, Reshape, Scatter
 __all__ = ["Abs", "Add", "BroadcastTo", "Cast", "Clip", "Concatenate", "Div", "Exp", "GetItem", "Log", "LogSoftmax",
            "LogSumExp", "MatMul", "Max", "Maximum", "Mean", "Mul", "Neg", "Permute", "Pow", "Relu", "Reshape",
            "Scatter", "Sigmoid", "Softmax", "Split", "Sqrt", "Sub", "Sum", "Tanh", "Where", "div_gradients",
-           "pow_gradients", "relu_blocked", "sigmoid_forward"]
+           "pow_base_blocked", "pow_gradients", "relu_blocked", "relu_forward", "sigmoid_forward"]

@@ -45,8 +45,9 @@ def _accumulation_dtype(dtype: np.dtype) -> Any:
 def _in_float32_for_float16(fn: Any, *arrays: Any) -> Any:
     """fn(*arrays), computed in float32 and rounded once when the arrays are float16 (PyTorch's CPU kernels
     do so: a sum inside a backward must not overflow float16 when the result fits); else as it is."""
-    if builtins.any(isinstance(a, Tensor) or a.dtype != np.float16 for a in arrays):
+    if builtins.any(a.dtype != np.float16 for a in arrays):
         return fn(*arrays)
+    # a Tensor (create_graph) goes through the differentiable Cast, so the graph computes the same as here
     return fn(*(a.astype(np.float32) for a in arrays)).astype(np.float16)
 
 
@@ -60,7 +61,14 @@ def _scalar_power(x: Any, exponent: Any) -> Any:
             return np.sqrt(x)
         if exponent == -0.5:
             return np.reciprocal(np.sqrt(x))
-    return np.power(x, exponent)
+        return np.power(x, exponent)
+    out = np.power(x, exponent)
+    if np.size(exponent) == 1 and np.asarray(exponent).dtype.kind == "f" and float(np.asarray(exponent).flat[0]) == 0.5:
+        # NumPy takes a scalar exponent 0.5 as sqrt (-0 -> -0, -inf -> NaN); a Tensor exponent follows C's
+        # pow, as in PyTorch's pow(Tensor, Tensor): pow(-0, 0.5) = +0, pow(-inf, 0.5) = +inf
+        out = np.where(np.isneginf(x), np.asarray(np.inf, np.result_type(out)), out + np.zeros((), np.result_type(out)))
+        out = out.astype(np.result_type(x, exponent), copy=False) if isinstance(out, np.ndarray) else out
+    return out
 
 
 def _power(x: Any, exponent: Any) -> Any:
@@ -79,11 +87,21 @@ def pow_gradients(g: Any, x: Any, y: Any, out: Any, need_x: bool = True, need_y:
         if isinstance(y, (int, float)) and not isinstance(y, bool):
             grad_x = np.zeros(np.shape(_data(g)), _data(g).dtype) if y == 0 else g * (y * _power(x, y - 1))
         else:
-            grad_x = _where(np.equal(_data(y), 0), 0, g * (y * _power(x, y - 1)))
+            # y - 1 kept an array: NumPy turns a 0-d result into np.float64, a float, which would take the
+            # Python-number (sqrt) convention at -0.5
+            minus_one = y - 1 if isinstance(y, Tensor) else np.asarray(np.subtract(y, 1))
+            grad_x = _where(pow_base_blocked(y), 0, g * (y * _power(x, minus_one)))
     if need_y:
+        # selected inside, then multiplied by g, as PyTorch's pow_backward_exponent (inf upstream: NaN)
         at_zero = np.logical_and(np.equal(_data(x), 0), np.greater_equal(_data(y), 0))
         grad_y = g * _where(at_zero, 0, out * _log(x))
     return grad_x, grad_y
+
+
+def pow_base_blocked(y: Any) -> Any:
+    """Where the base's gradient is selected to 0 whatever the upstream one (inf, NaN): y == 0 (PyTorch's
+    pow_backward selects it; the exponent's gradient at x = 0 is a selected 0 multiplied by the upstream)."""
+    return np.equal(_data(y), 0)
 
 
 def div_gradients(g: Any, x: Any, y: Any) -> tuple:
@@ -94,6 +112,11 @@ def div_gradients(g: Any, x: Any, y: Any) -> tuple:
 def sigmoid_forward(x: Any) -> Any:
     """1 / (1 + e^-x) written so that neither branch overflows."""
     return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+
+
+def relu_forward(x: Any) -> Any:
+    """max(x, 0) as PyTorch's clamp_min: x where x >= 0 or NaN, so -0 stays -0 (np.maximum gives +0)."""
+    return np.where(np.less(x, 0), np.zeros((), np.result_type(x)), x)
 
 
 def relu_blocked(out: Any) -> Any:
@@ -251,7 +274,7 @@ class Relu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        out = np.maximum(x, 0)
+        out = relu_forward(x)
         ctx.save_for_backward(relu_blocked(out))
         return out
 
@@ -286,7 +309,13 @@ class Clip(Function):
         if high is not None:
             inside &= x <= high
         ctx.save_for_backward(inside)
-        return np.clip(x, low, high)
+        # PyTorch's clamp: x is kept where it equals a bound (-0 stays -0, np.clip gives the bound's +0)
+        out = x
+        if low is not None:
+            out = np.where(np.less(out, low), low, out)
+        if high is not None:
+            out = np.where(np.greater(out, high), high, out)
+        return out.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):

@@ -48,7 +48,7 @@ def rnn_forward(projected: np.ndarray, h0: np.ndarray, weight_hh: np.ndarray, ma
         if nonlinearity == "tanh":
             np.tanh(h_t, out=h_t)
         else:
-            np.maximum(h_t, 0, out=h_t)
+            np.copyto(h_t, 0, where=h_t < 0)   # relu as PyTorch's: -0 and NaN stay
         _carry_masked(states, t, h, mask)
         h = h_t
     return states, h, RNNCache(states, h0, mask, reverse, nonlinearity, weight_hh_t)
@@ -61,8 +61,9 @@ def rnn_backward(cache: RNNCache, weight_hh: np.ndarray, d_output: np.ndarray,
     Shapes, dtypes and what is returned: `contract.KernelBackend.rnn_backward`.
     """
     states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
-    # δ_t = dL/dh_t ⊙ act'(·): tanh' = 1 - h_t², relu' = [h_t > 0]
-    local = 1 - states * states if nonlinearity == "tanh" else (states > 0).astype(states.dtype)
+    # δ_t = dL/dh_t ⊙ act'(·): tanh' = 1 - h_t², relu' = 1 - [h_t <= 0] (a NaN state passes its gradient,
+    # as the Relu op and PyTorch's threshold_backward)
+    local = 1 - states * states if nonlinearity == "tanh" else np.logical_not(states <= 0).astype(states.dtype)
     deltas = np.empty_like(states)
     zero = states.dtype.type(0)
     d_h = d_h_last

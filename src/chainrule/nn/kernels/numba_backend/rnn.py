@@ -20,7 +20,7 @@ def _rnn_step_back(d_h, d_output_t, h_t, keep, use_tanh, delta, carried):
             if keep[b]:
                 d = d_h[b, j] + d_output_t[b, j]
                 h = h_t[b, j]
-                delta[b, j] = d * (1.0 - h * h) if use_tanh else (d if h > 0 else 0.0)
+                delta[b, j] = d * (1.0 - h * h) if use_tanh else (0.0 if h <= 0 else d)   # NaN passes, as Relu
                 carried[b, j] = 0.0
             else:
                 delta[b, j] = 0.0
