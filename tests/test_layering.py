@@ -321,7 +321,7 @@ def test_import_chainrule_loads_neither_the_application_nor_the_pictures():
     unwanted = sorted(m for m in loaded if m.split(".")[:2] in (["chainrule", "charlm"], ["chainrule", "insight"])
                       or m in ("chainrule.viz", "chainrule.diagnostics", "chainrule.torch_export"))
     assert unwanted == []
-    assert not {"numba", "matplotlib", "safetensors", "tqdm", "torch"} & loaded
+    assert not {"numba", "matplotlib", "safetensors", "tqdm", "torch", "pydantic"} & loaded
 
 
 def test_insight_and_the_old_names_are_attributes_loaded_on_first_use():

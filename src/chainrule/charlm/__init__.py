@@ -2,8 +2,8 @@
 
 - `config`: the table of cells (the one place that lists lstm, gru, rnn); `text`: reading a corpus, the
   vocabulary, the batch streams; `model`: `CharModel`, sampling, evaluation;
-- `checkpoint`: a run's arrays and metadata on disk, checked against `checkpoint_schema` (pydantic) before
-  anything is built; `training`: the training loop;
+- `checkpoint`: a run's arrays and metadata on disk (`pack_run`/`unpack_run` name the arrays), checked
+  against `checkpoint_schema` (pydantic) before anything is built; `training`: the training loop;
 - `cli`: the command line (`chainrule train/sample/eval/info/diagnose/demo`), `diagnose`, `demo`, and
   `export` (a checkpoint as PyTorch modules); `plots` for the pictures.
 

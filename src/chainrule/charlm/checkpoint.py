@@ -58,6 +58,50 @@ def weights_name(name: str, step: int) -> str:
     return f"{name}-{step:08d}.safetensors"
 
 
+def pack_run(model_state: dict[str, np.ndarray], optimizer_state: dict[str, Any],
+             carried: list[np.ndarray] | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A run's state as a checkpoint stores it: the arrays under their names, `model.<parameter>`,
+    `optimizer.<parameter index>.<name>` and `carry.<k>` (the hidden state carried to the next batch, h and
+    for an LSTM c), and the optimizer's other state for the description, {"param_groups", "scalars"}.
+
+    >>> arrays, optimizer = pack_run({"w": np.ones(2)}, {"state": {0: {"step": 3, "exp_avg": np.zeros(2)}},
+    ...                                                  "param_groups": []}, None)
+    >>> sorted(arrays), optimizer["scalars"]
+    (['model.w', 'optimizer.0.exp_avg'], {'0': {'step': 3}})
+    """
+    arrays = {f"model.{k}": v for k, v in model_state.items()}
+    for index, values in optimizer_state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optimizer.{index}.{name}"] = value
+    for k, array in enumerate(carried or ()):
+        arrays[f"carry.{k}"] = array
+    scalars = {str(i): {n: v for n, v in values.items() if not isinstance(v, np.ndarray)}
+               for i, values in optimizer_state["state"].items()}
+    return arrays, {"param_groups": optimizer_state["param_groups"], "scalars": scalars}
+
+
+def unpack_run(arrays: dict[str, np.ndarray], optimizer: dict[str, Any]
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any], list[np.ndarray]]:
+    """The inverse of `pack_run`: (the model's state dict, the optimizer's state dict, the carried arrays).
+
+    >>> model, optimizer, carried = unpack_run(*pack_run({"w": np.ones(2)}, {"state": {}, "param_groups": []},
+    ...                                                  [np.zeros(1)]))
+    >>> list(model), optimizer["state"], len(carried)
+    (['w'], {}, 1)
+    """
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in arrays.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, values in optimizer["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    model = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    carried = [arrays[f"carry.{k}"] for k in range(2) if f"carry.{k}" in arrays]
+    return model, {"state": state, "param_groups": optimizer["param_groups"]}, carried
+
+
 def all_finite(arrays: dict[str, np.ndarray]) -> bool:
     """Whether every value of every array is finite (no NaN, no ±inf); non-float arrays always are.
 

@@ -20,8 +20,8 @@ import numpy as np
 from .. import nn, optim
 from ..autograd import default_generator, manual_seed, no_grad
 from ..nn import functional as F
-from .checkpoint import (CheckpointError, all_finite, load_checkpoint, remove_leftovers, run_files,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, all_finite, load_checkpoint, pack_run, remove_leftovers, run_files,
+                         save_checkpoint, unpack_run)
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .plots import draw_loss
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
@@ -307,22 +307,15 @@ class Trainer:
         return min(limits) if limits else None
 
     # -- checkpoints ------------------------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        optimizer_state = self.optimizer.state_dict()
-        for index, values in optimizer_state["state"].items():
-            for name, value in values.items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"optimizer.{index}.{name}"] = value
-        if self.state is not None:
-            for k, array in enumerate(state_arrays(self.state)):
-                arrays[f"carry.{k}"] = array
-        return arrays
+    def _packed(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays and the optimizer's other state, as a checkpoint stores them (`checkpoint.pack_run`)."""
+        carried = state_arrays(self.state) if self.state is not None else None
+        return pack_run(self.model.state_dict(), self.optimizer.state_dict(), carried)
 
-    def _meta(self) -> dict[str, Any]:
-        optimizer_state = self.optimizer.state_dict()
-        scalars = {str(i): {n: v for n, v in values.items() if not isinstance(v, np.ndarray)}
-                   for i, values in optimizer_state["state"].items()}
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return self._packed()[0]
+
+    def _meta(self, optimizer: dict[str, Any]) -> dict[str, Any]:
         return {
             "step": self.progress.step,
             "model": self.model.config.to_dict(),
@@ -330,7 +323,7 @@ class Trainer:
             "text": {"name": self.text_name, "sha256": self.text_sha256},
             "progress": {k: v for k, v in asdict(self.progress).items() if k != "history"},
             "history": self.progress.history,
-            "optimizer": {"param_groups": optimizer_state["param_groups"], "scalars": scalars},
+            "optimizer": optimizer,
             "schedule": self.schedule.state_dict() if self.schedule else None,
             "rng": default_generator().bit_generator.state,
             "parameters": self.model.num_parameters(),
@@ -340,7 +333,8 @@ class Trainer:
         """Write checkpoint `name` (latest or best). A failed write (full disk, ...) raises `TrainingStopped`
         saying what failed and which checkpoints are intact; the previous one of that name always is."""
         try:
-            return save_checkpoint(self.out, name, self._arrays(), self._meta())
+            arrays, optimizer = self._packed()
+            return save_checkpoint(self.out, name, arrays, self._meta(optimizer))
         except OSError as error:
             raise TrainingStopped(f"could not write the {name} checkpoint: {_describe_os_error(error)}. "
                                   f"{self.checkpoints_on_disk()}") from error
@@ -400,21 +394,14 @@ class Trainer:
             if not all(isinstance(rate, float) and math.isfinite(rate) for rate in rates):
                 raise CheckpointError(f"the checkpoint's schedule gives no usable learning rate at step "
                                       f"{probe.last_epoch} (found {rates[0]})")
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in arrays.items():
-            if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
-                state.setdefault(int(index), {})[name] = value
-        for index, values in meta["optimizer"]["scalars"].items():
-            state.setdefault(int(index), {}).update(values)
+        model_state, optimizer_state, carry = unpack_run(arrays, meta["optimizer"])
         try:
-            self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+            self.optimizer.load_state_dict(optimizer_state)
         except ValueError as error:
             raise CheckpointError(f"the checkpoint's optimizer state does not fit: {error}") from None
-        self.model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        self.model.load_state_dict(model_state)
         if self.schedule is not None:
             self.schedule.load_state_dict(meta["schedule"])
-        carry = [arrays[f"carry.{k}"] for k in range(2) if f"carry.{k}" in arrays]
         self.state = state_from_arrays(carry, self.model.config.model) if carry else None
         self.progress = Progress(**meta["progress"], history=meta["history"])
         default_generator().bit_generator.state = meta["rng"]
