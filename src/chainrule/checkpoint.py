@@ -384,4 +384,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         arrays = load(payload)
     except (SafetensorError, ValueError, OSError) as error:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file ({error})") from None
+    bad = sorted(key for key, value in arrays.items() if not all_finite({key: value}))
+    if bad:   # never written so (save_checkpoint refuses them): the file was altered
+        raise CheckpointError(f"{weights_path}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} hold NaN or "
+                              "infinite values; chainrule never writes such a checkpoint, so this file was "
+                              "altered (use another checkpoint of the run)")
     return arrays, meta

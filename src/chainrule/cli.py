@@ -33,17 +33,17 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
     """
     bounds = []
     if low is not None and high is not None:
-        bounds.append(f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+        bounds.append(f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}")
     elif low is not None:
-        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        bounds.append(f"{'>' if low_open else '>='} {_bound(low)}")
     elif high is not None:
-        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+        bounds.append(f"{'<' if high_open else '<='} {_bound(high)}")
     expected = ("an integer" if kind is int else "a finite number") + (" " + bounds[0] if bounds else "")
 
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if (not math.isfinite(value)
                 or (low is not None and (value < low or (low_open and value == low)))
@@ -55,7 +55,20 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
     return parse
 
 
-_POSITIVE = _number(int, 1)
+def _bound(value: float) -> str:
+    """A range's end as typed: integers as integers (1048576, not 1.04858e+06)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _limited(name: str) -> Callable[[str], int | float]:
+    """The parser of an option limited in `checkpoint_schema.LIMITS`: the range a checkpoint may hold too."""
+    from .checkpoint_schema import LIMITS
+
+    low, high, low_open = LIMITS[name]
+    return _number(float if name in ("epochs", "minutes") else int, low, high, low_open=low_open)
+
+
+_POSITIVE = _number(int, 1, 2 ** 53)
 _SEED = _number(int, 0, 2**63 - 1)
 _SIZE = _number(int, 1, 1 << 16)   # hidden units, layers' inputs: beyond this a layer's matrices outgrow memory
 
@@ -80,15 +93,15 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     model = train.add_argument_group("model")
     model.add_argument("--model", choices=["lstm", "gru", "rnn"], help="cell" + default("model"))
-    model.add_argument("--hidden", type=_SIZE, help="hidden units per layer" + default("hidden"))
-    model.add_argument("--layers", type=_number(int, 1, 256), help="recurrent layers" + default("layers"))
+    model.add_argument("--hidden", type=_limited("hidden"), help="hidden units per layer" + default("hidden"))
+    model.add_argument("--layers", type=_limited("layers"), help="recurrent layers" + default("layers"))
     model.add_argument("--dropout", type=_number(float, 0, 1, high_open=True),
                        help="between layers and before the head" + default("dropout"))
-    model.add_argument("--embedding", type=_number(int, 0, 1 << 16),
+    model.add_argument("--embedding", type=_limited("embedding"),
                        help="embedding size; 0 feeds one-hot characters (default)")
     data = train.add_argument_group("data")
-    data.add_argument("--seq-len", type=_number(int, 1, 1 << 20), help="BPTT length" + default("seq_len"))
-    data.add_argument("--batch-size", type=_number(int, 1, 1 << 20),
+    data.add_argument("--seq-len", type=_limited("seq_len"), help="BPTT length" + default("seq_len"))
+    data.add_argument("--batch-size", type=_limited("batch_size"),
                       help="parallel text streams" + default("batch_size"))
     data.add_argument("--val-frac", type=_number(float, 0, 1, high_open=True),
                       help="last fraction held out" + default("val_frac"))
@@ -99,15 +112,15 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     optimization.add_argument("--schedule", choices=SCHEDULES, help=default("schedule").strip())
     optimization.add_argument("--lr-decay", type=_number(float, 0, 1, low_open=True),
                               help="decay factor of the step / exponential schedules" + default("lr_decay"))
-    optimization.add_argument("--lr-decay-every", type=_POSITIVE,
+    optimization.add_argument("--lr-decay-every", type=_limited("lr_decay_every"),
                               help="steps between decays (step schedule)" + default("lr_decay_every"))
     optimization.add_argument("--grad-clip", type=_number(float, 0),
                               help="max gradient norm (0: no clipping)" + default("grad_clip"))
     budget = train.add_argument_group("how long (the first limit reached ends training; none: one epoch)")
-    budget.add_argument("--steps", type=_number(int, 1, 2**53), help="total optimizer steps, counted across resumes")
-    budget.add_argument("--epochs", type=_number(float, 0, 1e6, low_open=True),
+    budget.add_argument("--steps", type=_limited("steps"), help="total optimizer steps, counted across resumes")
+    budget.add_argument("--epochs", type=_limited("epochs"),
                         help="total passes over the training text")
-    budget.add_argument("--minutes", type=_number(float, 0, 1e7, low_open=True),
+    budget.add_argument("--minutes", type=_limited("minutes"),
                         help="training-time budget of this invocation (time spent evaluating and writing "
                         "checkpoints is not counted)")
     output = train.add_argument_group("output")
@@ -115,9 +128,9 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                         "a new run refuses a folder that holds a run")
     output.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its latest "
                         "checkpoint (or from RUN/best.json when named), in RUN")
-    output.add_argument("--eval-every", type=_POSITIVE, help="steps between evaluations and checkpoints"
+    output.add_argument("--eval-every", type=_limited("eval_every"), help="steps between evaluations and checkpoints"
                         + default("eval_every"))
-    output.add_argument("--sample-every", type=_number(int, 0), help="steps between samples; 0: never"
+    output.add_argument("--sample-every", type=_limited("sample_every"), help="steps between samples; 0: never"
                         + default("sample_every"))
     output.add_argument("--seed", type=_SEED, help=default("seed").strip())
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
@@ -135,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
     sample.add_argument("--prime", default="", help="text to start from (default: a random character)")
-    sample.add_argument("--length", type=_number(int, 0), default=500, help="characters to generate")
+    sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
     sample.add_argument("--temperature", type=_number(float, 0, low_open=True), default=0.8)
     sample.add_argument("--top-k", type=_POSITIVE)
     sample.add_argument("--seed", type=_SEED)
@@ -157,11 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--compare", help="fresh layers to add, e.g. rnn,lstm,gru (the default without CHECKPOINT)")
     diagnose.add_argument("--seq-len", type=_number(int, 1, 1 << 16), default=100)
     diagnose.add_argument("--batch", type=_number(int, 1, 1 << 16), default=8)
-    diagnose.add_argument("--hidden", type=_SIZE, default=64, help="hidden size of the fresh layers")
+    diagnose.add_argument("--hidden", type=_limited("hidden"), default=64, help="hidden size of the fresh layers")
     diagnose.add_argument("--input-size", type=_SIZE, default=16, help="input features of the fresh layers")
     diagnose.add_argument("--input-scale", type=_number(float, 0), default=0.1,
                           help="scale of the fresh layers' random inputs")
-    diagnose.add_argument("--sigma", type=_number(float, 0), action="append", help="add a fresh RNN whose W_hh "
+    diagnose.add_argument("--sigma", type=_number(float, 0, low_open=True), action="append", help="add a fresh RNN whose W_hh "
                           "has this largest singular value (repeatable: --sigma 0.5 --sigma 2)")
     diagnose.add_argument("--forget-bias", type=_number(float), default=1.0, help="forget-gate bias of fresh LSTMs")
     diagnose.add_argument("--text", help="text for the checkpoint's batch (needed unless it was trained on the "

@@ -21,6 +21,7 @@ from . import nn, optim
 from .charlm import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .checkpoint import (CheckpointError, all_finite, load_checkpoint, remove_leftovers, run_files,
                          save_checkpoint)
+from .checkpoint_schema import LIMITS, limit_problem
 from .function import no_grad
 from .nn import functional as F
 from .tensor import default_generator, manual_seed
@@ -189,6 +190,11 @@ class TrainConfig:
             raise ValueError(f"val-frac must be in [0, 1), got {self.val_frac}")
         if self.sample_every < 0:
             raise ValueError(f"sample-every must be 0 (never) or positive, got {self.sample_every}")
+        for name in LIMITS:   # the limits the CLI's options and the checkpoint schema use too
+            value = getattr(self, name, None)
+            problem = None if value is None else limit_problem(name, value)
+            if problem is not None:
+                raise ValueError(f"{name.replace('_', '-')} {problem}, got {value}")
 
     def model_config(self, vocabulary: str) -> ModelConfig:
         return ModelConfig(vocabulary, self.model, self.hidden, self.layers, self.dropout, self.embedding)
