@@ -3,6 +3,7 @@ and operating-system errors; no command prints a traceback. Tiny models (hidden 
 import json
 import math
 import os
+import re
 import random
 import shutil
 import signal
@@ -273,11 +274,20 @@ def test_divergence_before_any_checkpoint_says_there_is_none(text, tmp_path, cha
     chainrule("train", text, *TINY, "--steps", 2, "--out", out)   # the advice: start again, in the same folder
 
 
-def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(text, tmp_path, chainrule):
+def _follow_advice(err, text):
+    """The failing step and the resume command the stop message advises: (step, [--resume target, --lr, X])."""
+    failed_at = int(re.search(r" at step ([0-9]+); stopping", err)[1])
+    command = err.split(f"chainrule train {text} --resume ")[1].split(" (and/or")[0].rstrip(".").split()
+    return failed_at, command
+
+
+@pytest.mark.parametrize("model, extra", [("rnn", ["--hidden", 16, "--batch-size", 4, "--seq-len", 16]),
+                                          ("gru", [])])
+def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(text, tmp_path, chainrule, model,
+                                                                                 extra):
     out = tmp_path / "run"
-    status, err = chainrule("train", text, *TINY, "--model", "rnn", "--hidden", 16, "--batch-size", 4, "--seq-len", 16,
-                 "--optimizer", "sgd", "--lr", 10, "--grad-clip", 0, "--eval-every", 1, "--steps", 50, "--out", out,
-                 check=False)
+    status, err = chainrule("train", text, *TINY, "--model", model, *extra, "--optimizer", "sgd", "--lr", 10,
+                            "--grad-clip", 0, "--eval-every", 1, "--steps", 50, "--out", out, check=False)
     assert status == 1 and "training stopped" in err
     threshold = 3 * math.log(len(set(TEXT))) + 1
     for name in ("latest", "best"):
@@ -285,11 +295,28 @@ def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(
         assert f"{out / name}.json (step {meta['step']})" in err
         assert all(np.isfinite(v).all() for v in arrays.values())
         assert all(r["val_loss"] < threshold for r in meta["history"])
-    command = err.split(f"chainrule train {text} --resume ")[1].split(" (and/or")[0].split()
-    assert command[0] == str(out) and command[1] == "--lr"
-    status, err = chainrule("train", text, "--resume", out, "--lr", command[2], "--grad-clip", 1, "--steps", 60)
+    failed_at, command = _follow_advice(err, text)
+    # the advice, exactly as printed (the learning rate alone, no --grad-clip): it gets past the failing step
+    assert command[1] == "--lr" and float(command[2]) == 1.0, err
+    status, err = chainrule("train", text, "--resume", *command, "--steps", failed_at + 10)
     assert "--lr: 10.0 -> 1.0" in err
-    assert load_checkpoint(out / "latest.json")[1]["step"] == 60
+    assert load_checkpoint(out / "latest.json")[1]["step"] == failed_at + 10
+
+
+def test_the_advice_never_names_the_checkpoint_whose_weights_diverged(text, tmp_path, chainrule):
+    """A loss computed before the update (the weights of the last checkpoint) cannot be helped by any learning
+    rate: the advice points elsewhere, or says to start again."""
+    out = tmp_path / "run"
+    status, err = chainrule("train", text, *TINY, "--optimizer", "sgd", "--lr", 10, "--grad-clip", 0,
+                            "--eval-every", 1, "--val-frac", 0, "--steps", 50, "--out", out, check=False)
+    assert status == 1
+    failed_at, _ = _follow_advice(err, text) if "--resume" in err else (None, None)
+    if "--resume" in err:
+        target = err.split(" --resume ")[1].split()[0]
+        step = json.loads((Path(target) if target.endswith(".json") else Path(target) / "latest.json").read_text())
+        assert step["step"] != failed_at - 1, err
+    else:
+        assert "Start again" in err
 
 
 # -- options and the operating system ------------------------------------------------------------------

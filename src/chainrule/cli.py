@@ -10,6 +10,7 @@ import argparse
 import errno
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -210,6 +211,40 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _write(text: str) -> None:
+    """Write to standard output; an OS error names it ("standard output: No space left on device"), and a
+    closed standard output (`>&-`) is one such error rather than an AttributeError."""
+    if sys.stdout is None:
+        raise OSError(errno.EBADF, "it is closed", "standard output")
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, "standard output") from None
+
+
+def _flush() -> None:
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, "standard output") from None
+
+
+def _terminal_safe(text: str) -> str:
+    """`text` with control characters other than newline and tab shown escaped (ESC as \\x1b): a vocabulary may
+    hold any character of its corpus, and raw escape sequences would drive the terminal.
+
+    >>> _terminal_safe("a\\x1b[2Jb\\n")
+    'a\\\\x1b[2Jb\\n'
+    """
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, Trainer, claim_run_folder
 
@@ -315,30 +350,40 @@ def _run(trainer) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .charlm import generate, load_model
 
     model, vocabulary, _ = load_model(args.checkpoint)
     vocabulary.encode(args.prime, "prime text")  # unknown characters: a clear error before any output
-    sys.stdout.write(args.prime)
-    for character in generate(model, vocabulary, args.prime, args.length, args.temperature, args.top_k,
-                              args.argmax, args.seed):
-        sys.stdout.write(character)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
+    show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str
+    _write(show(args.prime))
+    with np.errstate(all="ignore"):   # huge weights: the sampler's own checks report what matters
+        for character in generate(model, vocabulary, args.prime, args.length, args.temperature, args.top_k,
+                                  args.argmax, args.seed):
+            _write(show(character))
+            _flush()
+    _write("\n")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .charlm import evaluate, load_model
     from .text import read_text
 
     model, vocabulary, meta = load_model(args.checkpoint)
     ids = vocabulary.encode(read_text(args.text), f"text file {args.text}")
-    result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))
-    print(f"characters scored: {result.characters}")
-    print(f"loss: {result.loss:.4f} nats/char")
-    print(f"bits per character: {result.bits_per_character:.4f}")
-    print(f"perplexity: {result.perplexity:.3f}")
+    with np.errstate(all="ignore"):   # finite but huge weights overflow: the result says inf or nan plainly
+        result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))
+    _write(f"characters scored: {result.characters}\n")
+    _write(f"loss: {result.loss:.4f} nats/char\n")
+    _write(f"bits per character: {result.bits_per_character:.4f}\n")
+    _write(f"perplexity: {result.perplexity:.3f}\n")
+    if not math.isfinite(result.loss):
+        _say("note: the loss is not finite: the model's outputs overflow on this text (its weights are huge)")
     return 0
 
 
@@ -348,20 +393,20 @@ def _info(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.checkpoint)
     _, meta = load_checkpoint(path)
     model, train, progress = meta["model"], meta["train"], meta["progress"]
-    print(f"checkpoint: {path}")
-    print(f"model: {model['model']} {model['layers']}x{model['hidden']}, "
-          f"{'embedding ' + str(model['embedding']) if model['embedding'] else 'one-hot input'}, "
-          f"dropout {model['dropout']}, {meta['parameters']:,} parameters, vocabulary {len(model['vocabulary'])}")
-    print(f"text: {meta['text']['name']} (sha256 {meta['text']['sha256'][:12]}...)")
-    print(f"training: {train['optimizer']} lr {train['lr']} ({train['schedule']}), seq-len {train['seq_len']}, "
-          f"batch {train['batch_size']}, grad-clip {train['grad_clip']}, seed {train['seed']}")
-    print(f"progress: step {progress['step']}, epoch {progress['epoch']}, {progress['elapsed'] / 60:.1f} minutes")
+    _write(f"checkpoint: {path}\n")
+    _write(f"model: {model['model']} {model['layers']}x{model['hidden']}, "
+           f"{'embedding ' + str(model['embedding']) if model['embedding'] else 'one-hot input'}, "
+           f"dropout {model['dropout']}, {meta['parameters']:,} parameters, vocabulary {len(model['vocabulary'])}\n")
+    _write(f"text: {meta['text']['name']} (sha256 {meta['text']['sha256'][:12]}...)\n")
+    _write(f"training: {train['optimizer']} lr {train['lr']} ({train['schedule']}), seq-len {train['seq_len']}, "
+           f"batch {train['batch_size']}, grad-clip {train['grad_clip']}, seed {train['seed']}\n")
+    _write(f"progress: step {progress['step']}, epoch {progress['epoch']}, {progress['elapsed'] / 60:.1f} minutes\n")
     history = meta.get("history", [])
     if history:
         last = history[-1]
-        print(f"last evaluation: train {last['train_loss']}, validation {last['val_loss']} (nats/char)")
+        _write(f"last evaluation: train {last['train_loss']}, validation {last['val_loss']} (nats/char)\n")
     if progress.get("best_val_loss") is not None:
-        print(f"best validation loss: {progress['best_val_loss']:.4f} nats/char")
+        _write(f"best validation loss: {progress['best_val_loss']:.4f} nats/char\n")
     return 0
 
 
@@ -392,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     1. The book's example ...
     True
     """
+    if hasattr(signal, "SIGXFSZ"):
+        # past a file-size limit (ulimit -f) a write then fails with EFBIG, reported with the file's name,
+        # instead of the signal killing the process mid-checkpoint
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     from .checkpoint import CheckpointError
     from .training import RunExists, RunInUse, TrainingStopped
 
@@ -408,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _reuse_freed_memory()
     try:
         status = _handlers()[args.command](args)
-        sys.stdout.flush()   # a closed pipe is then met here, not at interpreter exit
+        _flush()   # a closed pipe is then met here, not at interpreter exit
         return status
     except Exception as error:
         if args.debug:
