@@ -224,8 +224,10 @@ def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, tex
     assert evaluation_steps(run) == [5, 10, 15, 20]
 
 
-def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path, chainrule):
-    """Recomputed for the new total and continued at the current step: never climbs back."""
+def test_a_cosine_schedule_resumed_with_more_steps_jumps_to_the_longer_schedule_then_goes_down(text, tmp_path,
+                                                                                             chainrule):
+    """Recomputed for the new total and continued at the current step (as the README says): the rate jumps from
+    the old schedule's (0 at its end) to the longer schedule's at that step, then decreases to 0 at the new end."""
     run = tmp_path / "cosine"
     chainrule("train", text, *TINY, "--schedule", "cosine", "--lr", 0.01, "--steps", 12, "--eval-every", 1, "--out", run)
     chainrule("train", text, "--resume", run, "--steps", 24)
@@ -235,6 +237,7 @@ def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path, 
     for step in range(13, 25):
         assert lrs[step] == pytest.approx(0.01 * (1 + math.cos(math.pi * step / 24)) / 2, abs=1e-12)
     after = [lrs[s] for s in range(13, 25)]
+    assert lrs[12] == pytest.approx(0, abs=1e-15) and lrs[13] > 0.004   # the jump: 0 -> about half of --lr
     assert all(a > b for a, b in zip(after, after[1:])) and after[-1] == pytest.approx(0, abs=1e-15)
 
 
@@ -402,8 +405,16 @@ def test_unreadable_files_name_the_file_and_the_cause(run20, text, tmp_path, cap
             raise PermissionError(13, "Permission denied", str(self))
         return real_read_bytes(self)
 
+    real_os_open = os.open
+
+    def refuse_os(path, *args, **kwargs):
+        if str(path).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_os_open(path, *args, **kwargs)
+
     monkeypatch.setattr(chainrule.checkpoint, "open", refuse_weights, raising=False)   # however checkpoint.py
     monkeypatch.setattr(Path, "read_bytes", refuse_read_bytes)                        # reads the weights
+    monkeypatch.setattr(os, "open", refuse_os)
     status, err = run_in_process(capsys, "sample", run20, "--length", 5)
     assert status == 2 and ".safetensors" in err and "Permission denied" in err
 
@@ -448,7 +459,7 @@ def test_a_closed_pipe_ends_sample_and_info_quietly(run20):
 
 
 def test_ctrl_c_says_only_what_is_true(run20, text, tmp_path):
-    process = start("sample", run20, "--length", 10**7, "--seed", 1)
+    process = start("sample", run20, "--length", 10**6, "--seed", 1)
     process.stdout.read(10)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

@@ -89,11 +89,11 @@ def read_regular_file(path: str | Path, limit: int, what: str, follow: bool = Fa
         if size > limit:
             raise CheckpointError(f"{path} ({what}) is {size:,} bytes, more than the {limit:,} it may hold")
         try:
-            data = stream.read(limit + 1)
+            data = stream.read(size + 1)   # not limit + 1: read(n) allocates n bytes before reading
         except OSError as error:
             raise CheckpointError(f"{path} ({what}) cannot be read: {error.strerror or error}") from None
-    if len(data) > limit:
-        raise CheckpointError(f"{path} ({what}) grew past the {limit:,} bytes it may hold while being read")
+    if len(data) > min(size, limit):
+        raise CheckpointError(f"{path} ({what}) grew while being read (is another process writing it?)")
     return data
 
 

@@ -121,7 +121,9 @@ class ModelSection(_Strict):
     @field_validator("vocabulary")
     @classmethod
     def _each_character_once(cls, value: str) -> str:
-        repeated = sorted({c for c in value if value.count(c) > 1})
+        from collections import Counter
+
+        repeated = sorted(c for c, n in Counter(value).items() if n > 1)   # linear: a vocabulary may be long
         if repeated:
             raise ValueError(f"the vocabulary must list each character once; repeated: {repeated[:5]}")
         return value

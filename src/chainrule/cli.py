@@ -299,7 +299,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
     with lock:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
-        if not checkpoint.is_file():
+        if not os.path.lexists(checkpoint):   # anything else there (a FIFO, a link) load_checkpoint names
             hint = (f"; resume from its best checkpoint with --resume {folder / 'best.json'}"
                     if (folder / "best.json").is_file() else "")
             raise CheckpointError(f"nothing to resume: {checkpoint} does not exist{hint}")

@@ -27,7 +27,7 @@ def default_corpus() -> str:
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
-def read_text(path: str | Path, limit: int = MAX_TEXT_BYTES) -> str:
+def read_text(path: str | Path, limit: int | None = None) -> str:
     """Read a UTF-8 text: a file, a pipe (`<(cat f)`, /dev/stdin) or `-` (standard input), of at most `limit`
     bytes (default `MAX_TEXT_BYTES`, 2 GiB).
 
@@ -41,6 +41,7 @@ def read_text(path: str | Path, limit: int = MAX_TEXT_BYTES) -> str:
     ...
     ValueError: /dev/zero holds more than 1,000 bytes, the most a text may have (MAX_TEXT_BYTES); give a shorter text
     """
+    limit = MAX_TEXT_BYTES if limit is None else limit
     if str(path) == "-":
         name, data = "standard input", _read_limited(sys.stdin.buffer, "standard input", limit)
     else:

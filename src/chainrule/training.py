@@ -478,9 +478,9 @@ class Trainer:
         - dropout: set on the model (the weights do not depend on it);
         - the learning rate: with --lr, --lr-decay, --lr-decay-every or (cosine) the run's length changed, the
           schedule is recomputed from the new options and continued at the current step: from here on the
-          rate is the one a run started with these options would use at these steps (a cosine stretched over
-          the new total goes on down to 0 at it; it never climbs back). Without such a change the schedule
-          continues exactly;
+          rate is the one a run started with these options would use at these steps (a cosine resumed with
+          more steps jumps to the longer schedule's rate at the current step, e.g. up from 0 at the old end,
+          then decreases to 0 at the new end). Without such a change the schedule continues exactly;
         - log.jsonl holds each evaluation up to the checkpoint's step once and nothing after it (see
           `_reconcile_log`), then a record of the resume and its changes;
         - a resume from a checkpoint other than latest.json makes it the latest at once.
