@@ -1,5 +1,6 @@
 """The run folder under stress: one writer, crashes (kill -9), resume rules, the divergence guard, bad options
 and operating-system errors; no command prints a traceback. Tiny models (hidden 8, seq-len 8) keep it fast."""
+import contextlib
 import json
 import math
 import os
@@ -522,3 +523,112 @@ def test_resume_never_opens_the_text_path_a_run_records(run20, text, tmp_path, c
     assert evaluation_steps(run) == [5, 10, 15, 20]
     status, err = chainrule("train", text, "--resume", run, "--steps", 25)
     assert evaluation_steps(run) == [5, 10, 15, 20, 25]
+
+
+# -- the lock holds against a deleted lock file and a replaced folder -------------------------------------------
+def test_deleting_the_lock_file_does_not_let_a_second_writer_in(tmp_path):
+    from chainrule.training import LOCK_NAME, RunInUse, RunLock
+
+    folder = tmp_path / "run"
+    with RunLock(folder):
+        (folder / LOCK_NAME).unlink()
+        with pytest.raises(RunInUse, match="being written by another training"):
+            RunLock(folder).acquire()
+
+
+def test_a_training_whose_folder_was_replaced_stops_rather_than_write_into_the_new_run(tmp_path):
+    from chainrule.training import RunLock, TrainConfig, Trainer, TrainingStopped
+
+    folder = tmp_path / "run"
+    lock = RunLock(folder).acquire()
+    config = TrainConfig(model="gru", hidden=8, layers=1, seq_len=8, batch_size=2, steps=4, eval_every=2,
+                         sample_every=0)
+    trainer = Trainer(config, folder, quiet=True, corpus=(TEXT, "plays"), lock=lock)
+    assert lock.check() is None
+    shutil.rmtree(folder)
+    assert "was removed" in lock.check()
+    with RunLock(folder) as second:                 # rm -rf RUN and a new run there: the new one gets the lock
+        assert second.held
+        with pytest.raises(TrainingStopped, match="was removed and made again"):
+            trainer.save("latest")
+    assert run_files(folder) == []                  # nothing of the old training was written into the new run
+    lock.release()
+
+
+# -- Ctrl-C before the command line's own handler, text size, standard output -----------------------------------
+def test_ctrl_c_during_the_imports_is_one_line(monkeypatch, capsys):
+    import chainrule.__main__ as entry
+    import chainrule.cli
+
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chainrule.cli, "main", interrupted)
+    assert entry.main(["info", "RUN"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_an_endless_text_is_read_up_to_the_cap_only(run20, tmp_path, capsys, monkeypatch):
+    import chainrule.text
+
+    monkeypatch.setattr(chainrule.text, "MAX_TEXT_BYTES", 1 << 20)
+    for args in (("train", "/dev/zero", *TINY, "--out", tmp_path / "a"), ("eval", run20, "/dev/zero")):
+        status, err = run_in_process(capsys, *args)
+        assert status == 2 and err.strip() == ("error: /dev/zero holds more than 1,048,576 bytes, the most a text "
+                                               "may have (MAX_TEXT_BYTES); give a shorter text")
+
+
+def test_errors_writing_standard_output_name_it(run20, capsys, monkeypatch):
+    full = open("/dev/full", "w")
+    try:
+        monkeypatch.setattr(sys, "stdout", full)
+        status, err = run_in_process(capsys, "info", run20)
+        assert status == 2 and err.strip() == "error: standard output: No space left on device (the disk is full)"
+        monkeypatch.setattr(sys, "stdout", None)       # started with standard output closed (>&-)
+        status, err = run_in_process(capsys, "sample", run20, "--length", 10)
+        assert status == 2 and err.strip() == "error: standard output: it is closed"
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            full.close()
+
+
+def test_a_file_size_limit_names_the_file_it_stopped(run20, text, tmp_path):
+    import resource
+
+    run = tmp_path / "run"
+    shutil.copytree(run20, run)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+
+    result = subprocess.run([sys.executable, "-m", "chainrule", "train", str(text), "--resume", str(run), "--steps",
+                             "25"], capture_output=True, text=True, env=ENV, preexec_fn=limit, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(rf"could not write the latest checkpoint: {re.escape(str(run))}/latest-000000(2[0-5])"
+                     r"\.safetensors: File too large\. The checkpoints in .* are intact", result.stderr), result.stderr
+
+
+# -- diagnose and sample output ---------------------------------------------------------------------------------
+def test_diagnose_prints_the_path_it_wrote_and_keeps_its_columns_apart(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "dd"
+    status, _ = run_in_process(capsys, "diagnose", "--seq-len", 5, "--hidden", 4, "--input-size", 2, "--batch", 1,
+                               "--compare", "rnn,lstm", "--out", out)
+    printed = capsys.readouterr  # already read by run_in_process; re-run to see stdout
+    assert status == 0
+    assert (tmp_path / "dd.png").exists() and not out.exists()
+    from chainrule.cli import main as cli_main
+    cli_main(["diagnose", "--seq-len", "5", "--hidden", "4", "--input-size", "2", "--batch", "1", "--compare",
+              "rnn,lstm", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert f"wrote {out}.png" in printed
+    header = printed.splitlines()[0]
+    assert "rnn (new)  " in header and "  lstm (new, forget bias 1)" in header
+
+
+def test_sample_escapes_control_characters_only_on_a_terminal():
+    from chainrule.cli import _terminal_safe
+
+    assert _terminal_safe("a\x1b[2J\x07b\n\tc") == "a\\x1b[2J\\x07b\n\tc"
+    assert _terminal_safe("plain text, ümlaut\n") == "plain text, ümlaut\n"

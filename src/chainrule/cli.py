@@ -471,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(f"error: {error}")
         elif isinstance(error, OSError):
             _say(f"error: {_os_error(error) if error.filename is not None else error}")
+            if error.filename == "standard output":
+                _closed_pipe()   # what is left in its buffer would fail again at exit
         elif isinstance(error, MemoryError):
             _say("error: out of memory; use a smaller model (--hidden, --layers, --embedding) or batch")
         else:
@@ -489,6 +491,6 @@ def _closed_pipe() -> int:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())   # so that flushing stdout at exit does not fail again
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):   # AttributeError: no stdout at all
         pass
     return 141  # 128 + SIGPIPE, what the shell reports for a tool the signal ended
