@@ -766,7 +766,8 @@ def test_weights_holding_nan_or_inf_are_refused_naming_the_array(copy_of, text, 
     _rewrite_weights(copy_of, _set_values(prefix, value))
     with pytest.raises(CheckpointError, match=rf"{prefix.rstrip('.')}.* hold NaN or infinite values"):
         load_checkpoint(copy_of)
-    for command in (("sample", copy_of, "--length", 5), ("eval", copy_of, text), ("info", copy_of)):
+    for command in (("sample", copy_of, "--length", 5), ("eval", copy_of, text), ("info", copy_of),
+                    ("train", text, "--resume", copy_of, "--steps", 6)):
         code, out, err = _cli(*command)
         assert code == 2 and err.count("\n") == 1 and "NaN or infinite" in err, (command, err)
 

@@ -615,7 +615,6 @@ def test_diagnose_prints_the_path_it_wrote_and_keeps_its_columns_apart(tmp_path,
     out = tmp_path / "dd"
     status, _ = run_in_process(capsys, "diagnose", "--seq-len", 5, "--hidden", 4, "--input-size", 2, "--batch", 1,
                                "--compare", "rnn,lstm", "--out", out)
-    printed = capsys.readouterr  # already read by run_in_process; re-run to see stdout
     assert status == 0
     assert (tmp_path / "dd.png").exists() and not out.exists()
     from chainrule.cli import main as cli_main

@@ -85,7 +85,7 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                                 "TEXT_FILE it trains on the Python reference manual that ships with CPython. "
                                 "With --resume it continues a run: options that fix the model or the data "
                                 "stream must match the run's; --lr, --lr-decay, --lr-decay-every, --grad-clip, "
-                                "--dropout, --eval-every, --sample-every and the budget may change.")
+                                "--dropout, --eval-every, --sample-every, --sample-length and the budget may change.")
     train.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn, a pipe, or - for "
                        "standard input (default: the Python reference manual, pydoc_data.topics)")
 
@@ -133,6 +133,8 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                         + default("eval_every"))
     output.add_argument("--sample-every", type=_limited("sample_every"), help="steps between samples; 0: never"
                         + default("sample_every"))
+    output.add_argument("--sample-length", type=_limited("sample_length"), help="characters per sample"
+                        + default("sample_length"))
     output.add_argument("--seed", type=_SEED, help=default("seed").strip())
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
 

@@ -244,7 +244,7 @@ class TrainConfig:
 FIXED_ON_RESUME = ("model", "hidden", "layers", "embedding", "seq_len", "batch_size", "val_frac", "seed",
                    "optimizer", "schedule")
 CHANGEABLE_ON_RESUME = ("lr", "lr_decay", "lr_decay_every", "grad_clip", "dropout", "eval_every", "sample_every",
-                        "steps", "epochs", "minutes")
+                        "sample_length", "steps", "epochs", "minutes")
 BUDGET = ("steps", "epochs", "minutes")
 
 
