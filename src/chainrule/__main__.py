@@ -4,6 +4,10 @@ import sys
 
 def main(argv=None) -> int:
     """The command line, with Ctrl-C during its imports (before `cli.main` handles it) ending in one line."""
+    import signal
+
+    if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_interrupted_while_starting":
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # set by the package while it imported
     try:
         from .cli import main as cli_main
 
