@@ -631,3 +631,16 @@ def test_sample_escapes_control_characters_only_on_a_terminal():
 
     assert _terminal_safe("a\x1b[2J\x07b\n\tc") == "a\\x1b[2J\\x07b\n\tc"
     assert _terminal_safe("plain text, ümlaut\n") == "plain text, ümlaut\n"
+
+
+def test_ctrl_c_while_the_package_imports_for_the_command_line_is_one_line():
+    """As `python -m chainrule` starts (sys.argv[0] is '-m' while runpy imports the package), the package's own
+    import installs a handler: a SIGINT then ends the process with one line and status 130."""
+    code = ("import sys, os, signal; sys.argv[0] = '-m'; import chainrule; "
+            "os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(5); print('not interrupted')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted" and result.stdout == ""
+    plain = subprocess.run([sys.executable, "-c", "import signal, chainrule; "
+                            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"],
+                           capture_output=True, text=True, env=ENV, timeout=60)
+    assert plain.stdout.strip() == "True"   # a program importing the library keeps Python's handler
