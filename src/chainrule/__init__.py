@@ -6,6 +6,19 @@
 >>> x.grad
 array([2., 4.], dtype=float32)
 """
+import os as _os
+import signal as _signal
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0] if _sys.argv else "") == "chainrule":
+    # the command line (python -m chainrule, or the chainrule script) is starting: Ctrl-C while this package
+    # imports (before cli.main can catch it) ends in one line; chainrule.__main__.main puts Python's handler back
+    def _interrupted_while_starting(signum, frame):
+        _os.write(2, b"\ninterrupted\n")
+        _os._exit(130)
+
+    _signal.signal(_signal.SIGINT, _interrupted_while_starting)
+
 from .backward import grad, reverse_topological_order
 from .function import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
