@@ -20,8 +20,8 @@ The root package's own modules (`chainrule/__init__.py`, `__main__.py` and the c
 - elsewhere an import inside a function is for a module that imports numba (compiled kernels), for a
   recurrent-kernel backend (`nn/kernels/*_backend.py`, the one the run chooses), or for a third-party
   package that only some features need (numba, safetensors, tqdm, matplotlib, torch), all loaded on first
-  use so that `import chainrule` stays fast; and within `charlm`, whose command line loads only what the
-  command it runs needs.
+  use so that `import chainrule` stays fast; and within `charlm` and the root's `__main__`, whose command
+  line loads only what the command it runs needs (and catches Ctrl-C while it does).
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ ALLOWED = {
 # what insight may import: the packages themselves, whose __init__ says what is public
 INSIGHT_SOURCES = {"chainrule.autograd", "chainrule.nn"}
 OPTIONAL_THIRD_PARTY = {"numba", "llvmlite", "safetensors", "tqdm", "matplotlib", "torch"}
+# the command line loads what the command it runs needs: charlm, and the root's `__main__` that starts it
+LAZY_LOADERS = {"charlm", ""}
 
 
 @dataclass(frozen=True)
@@ -288,9 +290,11 @@ def test_imports_inside_functions_are_for_optional_dependencies():
     violations = []
     for item in ALL_IMPORTS:
         if (item.in_function and item.target not in COMPILED | KERNEL_BACKENDS
-                and package_of(item.importer) != "charlm"):
+                and package_of(item.importer) not in LAZY_LOADERS):
             violations.append(f"{where(item)}: {item.target} (neither imports numba nor is a kernel backend)")
     for module, tree in TREES.items():
+        if package_of(module) in LAZY_LOADERS:
+            continue
         for node in ast.walk(tree):
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue

@@ -11,7 +11,19 @@ language model and the `chainrule` command; never imported by the library).
 >>> x.grad
 array([2., 4.], dtype=float32)
 """
+import os as _os
+import signal as _signal
+import sys as _sys
 from typing import Any
+
+if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0] if _sys.argv else "") == "chainrule":
+    # the command line (python -m chainrule, or the chainrule script) is starting: Ctrl-C while this package
+    # imports (before cli.main can catch it) ends in one line; chainrule.__main__.main puts Python's handler back
+    def _interrupted_while_starting(signum, frame):
+        _os.write(2, b"\ninterrupted\n")
+        _os._exit(130)
+
+    _signal.signal(_signal.SIGINT, _interrupted_while_starting)
 
 from .autograd import (Function, GradcheckError, Tensor, Value, abs, add, arange, astype, bool_, broadcast_to,
                        cat, clamp, clip, concatenate, default_generator, detect_anomaly, div, enable_grad, exp,

@@ -77,18 +77,26 @@ def _rest(meta):
 
 @contextlib.contextmanager
 def _files_opened():
-    """Record every path opened through Python's open() or io.open() (what pathlib's reads call)."""
-    opened, real_open = [], builtins.open
+    """Record every path opened through Python's open() or io.open() (what pathlib's reads call) or os.open (a
+    descriptor then wrapped by os.fdopen is not recorded again)."""
+    opened, real_open, real_os_open = [], builtins.open, os.open
 
     def recording(file, *args, **kwargs):
-        opened.append(os.path.realpath(file) if isinstance(file, (str, bytes, os.PathLike)) else file)
+        if not isinstance(file, int):
+            opened.append(os.path.realpath(file) if isinstance(file, (str, bytes, os.PathLike)) else file)
         return real_open(file, *args, **kwargs)
 
+    def recording_os(file, *args, **kwargs):
+        opened.append(os.path.realpath(file))
+        return real_os_open(file, *args, **kwargs)
+
     builtins.open = io.open = recording
+    os.open = recording_os
     try:
         yield opened
     finally:
         builtins.open = io.open = real_open
+        os.open = real_os_open
 
 
 def _cli(*args):
@@ -617,11 +625,194 @@ def test_generation_and_evaluation_refuse_values_that_would_never_end_or_crash()
 def test_an_unreadable_weights_file_names_the_file_and_the_cause(copy_of, monkeypatch):
     real_open = builtins.open
 
+    real_os_open = os.open
+
     def refuse(file, *args, **kwargs):
         if str(file).endswith(".safetensors"):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
+    def refuse_os(file, *args, **kwargs):
+        if str(file).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_os_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", refuse)
-    with pytest.raises(CheckpointError, match=r"latest-00000004.safetensors cannot be read: Permission denied"):
+    monkeypatch.setattr(os, "open", refuse_os)   # however checkpoint.py opens the weights
+    with pytest.raises(CheckpointError, match=r"latest-00000004.safetensors.* cannot be .*: Permission denied"):
         load_checkpoint(copy_of / "latest.json")
+
+
+# -- limits shared by the options, the configurations and the schema (one table: checkpoint_schema.LIMITS) ----
+def _both(folder, change):
+    for name in ("latest", "best"):
+        meta = _description(folder, name)
+        change(meta)
+        _write(folder, meta, name)
+
+
+@pytest.mark.parametrize("path, value", [
+    (("model", "layers"), 10 ** 9), (("model", "hidden"), 1 << 17), (("model", "embedding"), 1 << 17),
+    (("train", "seq_len"), 1 << 21), (("train", "batch_size"), 1 << 21), (("train", "sample_length"), 2 ** 63),
+    (("train", "epochs"), 1e308), (("train", "minutes"), 1e308), (("train", "eval_every"), 2 ** 62),
+    (("train", "sample_every"), 2 ** 62), (("train", "lr_decay_every"), 2 ** 62), (("progress", "elapsed"), 1e308)])
+def test_sizes_and_counts_beyond_the_limits_are_refused_at_once(copy_of, path, value):
+    def change(meta):
+        meta[path[0]][path[1]] = value
+        if path[0] == "model":
+            meta["train"][path[1]] = value
+    _both(copy_of, change)
+    start = time.perf_counter()
+    low, high, _ = schema.LIMITS[path[1]]
+    with pytest.raises(CheckpointError, match=rf"{'.'.join(path)}: should be less than or equal to {high:g}|"
+                                              rf"{'.'.join(path)}: should be less than or equal to {int(high)}"):
+        load_checkpoint(copy_of)
+    code, out, err = _cli("info", copy_of)
+    assert code == 2 and err.count("\n") == 1 and time.perf_counter() - start < 5
+
+
+def test_a_vocabulary_longer_than_the_limit_is_refused(copy_of):
+    start = time.perf_counter()   # and the longest one allowed is checked in linear time
+    assert schema.ModelSection.model_validate({"vocabulary": "".join(map(chr, range(0x10000, 0x10000 + 65536))),
+                                               "model": "gru", "hidden": 1, "layers": 1, "dropout": 0.0,
+                                               "embedding": 0})
+    assert time.perf_counter() - start < 2
+    too_long = "".join(map(chr, range(0x10000, 0x10000 + 70000)))
+    _both(copy_of, lambda meta: meta["model"].__setitem__("vocabulary", too_long))
+    with pytest.raises(CheckpointError, match="model.vocabulary: string should have at most 65536 characters"):
+        load_checkpoint(copy_of)
+
+
+def test_parameter_shapes_checks_sizes_before_its_per_layer_loop():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"model.layers: should be in \[1, 256\]"):
+        schema.parameter_shapes({"vocabulary": "ab", "model": "gru", "hidden": 4, "layers": 10 ** 12, "embedding": 0})
+    assert time.perf_counter() - start < 1
+
+
+@pytest.mark.parametrize("name", sorted(schema.LIMITS))
+def test_the_options_the_configurations_and_the_schema_share_each_limit(name):
+    """At the limit: accepted everywhere; one past it: refused everywhere (the option, TrainConfig/ModelConfig)."""
+    from chainrule.charlm.cli import build_parser
+
+    low, high, low_open = schema.LIMITS[name]
+    over = high * 2 if isinstance(high, float) and not float(high).is_integer() else int(high) + 1
+    config_fields = {f.name for f in fields(TrainConfig)}
+    if name in config_fields:
+        TrainConfig(**{name: high})
+        with pytest.raises(ValueError, match=name.replace("_", "-")):
+            TrainConfig(**{name: over})
+    if name in ("hidden", "layers", "embedding"):
+        ModelConfig("ab", **{name: high})   # a configuration only: nothing is allocated
+        with pytest.raises(ValueError, match=name):
+            ModelConfig("ab", **{name: over})
+    option = "--" + name.replace("_", "-")
+    parser = build_parser()
+    if option in parser._subparsers._group_actions[0].choices["train"]._option_string_actions:
+        assert getattr(parser.parse_args(["train", option, str(high)]), name) == high
+        with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+            parser.parse_args(["train", option, str(over)])
+        assert f"{_bound(low)}, {_bound(high)}]" in err.getvalue() and "e+" not in err.getvalue()
+
+
+def _bound(value):
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def test_an_option_far_past_its_limit_is_refused_by_the_parser_with_the_range():
+    for option in ("--eval-every", "--sample-every", "--lr-decay-every", "--steps"):
+        err = io.StringIO()
+        with pytest.raises(SystemExit) as stopped, contextlib.redirect_stderr(err):
+            main(["train", option, "99999999999999999999999"])
+        assert stopped.value.code == 2
+        assert f"argument {option}: expected an integer in [" in err.getvalue()
+        assert "9007199254740992]" in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+def test_an_extra_key_in_a_history_record_is_refused(copy_of):
+    nested = []
+    for _ in range(900):
+        nested = [nested]
+    _both(copy_of, lambda meta: meta["history"][0].__setitem__("note", nested))
+    with pytest.raises(CheckpointError, match="history.0.note: is not a field of this checkpoint format"):
+        load_checkpoint(copy_of)
+
+
+# -- weights files: every array as chainrule writes it (float32, finite) -------------------------------------
+def _rewrite_weights(folder, change):
+    """Rewrite each checkpoint's weights with `change(arrays)` and record the new file's SHA-256 (a valid file)."""
+    import hashlib
+
+    from safetensors.numpy import load_file, save
+    for name in ("latest", "best"):
+        meta = _description(folder, name)
+        path = folder / meta["weights_file"]
+        arrays = change(load_file(path))
+        payload = save(arrays)
+        path.write_bytes(payload)
+        meta["weights_sha256"] = hashlib.sha256(payload).hexdigest()
+        _write(folder, meta, name)
+
+
+def _set_values(key_prefix, value):
+    def change(arrays):
+        key = sorted(k for k in arrays if k.startswith(key_prefix))[0]
+        arrays[key].reshape(-1)[0] = value
+        return arrays
+    return change
+
+
+@pytest.mark.parametrize("prefix, value", [("model.head.bias", np.nan), ("model.head.weight", np.inf),
+                                           ("model.rnn", -np.inf), ("optimizer.", np.nan)])
+def test_weights_holding_nan_or_inf_are_refused_naming_the_array(copy_of, text, prefix, value):
+    _rewrite_weights(copy_of, _set_values(prefix, value))
+    with pytest.raises(CheckpointError, match=rf"{prefix.rstrip('.')}.* hold NaN or infinite values"):
+        load_checkpoint(copy_of)
+    for command in (("sample", copy_of, "--length", 5), ("eval", copy_of, text), ("info", copy_of),
+                    ("train", text, "--resume", copy_of, "--steps", 6)):
+        code, out, err = _cli(*command)
+        assert code == 2 and err.count("\n") == 1 and "NaN or infinite" in err, (command, err)
+
+
+def test_weights_of_another_dtype_are_refused_naming_the_array(copy_of):
+    _rewrite_weights(copy_of, lambda arrays: {k: v.astype(np.float64) for k, v in arrays.items()})
+    with pytest.raises(CheckpointError, match=r"model\.\S+: should be F32 \(float32\), the dtype chainrule writes "
+                                              r"\(found 'F64'\)"):
+        load_checkpoint(copy_of)
+
+
+def test_eval_of_huge_finite_weights_reports_without_numpy_warnings(copy_of, text):
+    import warnings
+
+    _rewrite_weights(copy_of, lambda arrays: {k: (np.full_like(v, 3e38) if k == "model.head.weight" else v)
+                                              for k, v in arrays.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = _cli("eval", copy_of, text)
+    assert code == 0 and "RuntimeWarning" not in err
+    loss = out.split("loss: ")[1].split()[0]
+    assert loss in ("nan", "inf") and "not finite" in err
+
+
+# -- files of a run folder that are not regular files --------------------------------------------------------
+@pytest.mark.parametrize("name", ["log.jsonl", ".chainrule.lock", "latest.json"])
+def test_a_fifo_in_the_run_folder_is_refused_by_name_without_waiting(copy_of, text, name):
+    path = copy_of / name
+    if path.exists():
+        path.unlink()
+    os.mkfifo(path)
+    start = time.perf_counter()
+    code, out, err = _cli("train", text, "--resume", copy_of, "--steps", 6)
+    assert code == 2 and err.count("\n") == 1, err
+    assert name in err and ("not a regular file (a FIFO)" in err or "not a regular file" in err), err
+    assert time.perf_counter() - start < 20
+
+
+def test_a_device_as_a_run_file_is_refused(copy_of, text):
+    (copy_of / "log.jsonl").unlink()
+    (copy_of / "log.jsonl").symlink_to("/dev/zero")   # a link: refused as a link; the device itself below
+    code, out, err = _cli("train", text, "--resume", copy_of, "--steps", 6)
+    assert code == 2 and "log.jsonl" in err and "symbolic link" in err
+    from chainrule.charlm.checkpoint import read_regular_file
+    with pytest.raises(CheckpointError, match=r"/dev/zero \(x\) is not a regular file \(a device\)"):
+        read_regular_file("/dev/zero", 100, "x", follow=True)

@@ -1,8 +1,10 @@
 """The run folder under stress: one writer, crashes (kill -9), resume rules, the divergence guard, bad options
 and operating-system errors; no command prints a traceback. Tiny models (hidden 8, seq-len 8) keep it fast."""
+import contextlib
 import json
 import math
 import os
+import re
 import random
 import shutil
 import signal
@@ -223,8 +225,10 @@ def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, tex
     assert evaluation_steps(run) == [5, 10, 15, 20]
 
 
-def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path, chainrule):
-    """Recomputed for the new total and continued at the current step: never climbs back."""
+def test_a_cosine_schedule_resumed_with_more_steps_jumps_to_the_longer_schedule_then_goes_down(text, tmp_path,
+                                                                                             chainrule):
+    """Recomputed for the new total and continued at the current step (as the README says): the rate jumps from
+    the old schedule's (0 at its end) to the longer schedule's at that step, then decreases to 0 at the new end."""
     run = tmp_path / "cosine"
     chainrule("train", text, *TINY, "--schedule", "cosine", "--lr", 0.01, "--steps", 12, "--eval-every", 1,
               "--out", run)
@@ -235,6 +239,7 @@ def test_a_cosine_schedule_resumed_with_more_steps_goes_on_down(text, tmp_path, 
     for step in range(13, 25):
         assert lrs[step] == pytest.approx(0.01 * (1 + math.cos(math.pi * step / 24)) / 2, abs=1e-12)
     after = [lrs[s] for s in range(13, 25)]
+    assert lrs[12] == pytest.approx(0, abs=1e-15) and lrs[13] > 0.004   # the jump: 0 -> about half of --lr
     assert all(a > b for a, b in zip(after, after[1:])) and after[-1] == pytest.approx(0, abs=1e-15)
 
 
@@ -276,11 +281,20 @@ def test_divergence_before_any_checkpoint_says_there_is_none(text, tmp_path, cha
     chainrule("train", text, *TINY, "--steps", 2, "--out", out)   # the advice: start again, in the same folder
 
 
-def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(text, tmp_path, chainrule):
+def _follow_advice(err, text):
+    """The failing step and the resume command the stop message advises: (step, [--resume target, --lr, X])."""
+    failed_at = int(re.search(r" at step ([0-9]+); stopping", err)[1])
+    command = err.split(f"chainrule train {text} --resume ")[1].split(" (and/or")[0].rstrip(".").split()
+    return failed_at, command
+
+
+@pytest.mark.parametrize("model, extra", [("rnn", ["--hidden", 16, "--batch-size", 4, "--seq-len", 16]),
+                                          ("gru", [])])
+def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(text, tmp_path, chainrule, model,
+                                                                                 extra):
     out = tmp_path / "run"
-    status, err = chainrule("train", text, *TINY, "--model", "rnn", "--hidden", 16, "--batch-size", 4, "--seq-len", 16,
-                 "--optimizer", "sgd", "--lr", 10, "--grad-clip", 0, "--eval-every", 1, "--steps", 50, "--out", out,
-                 check=False)
+    status, err = chainrule("train", text, *TINY, "--model", model, *extra, "--optimizer", "sgd", "--lr", 10,
+                            "--grad-clip", 0, "--eval-every", 1, "--steps", 50, "--out", out, check=False)
     assert status == 1 and "training stopped" in err
     threshold = 3 * math.log(len(set(TEXT))) + 1
     for name in ("latest", "best"):
@@ -288,11 +302,32 @@ def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(
         assert f"{out / name}.json (step {meta['step']})" in err
         assert all(np.isfinite(v).all() for v in arrays.values())
         assert all(r["val_loss"] < threshold for r in meta["history"])
-    command = err.split(f"chainrule train {text} --resume ")[1].split(" (and/or")[0].split()
-    assert command[0] == str(out) and command[1] == "--lr"
-    status, err = chainrule("train", text, "--resume", out, "--lr", command[2], "--grad-clip", 1, "--steps", 60)
+    failed_at, command = _follow_advice(err, text)
+    # the advice, exactly as printed (the learning rate alone, no --grad-clip): it gets past the failing step
+    assert command[1] == "--lr" and float(command[2]) == 1.0, err
+    status, err = chainrule("train", text, "--resume", *command, "--steps", failed_at + 10)
     assert "--lr: 10.0 -> 1.0" in err
-    assert load_checkpoint(out / "latest.json")[1]["step"] == 60
+    assert load_checkpoint(out / "latest.json")[1]["step"] == failed_at + 10
+
+
+def test_the_advice_never_names_the_checkpoint_whose_weights_diverged(tmp_path):
+    """A training loss above the threshold is the loss of the weights before the update: when those are the
+    last checkpoint's, no learning rate can continue from it, so the advice names another or says start again."""
+    from chainrule.charlm.training import TrainConfig, Trainer
+
+    config = TrainConfig(model="gru", hidden=8, layers=1, seq_len=8, batch_size=2, steps=10, val_frac=0.1)
+    trainer = Trainer(config, tmp_path / "run", quiet=True, corpus=(TEXT, "plays"))
+    trainer.progress.step = 3
+    trainer.save("latest")
+    during = str(trainer._stop("the training loss became 99", during_step=True))
+    assert "--resume" not in during and "Start again" in during, during
+    after = str(trainer._stop("the validation loss of the weights became 99"))   # checkpoint 3 is not those
+    assert f"--resume {tmp_path / 'run'} --lr" in after, after
+    trainer.progress.step = 1
+    trainer.save("best")
+    trainer.progress.step = 3
+    during = str(trainer._stop("the training loss became 99", during_step=True))
+    assert f"--resume {tmp_path / 'run' / 'best.json'} --lr" in during and "(step 1)" in during, during
 
 
 # -- options and the operating system ------------------------------------------------------------------
@@ -374,8 +409,16 @@ def test_unreadable_files_name_the_file_and_the_cause(run20, text, tmp_path, cap
             raise PermissionError(13, "Permission denied", str(self))
         return real_read_bytes(self)
 
+    real_os_open = os.open
+
+    def refuse_os(path, *args, **kwargs):
+        if str(path).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_os_open(path, *args, **kwargs)
+
     monkeypatch.setattr(chainrule.charlm.checkpoint, "open", refuse_weights, raising=False)   # however checkpoint.py
     monkeypatch.setattr(Path, "read_bytes", refuse_read_bytes)                        # reads the weights
+    monkeypatch.setattr(os, "open", refuse_os)
     status, err = run_in_process(capsys, "sample", run20, "--length", 5)
     assert status == 2 and ".safetensors" in err and "Permission denied" in err
 
@@ -420,7 +463,7 @@ def test_a_closed_pipe_ends_sample_and_info_quietly(run20):
 
 
 def test_ctrl_c_says_only_what_is_true(run20, text, tmp_path):
-    process = start("sample", run20, "--length", 10**7, "--seed", 1)
+    process = start("sample", run20, "--length", 10**6, "--seed", 1)
     process.stdout.read(10)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -483,3 +526,124 @@ def test_resume_never_opens_the_text_path_a_run_records(run20, text, tmp_path, c
     assert evaluation_steps(run) == [5, 10, 15, 20]
     status, err = chainrule("train", text, "--resume", run, "--steps", 25)
     assert evaluation_steps(run) == [5, 10, 15, 20, 25]
+
+
+# -- the lock holds against a deleted lock file and a replaced folder -------------------------------------------
+def test_deleting_the_lock_file_does_not_let_a_second_writer_in(tmp_path):
+    from chainrule.charlm.training import LOCK_NAME, RunInUse, RunLock
+
+    folder = tmp_path / "run"
+    with RunLock(folder):
+        (folder / LOCK_NAME).unlink()
+        with pytest.raises(RunInUse, match="being written by another training"):
+            RunLock(folder).acquire()
+
+
+def test_a_training_whose_folder_was_replaced_stops_rather_than_write_into_the_new_run(tmp_path):
+    from chainrule.charlm.training import RunLock, TrainConfig, Trainer, TrainingStopped
+
+    folder = tmp_path / "run"
+    lock = RunLock(folder).acquire()
+    config = TrainConfig(model="gru", hidden=8, layers=1, seq_len=8, batch_size=2, steps=4, eval_every=2,
+                         sample_every=0)
+    trainer = Trainer(config, folder, quiet=True, corpus=(TEXT, "plays"), lock=lock)
+    assert lock.check() is None
+    shutil.rmtree(folder)
+    assert "was removed" in lock.check()
+    with RunLock(folder) as second:                 # rm -rf RUN and a new run there: the new one gets the lock
+        assert second.held
+        with pytest.raises(TrainingStopped, match="was removed and made again"):
+            trainer.save("latest")
+    assert run_files(folder) == []                  # nothing of the old training was written into the new run
+    lock.release()
+
+
+# -- Ctrl-C before the command line's own handler, text size, standard output -----------------------------------
+def test_ctrl_c_during_the_imports_is_one_line(monkeypatch, capsys):
+    import chainrule.__main__ as entry
+    import chainrule.charlm.cli
+
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chainrule.charlm.cli, "main", interrupted)
+    assert entry.main(["info", "RUN"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_an_endless_text_is_read_up_to_the_cap_only(run20, tmp_path, capsys, monkeypatch):
+    import chainrule.charlm.text
+
+    monkeypatch.setattr(chainrule.charlm.text, "MAX_TEXT_BYTES", 1 << 20)
+    for args in (("train", "/dev/zero", *TINY, "--out", tmp_path / "a"), ("eval", run20, "/dev/zero")):
+        status, err = run_in_process(capsys, *args)
+        assert status == 2 and err.strip() == ("error: /dev/zero holds more than 1,048,576 bytes, the most a text "
+                                               "may have (MAX_TEXT_BYTES); give a shorter text")
+
+
+def test_errors_writing_standard_output_name_it(run20, capsys, monkeypatch):
+    full = open("/dev/full", "w")
+    try:
+        monkeypatch.setattr(sys, "stdout", full)
+        status, err = run_in_process(capsys, "info", run20)
+        assert status == 2 and err.strip() == "error: standard output: No space left on device (the disk is full)"
+        monkeypatch.setattr(sys, "stdout", None)       # started with standard output closed (>&-)
+        status, err = run_in_process(capsys, "sample", run20, "--length", 10)
+        assert status == 2 and err.strip() == "error: standard output: it is closed"
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            full.close()
+
+
+def test_a_file_size_limit_names_the_file_it_stopped(run20, text, tmp_path):
+    import resource
+
+    run = tmp_path / "run"
+    shutil.copytree(run20, run)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+
+    result = subprocess.run([sys.executable, "-m", "chainrule", "train", str(text), "--resume", str(run), "--steps",
+                             "25"], capture_output=True, text=True, env=ENV, preexec_fn=limit, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(rf"could not write the latest checkpoint: {re.escape(str(run))}/latest-000000(2[0-5])"
+                     r"\.safetensors: File too large\. The checkpoints in .* are intact", result.stderr), result.stderr
+
+
+# -- diagnose and sample output ---------------------------------------------------------------------------------
+def test_diagnose_prints_the_path_it_wrote_and_keeps_its_columns_apart(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "dd"
+    status, _ = run_in_process(capsys, "diagnose", "--seq-len", 5, "--hidden", 4, "--input-size", 2, "--batch", 1,
+                               "--compare", "rnn,lstm", "--out", out)
+    assert status == 0
+    assert (tmp_path / "dd.png").exists() and not out.exists()
+    from chainrule.charlm.cli import main as cli_main
+    cli_main(["diagnose", "--seq-len", "5", "--hidden", "4", "--input-size", "2", "--batch", "1", "--compare",
+              "rnn,lstm", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert f"wrote {out}.png" in printed
+    header = printed.splitlines()[0]
+    assert "rnn (new)  " in header and "  lstm (new, forget bias 1)" in header
+
+
+def test_sample_escapes_control_characters_only_on_a_terminal():
+    from chainrule.charlm.cli import _terminal_safe
+
+    assert _terminal_safe("a\x1b[2J\x07b\n\tc") == "a\\x1b[2J\\x07b\n\tc"
+    assert _terminal_safe("plain text, ümlaut\n") == "plain text, ümlaut\n"
+
+
+def test_ctrl_c_while_the_package_imports_for_the_command_line_is_one_line():
+    """As `python -m chainrule` starts (sys.argv[0] is '-m' while runpy imports the package), the package's own
+    import installs a handler: a SIGINT then ends the process with one line and status 130."""
+    code = ("import sys, os, signal; sys.argv[0] = '-m'; import chainrule; "
+            "os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(5); print('not interrupted')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted" and result.stdout == ""
+    plain = subprocess.run([sys.executable, "-c", "import signal, chainrule; "
+                            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"],
+                           capture_output=True, text=True, env=ENV, timeout=60)
+    assert plain.stdout.strip() == "True"   # a program importing the library keeps Python's handler

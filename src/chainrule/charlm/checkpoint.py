@@ -13,6 +13,7 @@ outside the folder is read or removed because a description says so. The descrip
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -43,6 +44,57 @@ _TEMPORARY = re.compile(rf"\.(?P<final>(?:{_OURS})\.json|(?:{_OURS})-[0-9]{{8,}}
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupted or does not match what it is loaded into."""
+
+
+def open_regular_file(path: str | Path, flags: int, what: str, follow: bool = False, mode: int = 0o644) -> int:
+    """A descriptor of `path` opened with `flags`, after checking it is a regular file: a FIFO, a device or a
+    socket planted in a run folder would make a read or a write wait (or read) forever.
+
+    O_NONBLOCK makes the open itself return at once whatever the file is (it changes nothing for a regular
+    file); O_NOFOLLOW refuses a symbolic link unless `follow`. Raises `CheckpointError` naming the file and
+    `what` it is, FileNotFoundError (with the file name) when it does not exist.
+    """
+    flags |= getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        descriptor = os.open(path, flags, mode)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CheckpointError(f"{path} ({what}) is a symbolic link, which chainrule does not follow inside a "
+                                  "run folder") from None
+        if error.errno == errno.ENXIO:   # a FIFO without a reader, opened for writing
+            raise CheckpointError(f"{path} ({what}) is not a regular file (a FIFO); remove it") from None
+        raise CheckpointError(f"{path} ({what}) cannot be opened: {error.strerror or error}") from None
+    try:
+        kind = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(kind):
+            name = ("a FIFO" if stat.S_ISFIFO(kind) else "a device" if stat.S_ISCHR(kind) or stat.S_ISBLK(kind)
+                    else "a folder" if stat.S_ISDIR(kind) else "a socket" if stat.S_ISSOCK(kind) else "not a file")
+            raise CheckpointError(f"{path} ({what}) is not a regular file ({name}); remove it")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def read_regular_file(path: str | Path, limit: int, what: str, follow: bool = False) -> bytes:
+    """The bytes of the regular file `path` (see `open_regular_file`), at most `limit` of them: a larger file
+    raises `CheckpointError` naming it, before it is read. FileNotFoundError when it does not exist."""
+    descriptor = open_regular_file(path, os.O_RDONLY, what, follow)
+    with os.fdopen(descriptor, "rb") as stream:
+        size = os.fstat(descriptor).st_size
+        if size > limit:
+            raise CheckpointError(f"{path} ({what}) is {size:,} bytes, more than the {limit:,} it may hold")
+        try:
+            data = stream.read(size + 1)   # not limit + 1: read(n) allocates n bytes before reading
+        except OSError as error:
+            raise CheckpointError(f"{path} ({what}) cannot be read: {error.strerror or error}") from None
+    if len(data) > min(size, limit):
+        raise CheckpointError(f"{path} ({what}) grew while being read (is another process writing it?)")
+    return data
 
 
 def weights_name(name: str, step: int) -> str:
@@ -179,8 +231,9 @@ def _names_in_description(json_path: Path) -> set[str] | None:
     except FileNotFoundError:
         return set()
     try:
-        named = json.loads(json_path.read_text(encoding="utf-8")).get("weights_file")
-    except (OSError, ValueError, AttributeError, RecursionError):
+        raw = read_regular_file(json_path, MAX_DESCRIPTION_BYTES, "checkpoint description")
+        named = json.loads(raw.decode("utf-8")).get("weights_file")
+    except (OSError, ValueError, AttributeError, RecursionError, CheckpointError):
         return None
     return {named} if isinstance(named, str) else None
 
@@ -188,11 +241,16 @@ def _names_in_description(json_path: Path) -> set[str] | None:
 def _write_atomically(path: Path, payload: bytes) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(payload)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            if error.filename is None:   # a failed write names no file: say which ("File too large" of which?)
+                raise OSError(error.errno, error.strerror, str(path)) from error
+            raise
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
@@ -257,8 +315,9 @@ _DTYPES = {"f4": "F32", "f8": "F64", "f2": "F16", "i8": "I64", "i4": "I32", "u1"
 def _weights_file_named_by(json_path: Path, name: str) -> str | None:
     """The weights file an existing description of `name` names, if it is a bare name of chainrule's form."""
     try:
-        named = json.loads(json_path.read_text(encoding="utf-8")).get("weights_file")
-    except (OSError, ValueError, AttributeError, RecursionError):
+        raw = read_regular_file(json_path, MAX_DESCRIPTION_BYTES, "checkpoint description")
+        named = json.loads(raw.decode("utf-8")).get("weights_file")
+    except (OSError, ValueError, AttributeError, RecursionError, CheckpointError):
         return None
     match = _WEIGHTS.fullmatch(named) if isinstance(named, str) else None
     return named if match is not None and match["name"] == name else None
@@ -324,8 +383,8 @@ def read_description(path: str | Path) -> tuple[Path, dict[str, Any]]:
         raise CheckpointError(f"{json_path} is {size:,} bytes, not a checkpoint description (at most "
                               f"{MAX_DESCRIPTION_BYTES:,})")
     try:
-        with open(json_path, "rb") as stream:
-            raw = json.loads(stream.read(size + 1).decode("utf-8"))
+        raw = json.loads(read_regular_file(json_path, MAX_DESCRIPTION_BYTES, "checkpoint description",
+                                           follow=True).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise CheckpointError(f"{json_path} is not a readable checkpoint description ({reason})") from None
@@ -354,7 +413,8 @@ def read_header(path: Path, size: int) -> dict[str, tuple[str, tuple[int, ...]]]
     match its dtype and shape and lie in the file. Raises `CheckpointError` naming the defect.
     """
     try:
-        with open(path, "rb") as stream:
+        with os.fdopen(open_regular_file(path, os.O_RDONLY, "weights file", follow=True), "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
             prefix = stream.read(8)
             if len(prefix) < 8:
                 raise CheckpointError(f"{path} is not a safetensors file: {size} bytes, shorter than its header")
@@ -418,7 +478,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         raise CheckpointError(f"{json_path}: the weights file {weights_path.name} does not hold the arrays its "
                               f"description configures (do not fit): {error}") from None
     try:
-        payload = weights_path.read_bytes()  # its size is the header's: nothing past the arrays
+        # its size is the header's: nothing past the arrays
+        payload = read_regular_file(weights_path, size, "weights file", follow=True)
     except OSError as error:
         raise CheckpointError(f"{weights_path} cannot be read: {error.strerror or error}") from None
     if hashlib.sha256(payload).hexdigest() != meta["weights_sha256"]:
@@ -428,4 +489,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         arrays = load(payload)
     except (SafetensorError, ValueError, OSError) as error:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file ({error})") from None
+    bad = sorted(key for key, value in arrays.items() if not all_finite({key: value}))
+    if bad:   # never written so (save_checkpoint refuses them): the file was altered
+        raise CheckpointError(f"{weights_path}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} hold NaN or "
+                              "infinite values; chainrule never writes such a checkpoint, so this file was "
+                              "altered (use another checkpoint of the run)")
     return arrays, meta

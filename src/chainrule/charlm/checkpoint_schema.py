@@ -23,9 +23,54 @@ CELL_NAMES = tuple(CELLS)
 OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 FLOAT_DTYPES = {"F32": 4, "F64": 8}
+WRITTEN_DTYPE = "F32"   # every array the trainer writes (parameters, optimizer state, carried state) is float32
 
 # counts stay within int64, where NumPy and the compiled kernels take them
 INT64_MAX = 2 ** 63 - 1
+
+# The one table of limits on sizes and counts: the command line's options, TrainConfig/ModelConfig and this
+# schema all check against it, so a value the CLI refuses is refused in a checkpoint too (and the reverse).
+# Each entry: (lowest, highest, lowest excluded). Sizes: beyond these a layer's matrices outgrow memory;
+# counts of steps: exact in a float64 (2^53); time: a million epochs, ten million minutes.
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "hidden": (1, 1 << 16, False),
+    "layers": (1, 256, False),
+    "embedding": (0, 1 << 16, False),
+    "vocabulary": (1, 1 << 16, False),        # characters of a model's vocabulary
+    "seq_len": (1, 1 << 20, False),
+    "batch_size": (1, 1 << 20, False),
+    "steps": (1, 2 ** 53, False),
+    "epochs": (0, 1e6, True),
+    "minutes": (0, 1e7, True),
+    "eval_every": (1, 2 ** 53, False),
+    "sample_every": (0, 2 ** 53, False),
+    "lr_decay_every": (1, 2 ** 53, False),
+    "sample_length": (0, 1 << 20, False),
+    "elapsed": (0, 1e7 * 60 * 1e3, False),   # seconds: a thousand budgets of the longest --minutes
+}
+
+
+def limit_problem(name: str, value: float) -> str | None:
+    """What is wrong with `value` for the limited quantity `name` (see LIMITS), or None when it is in range.
+
+    >>> limit_problem("layers", 10 ** 9)
+    'should be in [1, 256]'
+    >>> limit_problem("epochs", 0) is None, limit_problem("epochs", 2.5) is None
+    (False, True)
+    """
+    low, high, low_open = LIMITS[name]
+    if low < value <= high or (value == low and not low_open):
+        return None
+    return f"should be in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}]"
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _limited(kind: type, name: str) -> Any:
+    low, high, low_open = LIMITS[name]
+    return Annotated[kind, Field(gt=low, le=high) if low_open else Field(ge=low, le=high)]
 NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
 PositiveInt = Annotated[int, Field(ge=1, le=INT64_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -67,17 +112,19 @@ def _printable(value: str) -> str:
 
 
 class ModelSection(_Strict):
-    vocabulary: Annotated[str, Field(min_length=1)]
+    vocabulary: Annotated[str, Field(min_length=LIMITS["vocabulary"][0], max_length=LIMITS["vocabulary"][1])]
     model: Literal[CELL_NAMES]  # type: ignore[valid-type]
-    hidden: PositiveInt
-    layers: PositiveInt
+    hidden: _limited(int, "hidden")  # type: ignore[valid-type]
+    layers: _limited(int, "layers")  # type: ignore[valid-type]
     dropout: Fraction
-    embedding: NonNegativeInt
+    embedding: _limited(int, "embedding")  # type: ignore[valid-type]
 
     @field_validator("vocabulary")
     @classmethod
     def _each_character_once(cls, value: str) -> str:
-        repeated = sorted({c for c in value if value.count(c) > 1})
+        from collections import Counter
+
+        repeated = sorted(c for c, n in Counter(value).items() if n > 1)   # linear: a vocabulary may be long
         if repeated:
             raise ValueError(f"the vocabulary must list each character once; repeated: {repeated[:5]}")
         return value
@@ -86,25 +133,25 @@ class ModelSection(_Strict):
 class TrainSection(_Strict):
     text: str | None
     model: Literal[CELL_NAMES]  # type: ignore[valid-type]
-    hidden: PositiveInt
-    layers: PositiveInt
+    hidden: _limited(int, "hidden")  # type: ignore[valid-type]
+    layers: _limited(int, "layers")  # type: ignore[valid-type]
     dropout: Fraction
-    embedding: NonNegativeInt
-    seq_len: PositiveInt
-    batch_size: PositiveInt
+    embedding: _limited(int, "embedding")  # type: ignore[valid-type]
+    seq_len: _limited(int, "seq_len")  # type: ignore[valid-type]
+    batch_size: _limited(int, "batch_size")  # type: ignore[valid-type]
     optimizer: Literal[OPTIMIZERS]  # type: ignore[valid-type]
     lr: PositiveFinite
     schedule: Literal[SCHEDULES]  # type: ignore[valid-type]
     lr_decay: PositiveFinite
-    lr_decay_every: PositiveInt
+    lr_decay_every: _limited(int, "lr_decay_every")  # type: ignore[valid-type]
     grad_clip: NonNegativeFinite
-    steps: PositiveInt | None
-    epochs: PositiveFinite | None
-    minutes: PositiveFinite | None
+    steps: _limited(int, "steps") | None  # type: ignore[valid-type]
+    epochs: _limited(float, "epochs") | None  # type: ignore[valid-type]
+    minutes: _limited(float, "minutes") | None  # type: ignore[valid-type]
     val_frac: Fraction
-    eval_every: PositiveInt
-    sample_every: NonNegativeInt
-    sample_length: NonNegativeInt
+    eval_every: _limited(int, "eval_every")  # type: ignore[valid-type]
+    sample_every: _limited(int, "sample_every")  # type: ignore[valid-type]
+    sample_length: _limited(int, "sample_length")  # type: ignore[valid-type]
     seed: Annotated[int, Field(ge=0, lt=2 ** 128)]  # NumPy seeds are non-negative
 
     @field_validator("text")
@@ -127,19 +174,20 @@ class ProgressSection(_Strict):
     step: NonNegativeInt
     epoch: NonNegativeInt
     batch: NonNegativeInt
-    elapsed: NonNegativeFinite
+    elapsed: _limited(float, "elapsed")  # type: ignore[valid-type]
     best_val_loss: NonNegativeFinite | None
 
 
 class HistoryRecord(BaseModel):
-    # what readers use from each evaluation record; a record may carry more (e.g. notes of a resume)
-    model_config = ConfigDict(strict=True, extra="allow")
+    # exactly the fields the trainer writes: an extra key could hold anything (a list nested 900 deep breaks
+    # the next checkpoint write), and no reader uses one
+    model_config = ConfigDict(strict=True, extra="forbid")
     step: NonNegativeInt
     epoch: NonNegativeInt
     train_loss: Annotated[float, Field(ge=0)] | None  # a cross-entropy: not negative, not NaN (inf may be)
     val_loss: Annotated[float, Field(ge=0)] | None
     lr: NonNegativeFinite
-    elapsed: NonNegativeFinite
+    elapsed: _limited(float, "elapsed")  # type: ignore[valid-type]
     chars_per_second: NonNegativeFinite
 
 
@@ -278,6 +326,11 @@ def parameter_shapes(model: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     {'rnn.weight_ih_l0': (12, 2), 'rnn.weight_hh_l0': (12, 4), 'rnn.bias_ih_l0': (12,), 'rnn.bias_hh_l0': (12,),
      'head.weight': (2, 4), 'head.bias': (2,)}
     """
+    for name, value in (("layers", model["layers"]), ("hidden", model["hidden"]),
+                        ("embedding", model["embedding"]), ("vocabulary", len(model["vocabulary"]))):
+        problem = limit_problem(name, value)   # before the per-layer loop: a huge count must not run it
+        if problem is not None:
+            raise ValueError(f"model.{name}: {problem} (found {value})")
     size, hidden, embedding = len(model["vocabulary"]), model["hidden"], model["embedding"]
     rows = GATES[model["model"]] * hidden
     shapes: dict[str, tuple[int, ...]] = {}
@@ -401,8 +454,9 @@ def check_arrays(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, .
             problems.append((f"weights file: {name}", f"is missing (expected shape {list(shape)})", _MISSING))
             continue
         dtype, found = header[name]
-        if dtype not in FLOAT_DTYPES:
-            problems.append((f"weights file: {name}", "should be float32 or float64", dtype))
+        if dtype != WRITTEN_DTYPE:
+            problems.append((f"weights file: {name}", "should be F32 (float32), the dtype chainrule writes",
+                             dtype))
         elif tuple(found) != tuple(shape):
             problems.append((f"weights file: {name}", f"should have shape {list(shape)} for the model the "
                              "description configures", list(found)))

@@ -10,6 +10,7 @@ import argparse
 import errno
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -35,17 +36,17 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
     """
     bounds = []
     if low is not None and high is not None:
-        bounds.append(f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+        bounds.append(f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}")
     elif low is not None:
-        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        bounds.append(f"{'>' if low_open else '>='} {_bound(low)}")
     elif high is not None:
-        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+        bounds.append(f"{'<' if high_open else '<='} {_bound(high)}")
     expected = ("an integer" if kind is int else "a finite number") + (" " + bounds[0] if bounds else "")
 
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if (not math.isfinite(value)
                 or (low is not None and (value < low or (low_open and value == low)))
@@ -57,7 +58,20 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
     return parse
 
 
-_POSITIVE = _number(int, 1)
+def _bound(value: float) -> str:
+    """A range's end as typed: integers as integers (1048576, not 1.04858e+06)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _limited(name: str) -> Callable[[str], int | float]:
+    """The parser of an option limited in `checkpoint_schema.LIMITS`: the range a checkpoint may hold too."""
+    from .checkpoint_schema import LIMITS
+
+    low, high, low_open = LIMITS[name]
+    return _number(float if name in ("epochs", "minutes") else int, low, high, low_open=low_open)
+
+
+_POSITIVE = _number(int, 1, 2 ** 53)
 _SEED = _number(int, 0, 2**63 - 1)
 _SIZE = _number(int, 1, 1 << 16)   # hidden units, layers' inputs: beyond this a layer's matrices outgrow memory
 
@@ -73,7 +87,7 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                                 "TEXT_FILE it trains on the Python reference manual that ships with CPython. "
                                 "With --resume it continues a run: options that fix the model or the data "
                                 "stream must match the run's; --lr, --lr-decay, --lr-decay-every, --grad-clip, "
-                                "--dropout, --eval-every, --sample-every and the budget may change.")
+                                "--dropout, --eval-every, --sample-every, --sample-length and the budget may change.")
     train.add_argument("text", nargs="?", metavar="TEXT_FILE", help="UTF-8 text to learn, a pipe, or - for "
                        "standard input (default: the Python reference manual, pydoc_data.topics)")
 
@@ -82,15 +96,15 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     model = train.add_argument_group("model")
     model.add_argument("--model", choices=list(CELLS), help="cell" + default("model"))
-    model.add_argument("--hidden", type=_SIZE, help="hidden units per layer" + default("hidden"))
-    model.add_argument("--layers", type=_number(int, 1, 256), help="recurrent layers" + default("layers"))
+    model.add_argument("--hidden", type=_limited("hidden"), help="hidden units per layer" + default("hidden"))
+    model.add_argument("--layers", type=_limited("layers"), help="recurrent layers" + default("layers"))
     model.add_argument("--dropout", type=_number(float, 0, 1, high_open=True),
                        help="between layers and before the head" + default("dropout"))
-    model.add_argument("--embedding", type=_number(int, 0, 1 << 16),
+    model.add_argument("--embedding", type=_limited("embedding"),
                        help="embedding size; 0 feeds one-hot characters (default)")
     data = train.add_argument_group("data")
-    data.add_argument("--seq-len", type=_number(int, 1, 1 << 20), help="BPTT length" + default("seq_len"))
-    data.add_argument("--batch-size", type=_number(int, 1, 1 << 20),
+    data.add_argument("--seq-len", type=_limited("seq_len"), help="BPTT length" + default("seq_len"))
+    data.add_argument("--batch-size", type=_limited("batch_size"),
                       help="parallel text streams" + default("batch_size"))
     data.add_argument("--val-frac", type=_number(float, 0, 1, high_open=True),
                       help="last fraction held out" + default("val_frac"))
@@ -101,15 +115,15 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     optimization.add_argument("--schedule", choices=SCHEDULES, help=default("schedule").strip())
     optimization.add_argument("--lr-decay", type=_number(float, 0, 1, low_open=True),
                               help="decay factor of the step / exponential schedules" + default("lr_decay"))
-    optimization.add_argument("--lr-decay-every", type=_POSITIVE,
+    optimization.add_argument("--lr-decay-every", type=_limited("lr_decay_every"),
                               help="steps between decays (step schedule)" + default("lr_decay_every"))
     optimization.add_argument("--grad-clip", type=_number(float, 0),
                               help="max gradient norm (0: no clipping)" + default("grad_clip"))
     budget = train.add_argument_group("how long (the first limit reached ends training; none: one epoch)")
-    budget.add_argument("--steps", type=_number(int, 1, 2**53), help="total optimizer steps, counted across resumes")
-    budget.add_argument("--epochs", type=_number(float, 0, 1e6, low_open=True),
+    budget.add_argument("--steps", type=_limited("steps"), help="total optimizer steps, counted across resumes")
+    budget.add_argument("--epochs", type=_limited("epochs"),
                         help="total passes over the training text")
-    budget.add_argument("--minutes", type=_number(float, 0, 1e7, low_open=True),
+    budget.add_argument("--minutes", type=_limited("minutes"),
                         help="training-time budget of this invocation (time spent evaluating and writing "
                         "checkpoints is not counted)")
     output = train.add_argument_group("output")
@@ -117,10 +131,12 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                         "a new run refuses a folder that holds a run")
     output.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its latest "
                         "checkpoint (or from RUN/best.json when named), in RUN")
-    output.add_argument("--eval-every", type=_POSITIVE, help="steps between evaluations and checkpoints"
+    output.add_argument("--eval-every", type=_limited("eval_every"), help="steps between evaluations and checkpoints"
                         + default("eval_every"))
-    output.add_argument("--sample-every", type=_number(int, 0), help="steps between samples; 0: never"
+    output.add_argument("--sample-every", type=_limited("sample_every"), help="steps between samples; 0: never"
                         + default("sample_every"))
+    output.add_argument("--sample-length", type=_limited("sample_length"), help="characters per sample"
+                        + default("sample_length"))
     output.add_argument("--seed", type=_SEED, help=default("seed").strip())
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
 
@@ -137,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
     sample.add_argument("--prime", default="", help="text to start from (default: a random character)")
-    sample.add_argument("--length", type=_number(int, 0), default=500, help="characters to generate")
+    sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
     sample.add_argument("--temperature", type=_number(float, 0, low_open=True), default=0.8)
     sample.add_argument("--top-k", type=_POSITIVE)
     sample.add_argument("--seed", type=_SEED)
@@ -159,12 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--compare", help="fresh layers to add, e.g. rnn,lstm,gru (the default without CHECKPOINT)")
     diagnose.add_argument("--seq-len", type=_number(int, 1, 1 << 16), default=100)
     diagnose.add_argument("--batch", type=_number(int, 1, 1 << 16), default=8)
-    diagnose.add_argument("--hidden", type=_SIZE, default=64, help="hidden size of the fresh layers")
+    diagnose.add_argument("--hidden", type=_limited("hidden"), default=64, help="hidden size of the fresh layers")
     diagnose.add_argument("--input-size", type=_SIZE, default=16, help="input features of the fresh layers")
     diagnose.add_argument("--input-scale", type=_number(float, 0), default=0.1,
                           help="scale of the fresh layers' random inputs")
-    diagnose.add_argument("--sigma", type=_number(float, 0), action="append", help="add a fresh RNN whose W_hh "
-                          "has this largest singular value (repeatable: --sigma 0.5 --sigma 2)")
+    diagnose.add_argument("--sigma", type=_number(float, 0, low_open=True), action="append",
+                          help="add a fresh RNN whose W_hh has this largest singular value (repeatable: --sigma 0.5 "
+                          "--sigma 2)")
     diagnose.add_argument("--forget-bias", type=_number(float), default=1.0, help="forget-gate bias of fresh LSTMs")
     diagnose.add_argument("--text", help="text for the checkpoint's batch (needed unless it was trained on the "
                           "default corpus: a path recorded in a checkpoint is never opened)")
@@ -197,6 +214,40 @@ def _reuse_freed_memory() -> bool:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _write(text: str) -> None:
+    """Write to standard output; an OS error names it ("standard output: No space left on device"), and a
+    closed standard output (`>&-`) is one such error rather than an AttributeError."""
+    if sys.stdout is None:
+        raise OSError(errno.EBADF, "it is closed", "standard output")
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, "standard output") from None
+
+
+def _flush() -> None:
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, "standard output") from None
+
+
+def _terminal_safe(text: str) -> str:
+    """`text` with control characters other than newline and tab shown escaped (ESC as \\x1b): a vocabulary may
+    hold any character of its corpus, and raw escape sequences would drive the terminal.
+
+    >>> _terminal_safe("a\\x1b[2Jb\\n")
+    'a\\\\x1b[2Jb\\n'
+    """
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -253,7 +304,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
     with lock:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
-        if not checkpoint.is_file():
+        if not os.path.lexists(checkpoint):   # anything else there (a FIFO, a link) load_checkpoint names
             hint = (f"; resume from its best checkpoint with --resume {folder / 'best.json'}"
                     if (folder / "best.json").is_file() else "")
             raise CheckpointError(f"nothing to resume: {checkpoint} does not exist{hint}")
@@ -304,30 +355,40 @@ def _run(trainer) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .model import generate, load_model
 
     model, vocabulary, _ = load_model(args.checkpoint)
     vocabulary.encode(args.prime, "prime text")  # unknown characters: a clear error before any output
-    sys.stdout.write(args.prime)
-    for character in generate(model, vocabulary, args.prime, args.length, args.temperature, args.top_k,
-                              args.argmax, args.seed):
-        sys.stdout.write(character)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
+    show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str
+    _write(show(args.prime))
+    with np.errstate(all="ignore"):   # huge weights: the sampler's own checks report what matters
+        for character in generate(model, vocabulary, args.prime, args.length, args.temperature, args.top_k,
+                                  args.argmax, args.seed):
+            _write(show(character))
+            _flush()
+    _write("\n")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .model import evaluate, load_model
     from .text import read_text
 
     model, vocabulary, meta = load_model(args.checkpoint)
     ids = vocabulary.encode(read_text(args.text), f"text file {args.text}")
-    result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))
-    print(f"characters scored: {result.characters}")
-    print(f"loss: {result.loss:.4f} nats/char")
-    print(f"bits per character: {result.bits_per_character:.4f}")
-    print(f"perplexity: {result.perplexity:.3f}")
+    with np.errstate(all="ignore"):   # finite but huge weights overflow: the result says inf or nan plainly
+        result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))
+    _write(f"characters scored: {result.characters}\n")
+    _write(f"loss: {result.loss:.4f} nats/char\n")
+    _write(f"bits per character: {result.bits_per_character:.4f}\n")
+    _write(f"perplexity: {result.perplexity:.3f}\n")
+    if not math.isfinite(result.loss):
+        _say("note: the loss is not finite: the model's outputs overflow on this text (its weights are huge)")
     return 0
 
 
@@ -337,20 +398,20 @@ def _info(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.checkpoint)
     _, meta = load_checkpoint(path)
     model, train, progress = meta["model"], meta["train"], meta["progress"]
-    print(f"checkpoint: {path}")
-    print(f"model: {model['model']} {model['layers']}x{model['hidden']}, "
-          f"{'embedding ' + str(model['embedding']) if model['embedding'] else 'one-hot input'}, "
-          f"dropout {model['dropout']}, {meta['parameters']:,} parameters, vocabulary {len(model['vocabulary'])}")
-    print(f"text: {meta['text']['name']} (sha256 {meta['text']['sha256'][:12]}...)")
-    print(f"training: {train['optimizer']} lr {train['lr']} ({train['schedule']}), seq-len {train['seq_len']}, "
-          f"batch {train['batch_size']}, grad-clip {train['grad_clip']}, seed {train['seed']}")
-    print(f"progress: step {progress['step']}, epoch {progress['epoch']}, {progress['elapsed'] / 60:.1f} minutes")
+    _write(f"checkpoint: {path}\n")
+    _write(f"model: {model['model']} {model['layers']}x{model['hidden']}, "
+           f"{'embedding ' + str(model['embedding']) if model['embedding'] else 'one-hot input'}, "
+           f"dropout {model['dropout']}, {meta['parameters']:,} parameters, vocabulary {len(model['vocabulary'])}\n")
+    _write(f"text: {meta['text']['name']} (sha256 {meta['text']['sha256'][:12]}...)\n")
+    _write(f"training: {train['optimizer']} lr {train['lr']} ({train['schedule']}), seq-len {train['seq_len']}, "
+           f"batch {train['batch_size']}, grad-clip {train['grad_clip']}, seed {train['seed']}\n")
+    _write(f"progress: step {progress['step']}, epoch {progress['epoch']}, {progress['elapsed'] / 60:.1f} minutes\n")
     history = meta.get("history", [])
     if history:
         last = history[-1]
-        print(f"last evaluation: train {last['train_loss']}, validation {last['val_loss']} (nats/char)")
+        _write(f"last evaluation: train {last['train_loss']}, validation {last['val_loss']} (nats/char)\n")
     if progress.get("best_val_loss") is not None:
-        print(f"best validation loss: {progress['best_val_loss']:.4f} nats/char")
+        _write(f"best validation loss: {progress['best_val_loss']:.4f} nats/char\n")
     return 0
 
 
@@ -381,6 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     1. Weidman's example ...
     True
     """
+    if hasattr(signal, "SIGXFSZ"):
+        # past a file-size limit (ulimit -f) a write then fails with EFBIG, reported with the file's name,
+        # instead of the signal killing the process mid-checkpoint
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     from .checkpoint import CheckpointError
     from .training import RunExists, RunInUse, TrainingStopped
 
@@ -397,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _reuse_freed_memory()
     try:
         status = _handlers()[args.command](args)
-        sys.stdout.flush()   # a closed pipe is then met here, not at interpreter exit
+        _flush()   # a closed pipe is then met here, not at interpreter exit
         return status
     except Exception as error:
         if args.debug:
@@ -411,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(f"error: {error}")
         elif isinstance(error, OSError):
             _say(f"error: {_os_error(error) if error.filename is not None else error}")
+            if error.filename == "standard output":
+                _closed_pipe()   # what is left in its buffer would fail again at exit
         elif isinstance(error, MemoryError):
             _say("error: out of memory; use a smaller model (--hidden, --layers, --embedding) or batch")
         else:
@@ -429,6 +496,6 @@ def _closed_pipe() -> int:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())   # so that flushing stdout at exit does not fail again
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):   # AttributeError: no stdout at all
         pass
     return 141  # 128 + SIGPIPE, what the shell reports for a tool the signal ended

@@ -80,8 +80,8 @@ def run(args: Any) -> int:
         flows[label] = gradient_flow(layer, lambda layer=layer: layer(inputs)[0][:, -1].sum())
     print(format_table(flows))
     try:
-        plot(flows, args.out, f"Gradient flow through time ({args.seq_len} steps)")
-        print(f"wrote {args.out}")
+        written = plot(flows, args.out, f"Gradient flow through time ({args.seq_len} steps)")
+        print(f"wrote {written}")
     except ImportError:
         print("matplotlib is not installed, so no PNG was written (pip install matplotlib)")
     return 0

@@ -13,6 +13,7 @@ from ..autograd import Tensor, no_grad
 from ..nn import functional as F
 from .config import CELLS
 from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint_schema import limit_problem
 from .text import Vocabulary
 
 
@@ -47,6 +48,11 @@ class ModelConfig:
             raise ValueError(f"embedding must be 0 (one-hot) or a positive size, got {self.embedding}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, value in (("hidden", self.hidden), ("layers", self.layers), ("embedding", self.embedding),
+                            ("vocabulary", len(self.vocabulary))):
+            problem = limit_problem(name, value)   # the limits of the CLI's options and the checkpoint schema
+            if problem is not None:
+                raise ValueError(f"{name} {problem}, got {value}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

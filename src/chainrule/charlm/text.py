@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_CORPUS_NAME = "python-reference-manual"
+# The largest text read, in bytes: far beyond what trains on a CPU, and it stops a pseudo-file (/dev/zero,
+# an endless pipe) before it fills memory. `read_text(path, limit=...)` takes another.
+MAX_TEXT_BYTES = 2 << 30
+_CHUNK = 16 << 20
 
 
 def default_corpus() -> str:
@@ -23,15 +27,23 @@ def default_corpus() -> str:
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
-def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text: a file, a pipe (`<(cat f)`, /dev/stdin) or `-` (standard input).
+def read_text(path: str | Path, limit: int | None = None) -> str:
+    """Read a UTF-8 text: a file, a pipe (`<(cat f)`, /dev/stdin) or `-` (standard input), of at most `limit`
+    bytes (default `MAX_TEXT_BYTES`, 2 GiB).
 
     A byte-order mark at the start is dropped (it marks the encoding; it is not a character of the text).
     Raises FileNotFoundError when nothing is at `path`, IsADirectoryError for a folder, ValueError when the
-    text is not UTF-8 or is empty, and OSError (with the file's name) when it cannot be read.
+    text is not UTF-8, is empty or is longer than `limit` (read in chunks, so an endless source such as
+    /dev/zero is stopped at the limit), and OSError (with the file's name) when it cannot be read.
+
+    >>> read_text("/dev/zero", limit=1000)
+    Traceback (most recent call last):
+    ...
+    ValueError: /dev/zero holds more than 1,000 bytes, the most a text may have (MAX_TEXT_BYTES); give a shorter text
     """
+    limit = MAX_TEXT_BYTES if limit is None else limit
     if str(path) == "-":
-        name, data = "standard input", sys.stdin.buffer.read()
+        name, data = "standard input", _read_limited(sys.stdin.buffer, "standard input", limit)
     else:
         path = Path(path)
         name = str(path)
@@ -41,7 +53,7 @@ def read_text(path: str | Path) -> str:
             raise FileNotFoundError(f"text file not found: {path}")
         # open() rather than is_file(): pipes and character devices are texts too
         with open(path, "rb") as stream:
-            data = stream.read()
+            data = _read_limited(stream, name, limit)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -50,6 +62,19 @@ def read_text(path: str | Path) -> str:
     if not text:
         raise ValueError(f"{name} is empty")
     return text
+
+
+def _read_limited(stream, name: str, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"{name} holds more than {limit:,} bytes, the most a text may have (MAX_TEXT_BYTES); "
+                             "give a shorter text")
 
 
 def text_digest(text: str) -> str:

@@ -20,8 +20,9 @@ import numpy as np
 from .. import nn, optim
 from ..autograd import default_generator, manual_seed, no_grad
 from ..nn import functional as F
-from .checkpoint import (CheckpointError, all_finite, load_checkpoint, pack_run, remove_leftovers, run_files,
-                         save_checkpoint, unpack_run)
+from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, load_checkpoint, open_regular_file,
+                         pack_run, read_regular_file, remove_leftovers, run_files, save_checkpoint, unpack_run)
+from .checkpoint_schema import LIMITS, limit_problem
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .plots import draw_loss
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
@@ -48,11 +49,14 @@ LOCK_NAME = ".chainrule.lock"
 
 
 class RunLock:
-    """An exclusive lock on a run folder for as long as one process writes to it (`fcntl.flock` on
-    RUN/.chainrule.lock, POSIX). The kernel drops it when the process ends, however it ends (kill -9
-    included), so a crash never leaves a stale lock. The holder writes its pid and host into the file, so
-    that a refused process can say who holds the folder. Raises `RunInUse` when another process holds it,
-    NotADirectoryError when `folder` is a file.
+    """An exclusive lock on a run folder for as long as one process writes to it (`fcntl.flock`, POSIX), on the
+    folder itself and on RUN/.chainrule.lock. The kernel drops it when the process ends, however it ends (kill
+    -9 included), so a crash never leaves a stale lock. The lock on the folder's own descriptor holds even when
+    someone deletes the lock file; `check` tells whether the path still names the locked folder (after `rm -rf
+    RUN` and a new run there, it does not, and the old process must not write into the new run). The holder
+    writes its pid and host into the lock file, so that a refused process can say who holds the folder. Raises
+    `RunInUse` when another process holds it, NotADirectoryError when `folder` is a file, `CheckpointError`
+    when the lock file is not a regular file (a FIFO, a device).
 
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
@@ -66,6 +70,7 @@ class RunLock:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self._descriptor: int | None = None
+        self._folder_descriptor: int | None = None
 
     def acquire(self) -> RunLock:
         import fcntl
@@ -73,32 +78,67 @@ class RunLock:
         if self.folder.exists() and not self.folder.is_dir():
             raise NotADirectoryError(f"{self.folder} is a file, not a folder for a run")
         self.folder.mkdir(parents=True, exist_ok=True)
-        # O_NOFOLLOW: a lock file planted as a symbolic link must not make us truncate the file it points to
-        descriptor = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        folder = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        descriptor = None
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(descriptor)
-            os.close(descriptor)
-            raise RunInUse(f"{self.folder} is being written by another training ({holder}); wait for it to end "
-                           "or stop it, or choose another folder") from None
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunInUse(self._refusal(None)) from None
+            # a lock file planted as a link must not make us truncate the file it points to (O_NOFOLLOW), nor one
+            # planted as a FIFO or device make us wait or fail obscurely (open_regular_file)
+            descriptor = open_regular_file(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, "the run's lock file")
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunInUse(self._refusal(descriptor)) from None
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                              "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
         except BaseException:
-            os.close(descriptor)
+            os.close(folder)
+            if descriptor is not None:
+                os.close(descriptor)
             raise
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                          "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
-        self._descriptor = descriptor
+        self._descriptor, self._folder_descriptor = descriptor, folder
         return self
+
+    def _refusal(self, descriptor: int | None) -> str:
+        if descriptor is None:
+            try:
+                descriptor = open_regular_file(self.folder / LOCK_NAME, os.O_RDONLY, "the run's lock file")
+            except (OSError, CheckpointError):
+                holder = "a process whose lock file is gone"
+            else:
+                holder = _lock_holder(descriptor)
+                os.close(descriptor)
+        else:
+            holder = _lock_holder(descriptor)
+        return (f"{self.folder} is being written by another training ({holder}); wait for it to end or stop it, "
+                "or choose another folder")
+
+    def check(self) -> str | None:
+        """None while the folder's path still names the folder this lock holds; otherwise what happened."""
+        if self._folder_descriptor is None:
+            return None
+        try:
+            now = os.stat(self.folder)
+        except OSError:
+            return f"{self.folder} was removed while this training held it"
+        held = os.fstat(self._folder_descriptor)
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            return f"{self.folder} was removed and made again (by another process?) while this training held it"
+        return None
 
     @property
     def held(self) -> bool:
         return self._descriptor is not None
 
     def release(self) -> None:
-        if self._descriptor is not None:
-            os.close(self._descriptor)   # closing the last descriptor drops the flock
-            self._descriptor = None
+        for descriptor in (self._descriptor, self._folder_descriptor):
+            if descriptor is not None:
+                os.close(descriptor)   # closing the last descriptor drops the flock
+        self._descriptor = self._folder_descriptor = None
 
     def __enter__(self) -> RunLock:
         return self if self.held else self.acquire()
@@ -189,6 +229,11 @@ class TrainConfig:
             raise ValueError(f"val-frac must be in [0, 1), got {self.val_frac}")
         if self.sample_every < 0:
             raise ValueError(f"sample-every must be 0 (never) or positive, got {self.sample_every}")
+        for name in LIMITS:   # the limits the CLI's options and the checkpoint schema use too
+            value = getattr(self, name, None)
+            problem = None if value is None else limit_problem(name, value)
+            if problem is not None:
+                raise ValueError(f"{name.replace('_', '-')} {problem}, got {value}")
 
     def model_config(self, vocabulary: str) -> ModelConfig:
         return ModelConfig(vocabulary, self.model, self.hidden, self.layers, self.dropout, self.embedding)
@@ -199,7 +244,7 @@ class TrainConfig:
 FIXED_ON_RESUME = ("model", "hidden", "layers", "embedding", "seq_len", "batch_size", "val_frac", "seed",
                    "optimizer", "schedule")
 CHANGEABLE_ON_RESUME = ("lr", "lr_decay", "lr_decay_every", "grad_clip", "dropout", "eval_every", "sample_every",
-                        "steps", "epochs", "minutes")
+                        "sample_length", "steps", "epochs", "minutes")
 BUDGET = ("steps", "epochs", "minutes")
 
 
@@ -281,6 +326,7 @@ class Trainer:
         """`corpus`: (text, name) already read (e.g. from standard input), instead of reading `config.text`.
         `lock`: the run folder's lock when the caller holds it; otherwise `train` takes it."""
         self.config, self.out, self.report, self.quiet, self.lock = config, Path(out), report, quiet, lock
+        self._lock_in_use: RunLock | None = lock   # the lock held while training (checked before each write)
         text, self.text_name = corpus if corpus is not None else _load_corpus(config)
         self.text_sha256 = text_digest(text)
         self.vocabulary = Vocabulary.from_text(text)
@@ -331,7 +377,12 @@ class Trainer:
 
     def save(self, name: str) -> Path:
         """Write checkpoint `name` (latest or best). A failed write (full disk, ...) raises `TrainingStopped`
-        saying what failed and which checkpoints are intact; the previous one of that name always is."""
+        saying what failed and which checkpoints are intact; the previous one of that name always is. Refuses
+        (`TrainingStopped`) when the run folder was removed or replaced since its lock was taken."""
+        replaced = self._lock_in_use.check() if self._lock_in_use is not None else None
+        if replaced is not None:
+            raise TrainingStopped(f"{replaced}; not writing the {name} checkpoint there (another run may own the "
+                                  "folder now). This training's work since its last checkpoint is lost")
         try:
             arrays, optimizer = self._packed()
             return save_checkpoint(self.out, name, arrays, self._meta(optimizer))
@@ -339,11 +390,12 @@ class Trainer:
             raise TrainingStopped(f"could not write the {name} checkpoint: {_describe_os_error(error)}. "
                                   f"{self.checkpoints_on_disk()}") from error
 
-    def resume_command(self) -> str:
-        """The command that continues this run (a run on a text file is resumed with that text given again)."""
+    def resume_command(self, target: str | Path | None = None) -> str:
+        """The command that continues this run from `target` (default: the run folder, its latest checkpoint);
+        a run on a text file is resumed with that text given again."""
         text = self.config.text
         given = "" if text is None else " TEXT_FILE" if str(text) == "-" else f" {shlex.quote(str(text))}"
-        return f"chainrule train{given} --resume {shlex.quote(str(self.out))}"
+        return f"chainrule train{given} --resume {shlex.quote(str(self.out if target is None else target))}"
 
     def checkpoints_on_disk(self) -> str:
         """What the run folder holds now, in a sentence: each checkpoint and its step, or that there is none."""
@@ -352,7 +404,7 @@ class Trainer:
             path = self.out / f"{name}.json"
             try:
                 step = json.loads(_read_run_file(path).decode("utf-8"))["step"]
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, CheckpointError):
                 continue
             found.append(f"{path} (step {step})")
         if not found:
@@ -414,9 +466,9 @@ class Trainer:
         - dropout: set on the model (the weights do not depend on it);
         - the learning rate: with --lr, --lr-decay, --lr-decay-every or (cosine) the run's length changed, the
           schedule is recomputed from the new options and continued at the current step: from here on the
-          rate is the one a run started with these options would use at these steps (a cosine stretched over
-          the new total goes on down to 0 at it; it never climbs back). Without such a change the schedule
-          continues exactly;
+          rate is the one a run started with these options would use at these steps (a cosine resumed with
+          more steps jumps to the longer schedule's rate at the current step, e.g. up from 0 at the old end,
+          then decreases to 0 at the new end). Without such a change the schedule continues exactly;
         - log.jsonl holds each evaluation up to the checkpoint's step once and nothing after it (see
           `_reconcile_log`), then a record of the resume and its changes;
         - a resume from a checkpoint other than latest.json makes it the latest at once.
@@ -467,7 +519,7 @@ class Trainer:
         that a crash kept out of the log."""
         path = self.out / "log.jsonl"
         try:
-            lines = _read_run_file(path).decode("utf-8", errors="replace").splitlines()
+            lines = _read_run_file(path, MAX_LOG_BYTES, "the run's log").decode("utf-8", errors="replace").splitlines()
         except FileNotFoundError:
             lines = []
         kept, logged = [], set()
@@ -489,9 +541,13 @@ class Trainer:
     def _append_log(self, record: dict[str, Any]) -> None:
         try:
             # O_NOFOLLOW: a log.jsonl planted as a link must not make us append to the file it points to
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-            with os.fdopen(os.open(self.out / "log.jsonl", flags, 0o644), "a", encoding="utf-8") as log:
+            # and a FIFO or device must not make it wait forever (open_regular_file)
+            descriptor = open_regular_file(self.out / "log.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                           "the run's log")
+            with os.fdopen(descriptor, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
+        except CheckpointError as error:
+            raise TrainingStopped(f"could not append to the log: {error}. {self.checkpoints_on_disk()}") from None
         except OSError as error:
             raise TrainingStopped(f"could not append to the log: {_describe_os_error(error)}. "
                                   f"{self.checkpoints_on_disk()}") from error
@@ -503,17 +559,35 @@ class Trainer:
         return 3 * self.uniform_loss + 1
 
     def _stop(self, what: str, during_step: bool = False) -> TrainingStopped:
-        """The error that ends a diverged run: what happened, at which step, what is on disk, what to do."""
+        """The error that ends a diverged run: what happened, at which step, what is on disk, what to do.
+
+        The advice names a checkpoint that a lower learning rate can continue: not one holding the weights
+        whose loss diverged (`during_step`: the loss of the current weights, computed before any update, so no
+        learning rate changes it), and of the others the best (lowest validation loss) before the latest,
+        since the latest may already be on the way up."""
         step = self.progress.step + 1 if during_step else self.progress.step
         lower = self.config.lr / 10
         on_disk = self.checkpoints_on_disk()
-        if (self.out / "latest.json").exists():
-            advice = f"Continue from the latest with a lower learning rate: {self.resume_command()} --lr {lower:.3g}"
+        diverged_weights = self.progress.step if during_step else None
+        usable = [name for name in ("best", "latest") if self._checkpoint_step(name) not in (None, diverged_weights)]
+        if usable:
+            name = usable[0]
+            target = self.out if name == "latest" else self.out / f"{name}.json"
+            advice = (f"Continue from the {name} checkpoint (step {self._checkpoint_step(name)}) with a lower "
+                      f"learning rate: {self.resume_command(target)} --lr {lower:.3g}")
         else:
-            advice = f"Start again with a lower learning rate, e.g. --lr {lower:.3g}"
+            advice = f"Start again (in a new folder) with a lower learning rate, e.g. --lr {lower:.3g}"
         if not self.config.grad_clip or self.config.grad_clip > 1:
             advice += " (and/or --grad-clip 1)"
         return TrainingStopped(f"{what} at step {step}; stopping. {on_disk} {advice}.")
+
+    def _checkpoint_step(self, name: str) -> int | None:
+        """The step of checkpoint `name` on disk, or None when there is none (or it cannot be read)."""
+        try:
+            step = json.loads(_read_run_file(self.out / f"{name}.json").decode("utf-8"))["step"]
+        except (OSError, ValueError, KeyError, TypeError, CheckpointError):
+            return None
+        return step if isinstance(step, int) else None
 
     def _validation_loss(self) -> float | None:
         if self.val_ids is None:
@@ -572,6 +646,7 @@ class Trainer:
         checkpoint is ever written with non-finite weights or a diverged loss.
         """
         lock = self.lock if self.lock is not None and self.lock.held else RunLock(self.out).acquire()
+        self._lock_in_use = lock
         try:
             return self._train()
         finally:
@@ -674,23 +749,30 @@ def _describe_os_error(error: OSError) -> str:
     return f"{error.filename}: {cause}" if error.filename else cause
 
 
-def _read_run_file(path: Path) -> bytes:
-    """A file of the run folder, never through a symbolic link (OSError ELOOP for one): a folder that came
-    from elsewhere must not make training read or write outside it."""
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(descriptor, "rb") as stream:
-        return stream.read()
+MAX_LOG_BYTES = 1 << 30   # log.jsonl: a record of ~200 bytes per evaluation, millions of them
+
+
+def _read_run_file(path: Path, limit: int = MAX_DESCRIPTION_BYTES, what: str = "checkpoint description") -> bytes:
+    """A regular file of the run folder, never through a symbolic link, at most `limit` bytes (`CheckpointError`
+    naming it otherwise): a folder that came from elsewhere must not make training read outside it, nor read
+    a FIFO or a device forever."""
+    return read_regular_file(path, limit, what)
 
 
 def _write_file_atomically(path: Path, payload: bytes) -> None:
     """Replace `path` by `payload` through a temporary file beside it (.NAME.<random>.tmp): all or nothing."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(payload)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            if error.filename is None:   # a failed write names no file: say which ("File too large" of which?)
+                raise OSError(error.errno, error.strerror, str(path)) from error
+            raise
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)

@@ -164,25 +164,33 @@ def format_table(flows: dict[str, GradientFlow], steps_back: list[int] | None = 
     length = min(flow.gradient_norms.shape[1] for flow in flows.values())
     if steps_back is None:
         steps_back = sorted({s for s in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if s < length} | {length - 1})
-    lines = [f"{'steps back':<12}" + "".join(f"{name:>14}" for name in flows)]
+    # each column as wide as its name plus two spaces (at least 14), so long names never run together
+    widths = [max(14, len(name) + 2) for name in flows]
+    lines = [f"{'steps back':<12}" + "".join(f"{name:>{w}}" for name, w in zip(flows, widths))]
     for back in steps_back:
         row = f"{back:<12}"
-        for flow in flows.values():
+        for flow, w in zip(flows.values(), widths):
             norms = flow.gradient_norms[0]
-            row += f"{norms[norms.size - 1 - back]:>14.3e}"
+            row += f"{norms[norms.size - 1 - back]:>{w}.3e}"
         lines.append(row)
-    lines.append(f"{'σ_max(W_hh)':<12}" + "".join(f"{flow.largest_singular_value:>14.3f}" for flow in flows.values()))
-    lines.append(f"{'decay/step':<12}" + "".join(f"{flow.decay_per_step():>14.3f}" for flow in flows.values()))
+    lines.append(f"{'σ_max(W_hh)':<12}" + "".join(f"{flow.largest_singular_value:>{w}.3f}"
+                                                  for flow, w in zip(flows.values(), widths)))
+    lines.append(f"{'decay/step':<12}" + "".join(f"{flow.decay_per_step():>{w}.3f}"
+                                                 for flow, w in zip(flows.values(), widths)))
     for kind in ("tanh", "sigmoid"):
         if any(kind in flow.saturation for flow in flows.values()):
             lines.append(f"{kind + ' sat.':<12}" + "".join(
-                f"{flow.saturation[kind]:>14.1%}" if kind in flow.saturation else f"{'-':>14}"
-                for flow in flows.values()))
+                f"{flow.saturation[kind]:>{w}.1%}" if kind in flow.saturation else f"{'-':>{w}}"
+                for flow, w in zip(flows.values(), widths)))
     return "\n".join(lines)
 
 
 def plot(flows: dict[str, GradientFlow], path: str, title: str = "Gradient flow through time") -> str:
-    """PNG: ‖dL/dh_t‖ against steps back in time (log scale), one line per entry, σ_max(W_hh) in the legend."""
+    """PNG: ‖dL/dh_t‖ against steps back in time (log scale), one line per entry, σ_max(W_hh) in the legend.
+
+    Returns the path written: `path`, with ".png" added when it has no extension (as matplotlib does)."""
+    import os
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -202,6 +210,8 @@ def plot(flows: dict[str, GradientFlow], path: str, title: str = "Gradient flow 
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=8)
     figure.tight_layout()
+    if not os.path.splitext(str(path))[1]:
+        path = f"{path}.png"
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
