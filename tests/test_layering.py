@@ -348,3 +348,17 @@ def test_old_import_paths_keep_working():
     from chainrule.viz import draw_graph
     assert (draw_graph, gradient_flow, to_torch, load_model) == (new_draw_graph, new_gradient_flow, new_to_torch,
                                                                    new_load_model)
+
+
+def test_insight_reads_no_private_attribute_of_the_engine_objects():
+    # tensors and nodes are read through their public names (grad_fn, inputs, scope, name), so the engine
+    # may change its internals without breaking the drawings and the measurements
+    violations = []
+    for module, tree in TREES.items():
+        if package_of(module) != "insight":
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _private(node.attr)
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                violations.append(f"{module}:{node.lineno}: .{node.attr}")
+    assert not violations, "\n".join(violations)

@@ -195,6 +195,11 @@ class Edge:
         self._node, self._index = tensor._node, tensor._index
         self.shape, self.dtype, self.data_id = tensor.data.shape, tensor.data.dtype, id(tensor.data)
 
+    @property
+    def grad_fn(self) -> Any:
+        """The node that produced the tensor this edge stands for (as `Tensor.grad_fn`)."""
+        return self._node
+
 
 class Function:
     """Base class of every operation; subclass it to define a custom op, as `torch.autograd.Function`.

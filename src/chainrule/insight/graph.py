@@ -135,16 +135,16 @@ def _group_of(node: Function, collapse: Any) -> str | None:
 
 def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], collapse: Any,
                   annotate: Any) -> tuple[_Graph, list[tuple[str, str]]]:
-    if output._node is None:
+    if output.grad_fn is None:
         raise ValueError("draw_graph: this tensor was not computed from anything (no graph to draw); "
                          "create its inputs with requires_grad=True")
-    nodes = list(reverse_topological_order([output._node], parent_nodes))
+    nodes = list(reverse_topological_order([output.grad_fn], parent_nodes))
     edge_grads: dict[tuple[int, int], Any] = {}
     output_grad = None
     if show_grads:
         seed = np.ones_like(output.data)
         output_grad = seed
-        leaves = [t for n in nodes for t in n.inputs if t is not None and t._node is None]
+        leaves = [t for n in nodes for t in n.inputs if t is not None and t.grad_fn is None]
         try:
             run_backward([output], [seed], retain_graph=True, create_graph=False, capture=leaves,
                          on_edge=lambda node, index, grad: edge_grads.__setitem__((id(node), index), grad))
@@ -160,7 +160,7 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
         for index, source in enumerate(node.inputs):
             if source is None:
                 continue
-            if source._node is None:
+            if source.grad_fn is None:
                 if id(source) not in leaf_keys:
                     leaf_keys[id(source)] = f"leaf{len(leaf_keys)}"
                     name = names.get(id(source)) or ("parameter" if type(source).__name__ == "Parameter" else "input")
@@ -169,14 +169,14 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
                     graph.node(leaf_keys[id(source)], f"{name}{shape}", kind)
                 start = leaf_keys[id(source)]
             else:
-                start = key_of[id(source._node)]
+                start = key_of[id(source.grad_fn)]
             value = _format(source.data) if isinstance(source, Tensor) else f"{tuple(source.shape)}"
             graph.edge(start, key_of[id(node)], value, _format(edge_grads.get((id(node), index))))
     graph.node("output", f"{_format(output.data)}", "output")
-    graph.edge(key_of[id(output._node)], "output", _format(output.data), _format(output_grad))
+    graph.edge(key_of[id(output.grad_fn)], "output", _format(output.data), _format(output_grad))
     notes = []
     if annotate is not None:
-        target = annotate._node if isinstance(annotate, Tensor) else annotate
+        target = annotate.grad_fn if isinstance(annotate, Tensor) else annotate
         if not isinstance(target, Function) or id(target) not in key_of:
             raise ValueError("draw_graph: `annotate` must be a tensor (or node) of the drawn graph")
         upstream = _upstream_of(target, nodes, edge_grads, output, output_grad)
@@ -186,12 +186,12 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
 
 def _upstream_of(target: Function, nodes: list, edge_grads: dict, output: Tensor, output_grad: Any) -> Any:
     """The total gradient arriving at the target's output: the sum of what its consumers sent."""
-    if target is output._node:
+    if target is output.grad_fn:
         return output_grad
     total = None
     for node in nodes:
         for index, source in enumerate(node.inputs):
-            if source is not None and source._node is target:
+            if source is not None and source.grad_fn is target:
                 grad = edge_grads.get((id(node), index))
                 if grad is not None:
                     total = grad if total is None else total + grad
