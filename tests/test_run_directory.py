@@ -644,3 +644,29 @@ def test_ctrl_c_while_the_package_imports_for_the_command_line_is_one_line():
                             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"],
                            capture_output=True, text=True, env=ENV, timeout=60)
     assert plain.stdout.strip() == "True"   # a program importing the library keeps Python's handler
+
+
+# -- text names a checkpoint cannot hold raw -----------------------------------------------------------
+@pytest.mark.parametrize("name, recorded", [(b"t\x7f.txt", "t\\x7f.txt"), (b"tab\tx.txt", "tab\\tx.txt"),
+                                            (b"lat\xe9.txt", "lat\\xe9.txt")])
+def test_a_text_path_with_control_characters_or_non_utf8_bytes_trains_and_resumes(name, recorded, tmp_path,
+                                                                                   chainrule):
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/" + name)
+    Path(path).write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "run"
+    chainrule("train", path, *TINY, "--steps", 4, "--eval-every", 2, "--out", out)
+    _, meta = load_checkpoint(out / "latest.json")
+    assert meta["step"] == 4
+    assert meta["text"]["name"].endswith(recorded) and meta["train"]["text"].endswith(recorded)
+    chainrule("train", path, "--steps", 6, "--resume", out, "--quiet")
+    assert load_checkpoint(out / "latest.json")[1]["step"] == 6
+
+
+def test_a_description_the_schema_would_refuse_stops_before_the_first_step(text, tmp_path):
+    from chainrule.training import TrainConfig, Trainer, TrainingStopped
+    trainer = Trainer(TrainConfig(text=str(text), hidden=8, seq_len=8, batch_size=2, steps=3, eval_every=1),
+                      tmp_path / "run", quiet=True)
+    trainer.text_sha256 = "not a digest"   # a field the schema refuses at every write
+    with pytest.raises(TrainingStopped, match="not starting.*sha256"):
+        trainer.train()
+    assert trainer.progress.step == 0 and not (tmp_path / "run" / "latest.json").exists()

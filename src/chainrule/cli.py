@@ -210,7 +210,8 @@ def _reuse_freed_memory() -> bool:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    # messages name paths, which may hold control characters or bytes that are not UTF-8
+    print(_terminal_safe(message), file=sys.stderr)
 
 
 def _write(text: str) -> None:
@@ -244,7 +245,8 @@ def _terminal_safe(text: str) -> str:
     >>> _terminal_safe("a\\x1b[2Jb\\n")
     'a\\\\x1b[2Jb\\n'
     """
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c) - 0xdc00:02x}" if "\udc80" <= c <= "\udcff"
+                   else repr(c)[1:-1] for c in text)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -21,7 +21,8 @@ from . import nn, optim
 from .charlm import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, load_checkpoint, open_regular_file,
                          read_regular_file, remove_leftovers, run_files, save_checkpoint)
-from .checkpoint_schema import LIMITS, limit_problem
+from .checkpoint_schema import (FORMAT, LIMITS, CheckpointDescriptionError, limit_problem,
+                                validate_description)
 from .function import no_grad
 from .nn import functional as F
 from .tensor import default_generator, manual_seed
@@ -371,8 +372,8 @@ class Trainer:
         return {
             "step": self.progress.step,
             "model": self.model.config.to_dict(),
-            "train": {**asdict(self.config), "text": None if self.config.text is None else str(self.config.text)},
-            "text": {"name": self.text_name, "sha256": self.text_sha256},
+            "train": {**asdict(self.config), "text": None if self.config.text is None else recordable_name(self.config.text)},
+            "text": {"name": recordable_name(self.text_name), "sha256": self.text_sha256},
             "progress": {k: v for k, v in asdict(self.progress).items() if k != "history"},
             "history": self.progress.history,
             "optimizer": {"param_groups": optimizer_state["param_groups"], "scalars": scalars},
@@ -656,6 +657,7 @@ class Trainer:
         process does). Raises `TrainingStopped` when the loss or the weights diverge or a write fails; no
         checkpoint is ever written with non-finite weights or a diverged loss.
         """
+        self._check_description()
         lock = self.lock if self.lock is not None and self.lock.held else RunLock(self.out).acquire()
         self._lock_in_use = lock
         try:
@@ -663,6 +665,16 @@ class Trainer:
         finally:
             if lock is not self.lock:
                 lock.release()
+
+    def _check_description(self) -> None:
+        """Refuse (`TrainingStopped`) before the first step a run whose checkpoint description the schema would
+        refuse at its first write, so no training is lost to a check that cannot pass later."""
+        record = {"format": FORMAT, "weights_file": f"latest-{self.progress.step:08d}.safetensors",
+                  "weights_sha256": "0" * 64, **self._meta()}
+        try:
+            validate_description(json.loads(json.dumps(record)))
+        except CheckpointDescriptionError as error:
+            raise TrainingStopped(f"not starting: the checkpoints of this run could not be written: {error}") from None
 
     def _train(self) -> Progress:
         from tqdm import tqdm
@@ -757,7 +769,7 @@ class Trainer:
             axes.plot(*zip(*val), marker="o", label="validation")
         axes.set_xlabel("step")
         axes.set_ylabel("loss (nats per character)")
-        axes.set_title(f"{self.config.model} {self.config.layers}x{self.config.hidden} on {Path(self.text_name).name}")
+        axes.set_title(f"{self.config.model} {self.config.layers}x{self.config.hidden} on {recordable_name(Path(self.text_name).name)}")
         axes.grid(alpha=0.3)
         axes.legend()
         figure.tight_layout()
@@ -775,6 +787,24 @@ class Trainer:
             self.report(f"could not draw the loss plot: {_describe_os_error(error)} (the checkpoints are written)")
         finally:
             plt.close(figure)
+
+
+def recordable_name(name: str | Path) -> str:
+    r"""`name` (a path, shown only, never opened) in a form a checkpoint description stores: a control character
+    escaped as Python writes it (TAB as \t, DEL as \x7f), a byte that is not UTF-8 as \xNN.
+
+    >>> print(recordable_name("lat\udce9\tx\x7f.txt"))
+    lat\xe9\tx\x7f.txt
+    """
+    out = []
+    for c in str(name):
+        if c.isprintable():
+            out.append(c)
+        elif "\udc80" <= c <= "\udcff":   # os.fsdecode's surrogate escape of an undecodable byte
+            out.append(f"\\x{ord(c) - 0xdc00:02x}")
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def _describe_os_error(error: OSError) -> str:
