@@ -11,6 +11,7 @@ through where PyTorch is silent (silencing them costs an errstate switch per op 
 silences them (test_value_never_raises_at_special_points).
 """
 import math
+from dataclasses import replace
 import warnings
 
 import numpy as np
@@ -116,16 +117,35 @@ shape_with_axis = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=
 
 @needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op", UNARY, ids=lambda op: op.name)
+@pytest.mark.parametrize("op", [replace(op, theirs=lambda x: x.max()) if op.name == "max" else
+                                replace(op, theirs=lambda x: x.min()) if op.name == "min" else op for op in UNARY],
+                         ids=lambda op: op.name)   # max/min of a whole tensor: torch.max()/min(), NaN selected
 @given(data=st.data())
 def test_unary_special_values_match_torch(op, dtype, data):
     shape = data.draw(any_shape)
     run_both(op, [data.draw(specials(shape, dtype, values_for(op, dtype)))], dtype)
 
 
+def _amax_nan_selected(x, dim, keepdim=False):
+    """torch.amax, except that a NaN is selected: each row reduced by torch.max() of the row, whose backward
+    shares the gradient among the NaNs (amax's backward gives NaN everywhere, NaN != NaN). Issue 16b, 5."""
+    moved = x.movedim(dim, -1)
+    rows = moved.reshape(-1, moved.shape[-1])
+    out = torch.stack([row.max() for row in rows]) if rows.shape[0] else rows.amax(dim=-1)
+    out = out.reshape(moved.shape[:-1])
+    return out.unsqueeze(dim) if keepdim else out
+
+
+# DIFFERENCE: max/min along an axis select a NaN (it is the result): the NaNs share the gradient, as
+# torch.max()/min() of a whole tensor give, not NaN everywhere as torch.amax/amin's backward gives
+AXIS_NAN_SELECTED = [replace(op, theirs=lambda x: _amax_nan_selected(x, -1)) if op.name == "max_axis" else
+                     replace(op, theirs=lambda x: -_amax_nan_selected(-x, 0, keepdim=True)) if op.name == "min_axis"
+                     else op for op in AXIS]
+
+
 @needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op", AXIS, ids=lambda op: op.name)
+@pytest.mark.parametrize("op", AXIS_NAN_SELECTED, ids=lambda op: op.name)
 @given(data=st.data())
 def test_axis_special_values_match_torch(op, dtype, data):
     shape = data.draw(shape_with_axis)
@@ -279,10 +299,10 @@ def test_kinks_follow_pytorch():
     assert grads_of(cr.maximum, [1.0, 2.0, math.nan, 3.0], [1.0, math.nan, 1.0, 0.0]) == \
         [[0.5, 1.0, 1.0, 1.0], [0.5, 1.0, 1.0, 0.0]]
     assert grads_of(cr.minimum, [1.0, 3.0], [1.0, 0.0]) == [[0.5, 0.0], [0.5, 1.0]]
-    # amax/amin: ties share evenly; a NaN in the row makes the whole row's gradient NaN (PyTorch)
+    # amax/amin: ties share evenly; a NaN is the result, and the NaNs share the gradient (torch.max()/min())
     assert grads_of(lambda x: x.max(axis=1), [[2.0, 2.0, 1.0], [-math.inf, -math.inf, -math.inf]]) == \
         [[[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]]
-    assert np.isnan(grads_of(lambda x: x.min(), [1.0, math.nan])[0]).all()
+    assert grads_of(lambda x: x.min(), [1.0, math.nan]) == [[0.0, 1.0]]
 
 
 @needs_torch
@@ -660,3 +680,30 @@ def test_relu_rnn_keeps_negative_zero_as_torch(implementation):
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in rnn.state_dict().items()})
     expected = theirs(torch.tensor([[[-0.0]]], dtype=torch.float64))[0].detach().numpy()
     assert np.array_equal(np.signbit(out.data), np.signbit(expected))
+
+
+@pytest.mark.parametrize("row", [[1.0, math.nan, 3.0, 2.0], [1.0, math.nan, 3.0, math.nan], [1.0, 4.0, 3.0, 4.0]])
+@pytest.mark.parametrize("which", ["max", "min"])
+def test_max_and_min_over_nan_send_the_gradient_to_the_nans(row, which):
+    """Issue 16b, 5: a NaN is the max (and the min); the NaNs share the gradient, as torch.max()/min() (full
+    reduction) give, and as torch.max(dim) gives with one NaN. Deliberately not torch.amax's backward, which
+    is NaN everywhere (NaN != NaN): chainrule's max is amax for ties of numbers, and a NaN is selected."""
+    torch = pytest.importorskip("torch")
+    data = np.array([row, [1.0, 2.0, math.nan, 2.0]], np.float32)
+    x = cr.tensor(data, requires_grad=True)
+    getattr(cr, which)(x).backward()
+    reference = torch.tensor(data, requires_grad=True)
+    getattr(reference, which)().backward()
+    np.testing.assert_allclose(x.grad, reference.grad.numpy(), rtol=1e-6)
+    along = cr.tensor(data[:1], requires_grad=True)
+    getattr(cr, which)(along, axis=1).sum().backward()
+    reference = torch.tensor(data[:1], requires_grad=True)
+    getattr(reference, which)().backward()   # one row: the full reduction of that row
+    np.testing.assert_allclose(along.grad, reference.grad.numpy(), rtol=1e-6)
+    if sum(math.isnan(v) for v in row) <= 1:   # one NaN (or none, no ties) per row: torch.max(dim)'s one-hot
+        per_row = cr.tensor(data, requires_grad=True)
+        getattr(cr, which)(per_row, axis=1).sum().backward()
+        reference = torch.tensor(data, requires_grad=True)
+        getattr(reference, which)(dim=1).values.sum().backward()
+        if not np.array_equal(data[0], [1.0, 4.0, 3.0, 4.0]):
+            np.testing.assert_allclose(per_row.grad, reference.grad.numpy(), rtol=1e-6)

@@ -331,7 +331,7 @@ def test_resuming_with_a_hostile_best_json_deletes_nothing_outside(copy_of, tmp_
     config = TrainConfig(**{**meta["train"], "steps": 10, "eval_every": 1})
     trainer = Trainer(config, copy_of, quiet=True, report=lambda line: None)
     trainer.restore(copy_of / "latest.json")
-    trainer.progress.best_val_loss = math.inf  # the next evaluation improves, so best is written
+    trainer.progress.best_val_loss = 1e30  # the next evaluation improves, so best is written
     trainer.train()
     assert victim.read_bytes() == b"not yours to read"
     assert load_checkpoint(copy_of / "best.json")[1]["step"] == 10

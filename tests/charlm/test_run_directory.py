@@ -647,3 +647,152 @@ def test_ctrl_c_while_the_package_imports_for_the_command_line_is_one_line():
                             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"],
                            capture_output=True, text=True, env=ENV, timeout=60)
     assert plain.stdout.strip() == "True"   # a program importing the library keeps Python's handler
+
+
+# -- text names a checkpoint cannot hold raw -----------------------------------------------------------
+@pytest.mark.parametrize("name, recorded", [(b"t\x7f.txt", "t\\x7f.txt"), (b"tab\tx.txt", "tab\\tx.txt"),
+                                            (b"lat\xe9.txt", "lat\\xe9.txt")])
+def test_a_text_path_with_control_characters_or_non_utf8_bytes_trains_and_resumes(name, recorded, tmp_path,
+                                                                                   chainrule):
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/" + name)
+    Path(path).write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "run"
+    chainrule("train", path, *TINY, "--steps", 4, "--eval-every", 2, "--out", out)
+    _, meta = load_checkpoint(out / "latest.json")
+    assert meta["step"] == 4
+    assert meta["text"]["name"].endswith(recorded) and meta["train"]["text"].endswith(recorded)
+    chainrule("train", path, "--steps", 6, "--resume", out, "--quiet")
+    assert load_checkpoint(out / "latest.json")[1]["step"] == 6
+
+
+def test_a_description_the_schema_would_refuse_stops_before_the_first_step(text, tmp_path):
+    from chainrule.charlm.training import TrainConfig, Trainer, TrainingStopped
+    trainer = Trainer(TrainConfig(text=str(text), hidden=8, seq_len=8, batch_size=2, steps=3, eval_every=1),
+                      tmp_path / "run", quiet=True)
+    trainer.text_sha256 = "not a digest"   # a field the schema refuses at every write
+    with pytest.raises(TrainingStopped, match="not starting.*sha256"):
+        trainer.train()
+    assert trainer.progress.step == 0 and not (tmp_path / "run" / "latest.json").exists()
+
+
+def test_a_write_error_after_the_folder_was_replaced_does_not_list_the_other_runs_checkpoints(run20, tmp_path,
+                                                                                                monkeypatch):
+    """Issue 16b, 3: the run folder moved away and another run copied in its place during a checkpoint write."""
+    import chainrule.charlm.training as training
+    run = copy_run(run20, tmp_path, "run")
+    meta = load_checkpoint(run / "latest.json")[1]
+    trainer = training.Trainer(training.TrainConfig(**{**meta["train"], "steps": 25, "eval_every": 1}), run,
+                               quiet=True, report=lambda line: None)
+    trainer.restore(run / "latest.json")
+
+    def replaced_during_write(*args, **kwargs):
+        os.rename(run, tmp_path / "moved")
+        shutil.copytree(run20, run)
+        raise FileNotFoundError(2, "No such file or directory", str(run / ".latest.json.x.tmp"))
+
+    monkeypatch.setattr(training, "save_checkpoint", replaced_during_write)
+    with pytest.raises(training.TrainingStopped) as stopped:
+        trainer.train()
+    message = str(stopped.value)
+    assert "removed and made again" in message and "intact" not in message, message
+
+
+def test_resuming_with_another_text_does_not_advise_leaving_the_text_out(run20, tmp_path, chainrule):
+    run = copy_run(run20, tmp_path)
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT[::-1], encoding="utf-8")
+    status, err = chainrule("train", other, "--resume", run, "--quiet", check=False)
+    assert status == 2 and "Give the run's own text" in err and "Leave them out" not in err, err
+
+
+def test_a_checkpoint_replaced_between_its_description_and_its_weights_is_read_again(run20, tmp_path, monkeypatch):
+    """Issue 16b, 2: a trainer replaced latest (new weights file, old one removed) right after a reader read
+    latest.json; the reader reads the description again instead of reporting the weights file missing."""
+    from chainrule.charlm import checkpoint
+    run = copy_run(run20, tmp_path)
+    arrays, meta = load_checkpoint(run / "latest.json")
+    old_weights = run / meta["weights_file"]
+    original, calls = checkpoint.read_description, []
+
+    def racing(path):
+        result = original(path)
+        if not calls:
+            kept = {k: v for k, v in meta.items() if k not in ("format", "weights_file", "weights_sha256")}
+            checkpoint.save_checkpoint(run, "latest", arrays,
+                                       {**kept, "step": 21, "progress": {**meta["progress"], "step": 21}})
+        calls.append(path)
+        return result
+
+    monkeypatch.setattr(checkpoint, "read_description", racing)
+    _, loaded = checkpoint.load_checkpoint(run / "latest.json")
+    assert loaded["step"] == 21 and not old_weights.exists() and len(calls) >= 2
+    (run / loaded["weights_file"]).unlink()   # gone for good: reported after the description is read again
+    with pytest.raises(checkpoint.CheckpointError, match="missing|does not exist|No such"):
+        checkpoint.load_checkpoint(run / "latest.json")
+
+
+def test_info_of_a_run_shows_its_latest_and_its_best_with_rounded_losses(run20, tmp_path, capsys):
+    """Issue 16b, 6: best at an earlier step than latest; info shows both, losses to 4 decimals."""
+    run = copy_run(run20, tmp_path)
+    latest = load_checkpoint(run / "latest.json")[1]
+    best = load_checkpoint(run / "best.json")[1]
+    assert main(["info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"latest: step {latest['progress']['step']}," in out
+    assert f"best: step {best['progress']['step']} (best.json), best validation loss " in out
+    assert f"validation {latest['history'][-1]['val_loss']:.4f}" in out
+    assert re.search(r"\d\.\d{5}", out) is None, out   # no unrounded loss
+    for name in ("latest.json", "best.json"):
+        assert main(["info", str(run / name)]) == 0
+        assert "progress: step" in capsys.readouterr().out
+
+
+def test_info_says_when_a_run_has_no_validation_text(text, tmp_path, chainrule, capsys):
+    out_dir = tmp_path / "run"
+    chainrule("train", text, *TINY, "--steps", 2, "--eval-every", 2, "--val-frac", 0, "--out", out_dir)
+    assert main(["info", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no validation text" in out and "None" not in out, out
+
+
+@pytest.mark.parametrize("val_frac, expected", [(0.9999, "training part of the text is 2 of its 20,000"),
+                                                (5e-5, "leaves 1 character of the 20,000-character text")])
+def test_a_val_frac_that_leaves_too_little_on_either_side_says_which_part(val_frac, expected, tmp_path, chainrule):
+    """Issue 16b, 7: the part that is too short is named, with both sizes; one validation character (no
+    validation at all) is refused rather than trained on silently."""
+    path = tmp_path / "long.txt"
+    path.write_text((TEXT * 200)[:20000], encoding="utf-8")
+    status, err = chainrule("train", path, *TINY, "--steps", 2, "--val-frac", val_frac, "--out", tmp_path / "run",
+                            check=False)
+    assert status == 2 and expected in err and "val-frac" in err, err
+
+
+def test_printed_follow_up_commands_are_shell_quoted(text, tmp_path, chainrule, monkeypatch):
+    """Issue 16b, 8: a printed command is copied into a shell: spaces quoted, a leading "-" not an option."""
+    import shlex
+    spaced = tmp_path / "out dir ü"
+    _, err = chainrule("train", text, *TINY, "--steps", 2, "--eval-every", 2, "--out", spaced)
+    assert f"sample with: chainrule sample {shlex.quote(str(spaced))}" in err, err
+    monkeypatch.chdir(tmp_path)
+    _, err = chainrule("train", text, *TINY, "--steps", 2, "--eval-every", 2, "--out=-dashout")
+    assert "sample with: chainrule sample ./-dashout" in err, err
+    from chainrule.charlm.training import shell_word
+    assert shlex.split(shell_word("-a b'c")) == ["./-a b'c"]
+    assert shell_word("t\tx") == "$'t\\x09x'"
+
+
+def test_a_broken_or_looping_link_as_out_is_named_as_such(text, tmp_path, chainrule):
+    """Issue 16b, 9: not "File exists"."""
+    (tmp_path / "dang").symlink_to(tmp_path / "nowhere" / "x")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    for name in ("dang", "loop1"):
+        status, err = chainrule("train", text, *TINY, "--steps", 2, "--out", tmp_path / name, check=False)
+        assert status == 2 and "broken or looping symbolic link" in err and "File exists" not in err, err
+
+
+def test_diagnose_refuses_a_folder_as_out(tmp_path, chainrule):
+    """Issue 16b, 10: a folder as --out used to write FOLDER.png next to it."""
+    status, err = chainrule("diagnose", "--out", tmp_path, "--seq-len", 4, check=False)
+    assert status == 2 and "is a folder" in err, err
+    assert not Path(str(tmp_path) + ".png").exists()

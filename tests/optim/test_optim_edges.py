@@ -389,3 +389,29 @@ def test_a_schedule_resumed_in_its_constructor_takes_the_closed_form():
         reference = torch.optim.lr_scheduler.StepLR(theirs, 2, 0.1, last_epoch=3)
     assert schedule.get_last_lr() == [pytest.approx(0.01)]          # 1.0 · 0.1^(4 // 2)
     assert reference.get_last_lr() == [pytest.approx(0.005)]        # 0.05 · 0.1
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("name, options", OPTIMIZERS)
+@pytest.mark.parametrize("grad", [[1e30, 1e20], [3e38, -3e38], [np.inf, 1.0], [np.nan, -1e25]])
+def test_huge_and_special_gradients_match_torch_without_runtime_warnings(backend, name, options, grad):
+    """Issue 16b, 4: centered RMSprop's square_avg - grad_avg² is inf - (a square that overflows); PyTorch's
+    fused multiply-add keeps it inf, so the step is 0, not NaN."""
+    from chainrule._kernels import backend as backends
+    previous = backends.backend_name()
+    backends.use_backend(backend)
+    try:
+        w = cr.tensor([1.0, 2.0], requires_grad=True)
+        opt = getattr(optim, name)([w], **{"lr": 0.1, **options})
+        reference = torch.tensor([1.0, 2.0], requires_grad=True)
+        torch_opt = getattr(torch.optim, name)([reference], **{"lr": 0.1, **options})
+        for _ in range(2):
+            w.grad = np.array(grad, np.float32)
+            reference.grad = torch.tensor(w.grad)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                opt.step()
+            torch_opt.step()
+        np.testing.assert_allclose(w.data, reference.detach().numpy(), rtol=1e-6, equal_nan=True)
+    finally:
+        backends.use_backend(previous)

@@ -468,30 +468,46 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    json_path, meta = read_description(path)
-    weights_path = json_path.parent / meta["weights_file"]
-    size = _regular_file_inside(weights_path, json_path.parent, "weights file")
-    header = read_header(weights_path, size)
-    try:
-        check_arrays(meta, header)
-    except CheckpointDescriptionError as error:
-        raise CheckpointError(f"{json_path}: the weights file {weights_path.name} does not hold the arrays its "
-                              f"description configures (do not fit): {error}") from None
-    try:
-        # its size is the header's: nothing past the arrays
-        payload = read_regular_file(weights_path, size, "weights file", follow=True)
-    except OSError as error:
-        raise CheckpointError(f"{weights_path} cannot be read: {error.strerror or error}") from None
-    if hashlib.sha256(payload).hexdigest() != meta["weights_sha256"]:
-        raise CheckpointError(f"{weights_path} does not match the SHA-256 recorded in {json_path.name}: the file "
-                              "is truncated or corrupted")
-    try:
-        arrays = load(payload)
-    except (SafetensorError, ValueError, OSError) as error:
-        raise CheckpointError(f"{weights_path} is not a valid safetensors file ({error})") from None
-    bad = sorted(key for key, value in arrays.items() if not all_finite({key: value}))
-    if bad:   # never written so (save_checkpoint refuses them): the file was altered
-        raise CheckpointError(f"{weights_path}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} hold NaN or "
-                              "infinite values; chainrule never writes such a checkpoint, so this file was "
-                              "altered (use another checkpoint of the run)")
-    return arrays, meta
+    # a trainer writing the same run may replace the checkpoint between the description and its weights being
+    # read: when the description then names other weights, it is read again (a few times) before reporting
+    attempts = 5
+    for attempt in range(attempts):
+        json_path, meta = read_description(path)
+        try:
+            weights_path = json_path.parent / meta["weights_file"]
+            size = _regular_file_inside(weights_path, json_path.parent, "weights file")
+            header = read_header(weights_path, size)
+            try:
+                check_arrays(meta, header)
+            except CheckpointDescriptionError as error:
+                raise CheckpointError(f"{json_path}: the weights file {weights_path.name} does not hold the arrays its "
+                                      f"description configures (do not fit): {error}") from None
+            try:
+                # its size is the header's: nothing past the arrays
+                payload = read_regular_file(weights_path, size, "weights file", follow=True)
+            except OSError as error:
+                raise CheckpointError(f"{weights_path} cannot be read: {error.strerror or error}") from None
+            if hashlib.sha256(payload).hexdigest() != meta["weights_sha256"]:
+                raise CheckpointError(f"{weights_path} does not match the SHA-256 recorded in {json_path.name}: "
+                                      "the file is truncated or corrupted")
+            try:
+                arrays = load(payload)
+            except (SafetensorError, ValueError, OSError) as error:
+                raise CheckpointError(f"{weights_path} is not a valid safetensors file ({error})") from None
+            bad = sorted(key for key, value in arrays.items() if not all_finite({key: value}))
+            if bad:   # never written so (save_checkpoint refuses them): the file was altered
+                named = f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}"
+                raise CheckpointError(f"{weights_path}: {named} hold NaN or "
+                                      "infinite values; chainrule never writes such a checkpoint, so this file was "
+                                      "altered (use another checkpoint of the run)")
+            return arrays, meta
+        except CheckpointError:
+            if attempt == attempts - 1:
+                raise
+            try:
+                _, now = read_description(path)
+            except CheckpointError:
+                now = meta
+            if (now["weights_file"], now["weights_sha256"]) == (meta["weights_file"], meta["weights_sha256"]):
+                raise
+    raise AssertionError("unreachable")

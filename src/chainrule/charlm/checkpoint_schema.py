@@ -106,6 +106,8 @@ class _Strict(BaseModel):
 
 def _printable(value: str) -> str:
     # info prints it: a control character could drive the terminal (escape sequences)
+    if any("\udc80" <= c <= "\udcff" for c in value):   # os.fsdecode's escape of a byte that is not UTF-8
+        raise ValueError("should hold no undecodable (non-UTF-8) bytes")
     if not value.isprintable():
         raise ValueError("should hold no control characters")
     return value

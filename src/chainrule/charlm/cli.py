@@ -213,7 +213,8 @@ def _reuse_freed_memory() -> bool:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    # messages name paths, which may hold control characters or bytes that are not UTF-8
+    print(_terminal_safe(message), file=sys.stderr)
 
 
 def _write(text: str) -> None:
@@ -247,7 +248,8 @@ def _terminal_safe(text: str) -> str:
     >>> _terminal_safe("a\\x1b[2Jb\\n")
     'a\\\\x1b[2Jb\\n'
     """
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c) - 0xdc00:02x}" if "\udc80" <= c <= "\udcff"
+                   else repr(c)[1:-1] for c in text)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -285,7 +287,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
 
     from .checkpoint import CheckpointError, load_checkpoint
     from .text import text_digest
-    from .training import TrainConfig, Trainer, claim_run_folder, resume_config
+    from .training import TrainConfig, Trainer, claim_run_folder, resume_config, shell_word
 
     target = Path(args.resume)
     if not target.exists():
@@ -325,7 +327,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
             # a run folder is untrusted: the text path it records is shown, never opened
             source = "standard input" if stored.text == "-" else repr(stored.text)
             raise ValueError(f"the run was trained on {source}; a checkpoint's recorded paths are not followed, so "
-                             f"give the same text again: chainrule train TEXT_FILE --resume {target}")
+                             f"give the same text again: chainrule train TEXT_FILE --resume {shell_word(target)}")
         config, changes = resume_config(stored, given, differences)
         if corpus is None and config.text is not None:
             corpus = _corpus(config.text)
@@ -341,6 +343,8 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
 
 
 def _run(trainer) -> int:
+    from .training import shell_word
+
     try:
         progress = trainer.train()
     except KeyboardInterrupt:
@@ -350,7 +354,7 @@ def _run(trainer) -> int:
         return 130
     out = trainer.out
     best = "" if progress.best_val_loss is None else f", best validation loss {progress.best_val_loss:.4f} nats/char"
-    _say(f"done: {progress.step} steps{best}. Checkpoints in {out}; sample with: chainrule sample {out}")
+    _say(f"done: {progress.step} steps{best}. Checkpoints in {out}; sample with: chainrule sample {shell_word(out)}")
     return 0
 
 
@@ -405,13 +409,34 @@ def _info(args: argparse.Namespace) -> int:
     _write(f"text: {meta['text']['name']} (sha256 {meta['text']['sha256'][:12]}...)\n")
     _write(f"training: {train['optimizer']} lr {train['lr']} ({train['schedule']}), seq-len {train['seq_len']}, "
            f"batch {train['batch_size']}, grad-clip {train['grad_clip']}, seed {train['seed']}\n")
-    _write(f"progress: step {progress['step']}, epoch {progress['epoch']}, {progress['elapsed'] / 60:.1f} minutes\n")
-    history = meta.get("history", [])
-    if history:
+    def evaluation(description: dict) -> str:
+        history = description.get("history") or []
+        if not history:
+            return "no evaluation yet"
         last = history[-1]
-        _write(f"last evaluation: train {last['train_loss']}, validation {last['val_loss']} (nats/char)\n")
-    if progress.get("best_val_loss") is not None:
-        _write(f"best validation loss: {progress['best_val_loss']:.4f} nats/char\n")
+        train_loss = "n/a" if last["train_loss"] is None else f"{last['train_loss']:.4f}"
+        val = "no validation text" if last["val_loss"] is None else f"validation {last['val_loss']:.4f}"
+        return f"train {train_loss}, {val} (nats/char)"
+
+    def state(description: dict) -> str:
+        run = description["progress"]
+        return (f"step {run['step']}, epoch {run['epoch']}, {run['elapsed'] / 60:.1f} minutes; last evaluation: "
+                f"{evaluation(description)}")
+
+    # a run folder: its latest checkpoint is the run's state, its best the lowest validation loss so far
+    latest = None
+    if Path(args.checkpoint).is_dir() and path.name != "latest.json" and (path.parent / "latest.json").exists():
+        latest = load_checkpoint(path.parent / "latest.json")[1]
+    if latest is not None:
+        _write(f"latest: {state(latest)}\n")
+        _write(f"best: step {progress['step']} ({path.name})" + (
+            f", best validation loss {progress['best_val_loss']:.4f} nats/char\n"
+            if progress.get("best_val_loss") is not None else "\n"))
+    else:
+        _write(f"progress: {state(meta)}\n")
+        best = progress.get("best_val_loss")
+        _write("best validation loss: " + ("none (no validation text)" if best is None else f"{best:.4f} nats/char")
+               + "\n")
     return 0
 
 

@@ -55,6 +55,10 @@ def checkpoint_flow(path: str, text_path: str | None, seq_len: int, batch: int, 
 
 
 def run(args: Any) -> int:
+    import os
+    if os.path.isdir(args.out):   # the plot would be written next to it, as FOLDER.png
+        raise ValueError(f"--out {args.out} is a folder; give the PNG file to write, e.g. --out "
+                         f"{os.path.join(args.out, 'gradient_flow.png')}")
     manual_seed(args.seed)
     flows: dict[str, GradientFlow] = {}
     if args.checkpoint:

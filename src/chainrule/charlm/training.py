@@ -22,7 +22,7 @@ from ..autograd import default_generator, manual_seed, no_grad
 from ..nn import functional as F
 from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, load_checkpoint, open_regular_file,
                          pack_run, read_regular_file, remove_leftovers, run_files, save_checkpoint, unpack_run)
-from .checkpoint_schema import LIMITS, limit_problem
+from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .plots import draw_loss
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
@@ -77,6 +77,9 @@ class RunLock:
 
         if self.folder.exists() and not self.folder.is_dir():
             raise NotADirectoryError(f"{self.folder} is a file, not a folder for a run")
+        if os.path.islink(self.folder) and not self.folder.exists():
+            raise NotADirectoryError(f"{self.folder} is a broken or looping symbolic link (it leads to no folder); "
+                                     "remove it, or choose another --out")
         self.folder.mkdir(parents=True, exist_ok=True)
         folder = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         descriptor = None
@@ -273,9 +276,11 @@ def resume_config(stored: TrainConfig, given: dict[str, Any],
     differences += [f"{_option(n)} {given[n]} (the run has {getattr(stored, n)})"
                     for n in FIXED_ON_RESUME if n in given and given[n] != getattr(stored, n)]
     if differences:
+        text_differs = any(d.startswith("TEXT_FILE") for d in differences)
+        advice = (("Give the run's own text and leave the differing options out" if text_differs else
+                   "Leave them out") + " to continue the run, or start a new run with another --out")
         raise ValueError("these options differ from the run's, which keeps its model and data stream: "
-                         + "; ".join(differences) + ". Leave them out to continue the run, or start a new run "
-                         "with another --out")
+                         + "; ".join(differences) + ". " + advice)
     updates = {n: given[n] for n in CHANGEABLE_ON_RESUME if n in given and n not in BUDGET}
     if any(n in given for n in BUDGET):
         updates.update({n: given.get(n) for n in BUDGET})
@@ -331,7 +336,18 @@ class Trainer:
         self.text_sha256 = text_digest(text)
         self.vocabulary = Vocabulary.from_text(text)
         train_text, val_text = split_text(text, config.val_frac)
-        self.train_streams = TextStreams(self.vocabulary.encode(train_text), config.batch_size, config.seq_len)
+        if 0 < len(val_text) < 2:   # one character has no next character to predict: no validation at all
+            raise ValueError(f"--val-frac {config.val_frac} leaves {len(val_text)} character of the "
+                             f"{len(text):,}-character text for validation, and validation needs at least 2; give "
+                             "a larger --val-frac, or --val-frac 0 to train without validation")
+        try:
+            self.train_streams = TextStreams(self.vocabulary.encode(train_text), config.batch_size, config.seq_len)
+        except ValueError as error:
+            if not config.val_frac:
+                raise
+            raise ValueError(f"the training part of the text is {len(train_text):,} of its {len(text):,} characters "
+                             f"(--val-frac {config.val_frac} keeps {len(val_text):,} for validation), too few: "
+                             f"{error}; or lower --val-frac") from None
         self.val_ids = self.vocabulary.encode(val_text) if len(val_text) >= 2 else None
         manual_seed(config.seed)
         self.model = CharModel(config.model_config(self.vocabulary.characters))
@@ -365,8 +381,9 @@ class Trainer:
         return {
             "step": self.progress.step,
             "model": self.model.config.to_dict(),
-            "train": {**asdict(self.config), "text": None if self.config.text is None else str(self.config.text)},
-            "text": {"name": self.text_name, "sha256": self.text_sha256},
+            "train": {**asdict(self.config),
+                      "text": None if self.config.text is None else recordable_name(self.config.text)},
+            "text": {"name": recordable_name(self.text_name), "sha256": self.text_sha256},
             "progress": {k: v for k, v in asdict(self.progress).items() if k != "history"},
             "history": self.progress.history,
             "optimizer": optimizer,
@@ -387,6 +404,12 @@ class Trainer:
             arrays, optimizer = self._packed()
             return save_checkpoint(self.out, name, arrays, self._meta(optimizer))
         except OSError as error:
+            # the folder may have been replaced during the write: then its checkpoints are another run's
+            replaced = self._lock_in_use.check() if self._lock_in_use is not None else None
+            if replaced is not None:
+                raise TrainingStopped(f"could not write the {name} checkpoint: {replaced} (another run may own "
+                                      "the folder now). This training's work since its last checkpoint is lost"
+                                      ) from error
             raise TrainingStopped(f"could not write the {name} checkpoint: {_describe_os_error(error)}. "
                                   f"{self.checkpoints_on_disk()}") from error
 
@@ -394,11 +417,15 @@ class Trainer:
         """The command that continues this run from `target` (default: the run folder, its latest checkpoint);
         a run on a text file is resumed with that text given again."""
         text = self.config.text
-        given = "" if text is None else " TEXT_FILE" if str(text) == "-" else f" {shlex.quote(str(text))}"
-        return f"chainrule train{given} --resume {shlex.quote(str(self.out if target is None else target))}"
+        given = "" if text is None else " TEXT_FILE" if str(text) == "-" else f" {shell_word(text)}"
+        return f"chainrule train{given} --resume {shell_word(self.out if target is None else target)}"
 
     def checkpoints_on_disk(self) -> str:
-        """What the run folder holds now, in a sentence: each checkpoint and its step, or that there is none."""
+        """What the run folder holds now, in a sentence: each checkpoint and its step, or that there is none;
+        when the folder was removed or replaced since the lock was taken, that (its checkpoints are not this run's)."""
+        replaced = self._lock_in_use.check() if self._lock_in_use is not None else None
+        if replaced is not None:
+            return f"{replaced}: the checkpoints there are not this run's."
         found = []
         for name in ("latest", "best"):
             path = self.out / f"{name}.json"
@@ -645,6 +672,7 @@ class Trainer:
         process does). Raises `TrainingStopped` when the loss or the weights diverge or a write fails; no
         checkpoint is ever written with non-finite weights or a diverged loss.
         """
+        self._check_description()
         lock = self.lock if self.lock is not None and self.lock.held else RunLock(self.out).acquire()
         self._lock_in_use = lock
         try:
@@ -652,6 +680,16 @@ class Trainer:
         finally:
             if lock is not self.lock:
                 lock.release()
+
+    def _check_description(self) -> None:
+        """Refuse (`TrainingStopped`) before the first step a run whose checkpoint description the schema would
+        refuse at its first write, so no training is lost to a check that cannot pass later."""
+        record = {"format": FORMAT, "weights_file": f"latest-{self.progress.step:08d}.safetensors",
+                  "weights_sha256": "0" * 64, **self._meta(self._packed()[1])}
+        try:
+            validate_description(json.loads(json.dumps(record)))
+        except CheckpointDescriptionError as error:
+            raise TrainingStopped(f"not starting: the checkpoints of this run could not be written: {error}") from None
 
     def _train(self) -> Progress:
         from tqdm import tqdm
@@ -732,13 +770,56 @@ class Trainer:
             bar.write(line)
 
     def _plot(self) -> None:
-        title = f"{self.config.model} {self.config.layers}x{self.config.hidden} on {Path(self.text_name).name}"
+        title = (f"{self.config.model} {self.config.layers}x{self.config.hidden} on "
+                 f"{recordable_name(Path(self.text_name).name)}")
         try:
             draw_loss(self.progress.history, title, self.out)
         except ImportError:
             self.report("matplotlib is not installed: no loss plot (pip install matplotlib)")
         except OSError as error:
             self.report(f"could not draw the loss plot: {_describe_os_error(error)} (the checkpoints are written)")
+
+
+def shell_word(path: str | Path) -> str:
+    r"""`path` as one word a POSIX shell reads back as that path, for a command printed to be copied: quoted
+    (shlex.quote); a leading "-" made "./-" so it is not read as an option; a control character or a byte that
+    is not UTF-8 written in bash's $'...' form, so nothing raw reaches the terminal.
+
+    >>> print(shell_word("out dir ü"), shell_word("-dashout"), shell_word("t\x7f.txt"), shell_word("l\udce9"))
+    'out dir ü' ./-dashout $'t\x7f.txt' $'l\xe9'
+    """
+    word = str(path)
+    if word.startswith("-"):
+        word = "./" + word
+    if word.isprintable():
+        return shlex.quote(word)
+    escaped = []
+    for c in word:
+        if c in "\\'":
+            escaped.append("\\" + c)
+        elif c.isprintable():
+            escaped.append(c)
+        else:
+            escaped.extend(f"\\x{b:02x}" for b in os.fsencode(c))
+    return "$'" + "".join(escaped) + "'"
+
+
+def recordable_name(name: str | Path) -> str:
+    r"""`name` (a path, shown only, never opened) in a form a checkpoint description stores: a control character
+    escaped as Python writes it (TAB as \t, DEL as \x7f), a byte that is not UTF-8 as \xNN.
+
+    >>> print(recordable_name("lat\udce9\tx\x7f.txt"))
+    lat\xe9\tx\x7f.txt
+    """
+    out = []
+    for c in str(name):
+        if c.isprintable():
+            out.append(c)
+        elif "\udc80" <= c <= "\udcff":   # os.fsdecode's surrogate escape of an undecodable byte
+            out.append(f"\\x{ord(c) - 0xdc00:02x}")
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def _describe_os_error(error: OSError) -> str:

@@ -132,18 +132,20 @@ class Optimizer:
 
     def step(self) -> None:
         self._step_count += 1
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state.setdefault(id(p), {})
-                wide = _state_dtype(p.data.dtype)
-                if wide == p.data.dtype:
-                    self._update(p.data, p.grad, state, group)
-                else:  # float16: step in float32 (the state's dtype), round into the parameter once
-                    data = p.data.astype(wide)
-                    self._update(data, p.grad.astype(wide), state, group)
-                    np.copyto(p.data, data, casting="same_kind")
+        # overflow to inf and inf - inf = NaN are IEEE results, the same as PyTorch's: no RuntimeWarning for them
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state.setdefault(id(p), {})
+                    wide = _state_dtype(p.data.dtype)
+                    if wide == p.data.dtype:
+                        self._update(p.data, p.grad, state, group)
+                    else:  # float16: step in float32 (the state's dtype), round into the parameter once
+                        data = p.data.astype(wide)
+                        self._update(data, p.grad.astype(wide), state, group)
+                        np.copyto(p.data, data, casting="same_kind")
 
     def _update(self, data: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         """Update `data` (the parameter's values, in the state's dtype) in place."""
@@ -321,7 +323,11 @@ class RMSprop(Optimizer):
         if group["centered"]:
             grad_avg = state["grad_avg"]
             grad_avg += (1 - alpha) * (grad - grad_avg)
-            average = np.sqrt(square_avg - grad_avg * grad_avg) + group["eps"]
+            # square_avg - grad_avg² as PyTorch's addcmul computes it, a fused multiply-add: the square is not
+            # rounded (to inf when it overflows) before the subtraction, so inf - g² stays inf, not NaN
+            wider = np.longdouble if data.dtype == np.float64 else np.float64
+            variance = (square_avg.astype(wider) - np.square(grad_avg.astype(wider))).astype(data.dtype)
+            average = np.sqrt(variance) + group["eps"]
         else:
             average = np.sqrt(square_avg) + group["eps"]
         if group["momentum"] > 0:

@@ -62,7 +62,11 @@ class Max(Function):
     def forward(ctx, x, axes, keepdims):
         _check_reducible(x, axes, "max/min")
         out = np.max(x, axis=axes, keepdims=True)
+        # a NaN is the max (np.max propagates it): the NaNs share the gradient, as torch.max() full reduction
+        # (and torch.max(dim) with one NaN) give; torch.amax's backward gives NaN everywhere (NaN != NaN)
         is_max = x == out
+        if np.issubdtype(x.dtype, np.inexact):
+            is_max |= np.isnan(x) & np.isnan(out)
         ctx.save_for_backward(is_max / is_max.sum(axis=axes, keepdims=True).astype(x.dtype))
         ctx.kept_shape = out.shape
         return out if keepdims else np.squeeze(out, axis=axes)
