@@ -29,7 +29,7 @@ import numpy as np
 from .checkpoint_schema import FORMAT, CheckpointDescriptionError, check_arrays, validate_description
 
 # What a run folder holds, all written by chainrule: the checkpoint descriptions the trainer writes (NAME.json),
-# each one's weights file NAME-<step, 8 digits or more>.safetensors, the log, the plot, and _write_atomically's
+# each one's weights file NAME-<step, 8 digits or more>.safetensors, the log, the plot, and write_atomically's
 # temporary files .FINAL_NAME.<random>.tmp. Only these names are run files: a user's own
 # model-20240101.safetensors beside them is not.
 CHECKPOINT_NAMES = ("latest", "best")
@@ -238,7 +238,8 @@ def _names_in_description(json_path: Path) -> set[str] | None:
     return {named} if isinstance(named, str) else None
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
+def write_atomically(path: Path, payload: bytes) -> None:
+    """Replace `path` by `payload` through a temporary file beside it (.NAME.<random>.tmp), fsynced: all or nothing."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         try:
@@ -302,8 +303,8 @@ def save_checkpoint(folder: str | Path, name: str, arrays: dict[str, np.ndarray]
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / f"{name}.json"
     previous = _weights_file_named_by(json_path, name)
-    _write_atomically(folder / weights_file, payload)
-    _write_atomically(json_path, json.dumps(record, indent=1, sort_keys=False).encode("utf-8"))
+    write_atomically(folder / weights_file, payload)
+    write_atomically(json_path, json.dumps(record, indent=1, sort_keys=False).encode("utf-8"))
     if previous is not None and previous != weights_file:
         _remove_regular_file(folder / previous)
     return json_path

@@ -8,7 +8,6 @@ import math
 import os
 import shlex
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -21,7 +20,8 @@ from .. import nn, optim
 from ..autograd import default_generator, manual_seed, no_grad
 from ..nn import functional as F
 from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, load_checkpoint, open_regular_file,
-                         pack_run, read_regular_file, remove_leftovers, run_files, save_checkpoint, unpack_run)
+                         pack_run, read_regular_file, remove_leftovers, run_files, save_checkpoint, unpack_run,
+                         write_atomically)
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .plots import draw_loss
@@ -563,7 +563,7 @@ class Trainer:
         missing = [json.dumps(r) + "\n" for r in self.progress.history
                    if isinstance(r, dict) and r.get("step") not in logged]
         if len(kept) != len(lines) or missing:
-            _write_file_atomically(path, "".join(kept + missing).encode("utf-8"))
+            write_atomically(path, "".join(kept + missing).encode("utf-8"))
 
     def _append_log(self, record: dict[str, Any]) -> None:
         try:
@@ -838,23 +838,3 @@ def _read_run_file(path: Path, limit: int = MAX_DESCRIPTION_BYTES, what: str = "
     naming it otherwise): a folder that came from elsewhere must not make training read outside it, nor read
     a FIFO or a device forever."""
     return read_regular_file(path, limit, what)
-
-
-def _write_file_atomically(path: Path, payload: bytes) -> None:
-    """Replace `path` by `payload` through a temporary file beside it (.NAME.<random>.tmp): all or nothing."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(payload)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except OSError as error:
-            if error.filename is None:   # a failed write names no file: say which ("File too large" of which?)
-                raise OSError(error.errno, error.strerror, str(path)) from error
-            raise
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
