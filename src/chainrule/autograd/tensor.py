@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -505,6 +505,25 @@ def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy expects a NumPy array, got {type(array).__name__}")
     return Tensor(array, requires_grad=requires_grad)
+
+
+def unique_tensors(tensors: Iterable[Tensor]) -> tuple[list[Tensor], list[int]]:
+    """Each tensor once, by identity, in first-seen order, and the positions where one was listed again.
+
+    >>> a, b = zeros(1), zeros(1)
+    >>> kept, repeats = unique_tensors([a, b, a])
+    >>> len(kept), repeats
+    (2, [2])
+    """
+    seen: set[int] = set()
+    unique, repeats = [], []
+    for position, t in enumerate(tensors):
+        if id(t) in seen:
+            repeats.append(position)
+        else:
+            seen.add(id(t))
+            unique.append(t)
+    return unique, repeats
 
 
 def _shape_of(shape: tuple) -> tuple[int, ...]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd.tensor import Tensor
+from ..autograd.tensor import Tensor, unique_tensors
 
 
 def _with_grads(parameters: Any, what: str) -> list[Tensor]:
@@ -16,14 +16,7 @@ def _with_grads(parameters: Any, what: str) -> list[Tensor]:
     in the norm and be scaled twice (PyTorch does so); as the optimizers, it is taken once, with a warning."""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    seen: set[int] = set()
-    unique, repeats = [], []
-    for position, p in enumerate(parameters):
-        if id(p) in seen:
-            repeats.append(position)
-            continue
-        seen.add(id(p))
-        unique.append(p)
+    unique, repeats = unique_tensors(parameters)
     if repeats:
         warnings.warn(f"{what}: a parameter is listed more than once (again at positions {repeats}); each "
                       "parameter is taken once, so its gradient counts once in the norm and is clipped once",

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._kernels.backend import backend_name
-from ..autograd.tensor import Tensor
+from ..autograd.tensor import Tensor, unique_tensors
 
 
 def _state_dtype(dtype: np.dtype) -> np.dtype:
@@ -92,8 +92,7 @@ class Optimizer:
         parameters = group["params"]
         parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
-        unique, repeats, ids = [], [], set()
-        for position, p in enumerate(parameters):
+        for p in parameters:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer parameters must be Tensors, got {type(p).__name__}")
             if not p.requires_grad:
@@ -104,11 +103,7 @@ class Optimizer:
                                  "tensors it was computed from")
             if id(p) in seen:
                 raise ValueError("some parameters appear in more than one parameter group")
-            if id(p) in ids:
-                repeats.append(position)
-                continue
-            ids.add(id(p))
-            unique.append(p)
+        unique, repeats = unique_tensors(parameters)
         if repeats:
             warnings.warn(f"parameter group {len(self.param_groups)} lists a parameter more than once "
                           f"(again at positions {repeats}); each parameter is taken once, so it is updated "
