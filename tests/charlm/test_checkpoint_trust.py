@@ -26,6 +26,7 @@ from chainrule.charlm import CELLS, CharModel, ModelConfig, evaluate, load_model
 from chainrule.charlm.checkpoint import (CheckpointError, all_finite, load_checkpoint, remove_leftovers, run_files,
                                   save_checkpoint)
 from chainrule.charlm.cli import main
+from chainrule.charlm.resume import restore
 from chainrule.charlm.training import OPTIMIZERS, SCHEDULES, Progress, TrainConfig, Trainer
 
 DATA = Path(__file__).parent / "data"
@@ -188,7 +189,7 @@ def test_a_checkpoint_written_before_the_schema_loads_and_resumes(tmp_path):
     assert model.num_parameters() == meta["parameters"]
     config = TrainConfig(**{**meta["train"], "text": str(DATA / "run-v1-text.txt")})
     trainer = Trainer(config, tmp_path / "resumed", quiet=True, report=lambda line: None)
-    trainer.restore(DATA / "run-v1" / "latest.json")
+    restore(trainer, DATA / "run-v1" / "latest.json")
     assert trainer.progress.step == 6 and trainer.state is not None
     np.testing.assert_array_equal(trainer.model.head.weight.data, arrays["model.head.weight"])
 
@@ -204,7 +205,7 @@ def test_every_kind_of_run_writes_a_checkpoint_that_loads_and_resumes(tmp_path, 
     arrays, meta = load_checkpoint(tmp_path / "run" / "latest.json")
     assert meta["train"]["optimizer"] == options["optimizer"]
     second = Trainer(first.config, tmp_path / "run", quiet=True, report=lambda line: None)
-    second.restore(tmp_path / "run" / "latest.json")
+    restore(second, tmp_path / "run" / "latest.json")
     assert second.progress == first.progress
     for key, value in second._arrays().items():
         np.testing.assert_array_equal(value, arrays[key], err_msg=key)
@@ -330,7 +331,7 @@ def test_resuming_with_a_hostile_best_json_deletes_nothing_outside(copy_of, tmp_
     meta = _description(copy_of)
     config = TrainConfig(**{**meta["train"], "steps": 10, "eval_every": 1})
     trainer = Trainer(config, copy_of, quiet=True, report=lambda line: None)
-    trainer.restore(copy_of / "latest.json")
+    restore(trainer, copy_of / "latest.json")
     trainer.progress.best_val_loss = 1e30  # the next evaluation improves, so best is written
     trainer.train()
     assert victim.read_bytes() == b"not yours to read"
@@ -517,7 +518,7 @@ def test_any_broken_description_gives_a_checkpoint_error(v1_run, v1_config, chan
             load_checkpoint(v1_run / "latest.json")
             load_model(v1_run)
             trainer = Trainer(v1_config, v1_run.parent / "resumed", quiet=True, report=lambda line: None)
-            trainer.restore(v1_run / "latest.json")
+            restore(trainer, v1_run / "latest.json")
         except CheckpointError as error:
             assert "\n" not in str(error)
         for args in (["info", v1_run], ["sample", v1_run, "--length", 3, "--seed", 0],
@@ -581,14 +582,14 @@ def test_restore_refuses_what_does_not_fit_this_run(copy_of, text):
                     report=lambda line: None)
     before = [p.data.copy() for p in other.parameters]
     with pytest.raises(CheckpointError, match="train.optimizer is 'adam' and this run's is 'sgd'"):
-        other.restore(copy_of / "latest.json")
+        restore(other, copy_of / "latest.json")
     assert all(np.array_equal(a, p.data) for a, p in zip(before, other.parameters))
     same = Trainer(TrainConfig(**meta["train"]), copy_of, quiet=True, report=lambda line: None)
     arrays, _ = load_checkpoint(copy_of / "latest.json")
     meta["progress"]["batch"] = same.train_streams.batches_per_epoch
     save_checkpoint(copy_of, "latest", arrays, _rest(meta))
     with pytest.raises(CheckpointError, match="progress.batch"):
-        same.restore(copy_of / "latest.json")
+        restore(same, copy_of / "latest.json")
 
 
 def test_a_text_given_as_a_path_object_is_recorded(tmp_path, text):

@@ -18,6 +18,7 @@ import pytest
 
 from chainrule.charlm.checkpoint import load_checkpoint, run_files
 from chainrule.charlm.cli import main
+from chainrule.charlm.resume import restore
 
 TEXT = ("ROMEO: But soft, what light through yonder window breaks?\n"
         "JULIET: O Romeo, Romeo, wherefore art thou Romeo?\n") * 12
@@ -683,7 +684,7 @@ def test_a_write_error_after_the_folder_was_replaced_does_not_list_the_other_run
     meta = load_checkpoint(run / "latest.json")[1]
     trainer = training.Trainer(training.TrainConfig(**{**meta["train"], "steps": 25, "eval_every": 1}), run,
                                quiet=True, report=lambda line: None)
-    trainer.restore(run / "latest.json")
+    restore(trainer, run / "latest.json")
 
     def replaced_during_write(*args, **kwargs):
         os.rename(run, tmp_path / "moved")

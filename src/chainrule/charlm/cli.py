@@ -283,59 +283,15 @@ def _corpus(text: str | None) -> tuple[str, str] | None:
 
 
 def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
-    from dataclasses import replace
+    from .resume import find_checkpoint, resume_trainer
+    from .training import claim_run_folder
 
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .text import text_digest
-    from .training import TrainConfig, Trainer, claim_run_folder, resume_config, shell_word
-
-    target = Path(args.resume)
-    if not target.exists():
-        raise CheckpointError(f"nothing to resume: {target} does not exist")
-    if target.is_dir():
-        folder, checkpoint = target, target / "latest.json"
-    elif target.suffix == ".json":
-        folder, checkpoint = target.parent, target
-    else:
-        raise ValueError(f"--resume takes a run folder or one of its checkpoints (latest.json, best.json); "
-                         f"{target} is neither")
-    if "out" in args and Path(args.out).resolve() != folder.resolve():
-        raise ValueError(f"--resume continues the run in its own folder, {folder}; --out {args.out} names another. "
-                         "To branch a run, copy its folder and resume the copy")
+    folder, checkpoint = find_checkpoint(args.resume, getattr(args, "out", None))
     lock, removed = claim_run_folder(folder, fresh=False)
     with lock:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
-        if not os.path.lexists(checkpoint):   # anything else there (a FIFO, a link) load_checkpoint names
-            hint = (f"; resume from its best checkpoint with --resume {folder / 'best.json'}"
-                    if (folder / "best.json").is_file() else "")
-            raise CheckpointError(f"nothing to resume: {checkpoint} does not exist{hint}")
-        _, meta = load_checkpoint(checkpoint)
-        try:
-            stored = TrainConfig(**meta["train"])
-            recorded_text = meta["text"]
-            recorded_sha = recorded_text["sha256"]
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{checkpoint}: its training configuration is unusable ({error})") from None
-        differences, corpus = [], None
-        if "text" in given:
-            corpus = _corpus(given["text"])
-            if text_digest(corpus[0]) != recorded_sha:
-                differences.append(f"TEXT_FILE {given['text']} (its content differs from the text the run was "
-                                   f"trained on, {recorded_text.get('name')!r}: resume with the same text)")
-        elif stored.text is not None:
-            # a run folder is untrusted: the text path it records is shown, never opened
-            source = "standard input" if stored.text == "-" else repr(stored.text)
-            raise ValueError(f"the run was trained on {source}; a checkpoint's recorded paths are not followed, so "
-                             f"give the same text again: chainrule train TEXT_FILE --resume {shell_word(target)}")
-        config, changes = resume_config(stored, given, differences)
-        if corpus is None and config.text is not None:
-            corpus = _corpus(config.text)
-        # the model is built with the run's dropout, which restore checks; continue_run then applies the new one
-        trainer = Trainer(replace(config, dropout=stored.dropout), folder, quiet=quiet, corpus=corpus, lock=lock)
-        trainer.config = config
-        trainer.restore(checkpoint)
-        notices = trainer.continue_run(checkpoint, changes)
+        trainer, notices = resume_trainer(args.resume, folder, checkpoint, given, lock, _corpus, quiet=quiet)
         _say(f"resuming {folder} at step {trainer.progress.step} from {checkpoint.name}")
         for notice in notices:
             _say(f"  {notice}")

@@ -1,16 +1,13 @@
-"""Training a character-level language model: stateful truncated BPTT, evaluation, checkpoints, exact resume."""
+"""Training a character-level language model: stateful truncated BPTT, evaluation, checkpoints (the loop only:
+resuming a run is `resume`, owning its folder `run_folder`)."""
 from __future__ import annotations
 
-import copy
-import errno
 import json
 import math
 import os
-import shlex
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +16,14 @@ import numpy as np
 from .. import nn, optim
 from ..autograd import default_generator, manual_seed, no_grad
 from ..nn import functional as F
-from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, load_checkpoint, open_regular_file,
-                         pack_run, read_regular_file, remove_leftovers, run_files, save_checkpoint, unpack_run,
-                         write_atomically)
+from . import run_folder
+from .checkpoint import CheckpointError, all_finite, open_regular_file, pack_run, save_checkpoint
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
-from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
+from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays)
 from .plots import draw_loss
+# the run folder's names, importable from here as before they had a module of their own
+from .run_folder import (LOCK_NAME, RunExists, RunInUse, RunLock, _describe_os_error,  # noqa: F401
+                         _read_run_file, claim_run_folder, recordable_name, shell_word)
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
                    text_digest)
 
@@ -35,148 +34,6 @@ SCHEDULES = ("constant", "step", "exponential", "cosine")
 class TrainingStopped(RuntimeError):
     """Training was stopped: the loss or the weights became NaN or exploded, or a checkpoint or the log could
     not be written. The message says which checkpoints the run folder holds (none may have been written)."""
-
-
-class RunInUse(RuntimeError):
-    """Another process holds the run folder's lock: it is training into that folder now."""
-
-
-class RunExists(RuntimeError):
-    """A fresh run was asked for in a folder that already holds a run's files."""
-
-
-LOCK_NAME = ".chainrule.lock"
-
-
-class RunLock:
-    """An exclusive lock on a run folder for as long as one process writes to it (`fcntl.flock`, POSIX), on the
-    folder itself and on RUN/.chainrule.lock. The kernel drops it when the process ends, however it ends (kill
-    -9 included), so a crash never leaves a stale lock. The lock on the folder's own descriptor holds even when
-    someone deletes the lock file; `check` tells whether the path still names the locked folder (after `rm -rf
-    RUN` and a new run there, it does not, and the old process must not write into the new run). The holder
-    writes its pid and host into the lock file, so that a refused process can say who holds the folder. Raises
-    `RunInUse` when another process holds it, NotADirectoryError when `folder` is a file, `CheckpointError`
-    when the lock file is not a regular file (a FIFO, a device).
-
-    >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> with RunLock(folder):
-    ...     RunLock(folder).acquire()
-    Traceback (most recent call last):
-    ...
-    chainrule.charlm.training.RunInUse: ... is being written by another training (pid ...
-    """
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self._descriptor: int | None = None
-        self._folder_descriptor: int | None = None
-
-    def acquire(self) -> RunLock:
-        import fcntl
-
-        if self.folder.exists() and not self.folder.is_dir():
-            raise NotADirectoryError(f"{self.folder} is a file, not a folder for a run")
-        if os.path.islink(self.folder) and not self.folder.exists():
-            raise NotADirectoryError(f"{self.folder} is a broken or looping symbolic link (it leads to no folder); "
-                                     "remove it, or choose another --out")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        folder = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        descriptor = None
-        try:
-            try:
-                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunInUse(self._refusal(None)) from None
-            # a lock file planted as a link must not make us truncate the file it points to (O_NOFOLLOW), nor one
-            # planted as a FIFO or device make us wait or fail obscurely (open_regular_file)
-            descriptor = open_regular_file(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, "the run's lock file")
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunInUse(self._refusal(descriptor)) from None
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                              "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
-        except BaseException:
-            os.close(folder)
-            if descriptor is not None:
-                os.close(descriptor)
-            raise
-        self._descriptor, self._folder_descriptor = descriptor, folder
-        return self
-
-    def _refusal(self, descriptor: int | None) -> str:
-        if descriptor is None:
-            try:
-                descriptor = open_regular_file(self.folder / LOCK_NAME, os.O_RDONLY, "the run's lock file")
-            except (OSError, CheckpointError):
-                holder = "a process whose lock file is gone"
-            else:
-                holder = _lock_holder(descriptor)
-                os.close(descriptor)
-        else:
-            holder = _lock_holder(descriptor)
-        return (f"{self.folder} is being written by another training ({holder}); wait for it to end or stop it, "
-                "or choose another folder")
-
-    def check(self) -> str | None:
-        """None while the folder's path still names the folder this lock holds; otherwise what happened."""
-        if self._folder_descriptor is None:
-            return None
-        try:
-            now = os.stat(self.folder)
-        except OSError:
-            return f"{self.folder} was removed while this training held it"
-        held = os.fstat(self._folder_descriptor)
-        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
-            return f"{self.folder} was removed and made again (by another process?) while this training held it"
-        return None
-
-    @property
-    def held(self) -> bool:
-        return self._descriptor is not None
-
-    def release(self) -> None:
-        for descriptor in (self._descriptor, self._folder_descriptor):
-            if descriptor is not None:
-                os.close(descriptor)   # closing the last descriptor drops the flock
-        self._descriptor = self._folder_descriptor = None
-
-    def __enter__(self) -> RunLock:
-        return self if self.held else self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _lock_holder(descriptor: int) -> str:
-    try:
-        holder = json.loads(os.pread(descriptor, 4096, 0).decode("utf-8"))
-        return f"pid {int(holder['pid'])} on {holder['host']}, since {holder['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "a process that has not yet written its pid"
-
-
-def claim_run_folder(folder: str | Path, fresh: bool) -> tuple[RunLock, list[Path]]:
-    """Lock `folder` for this process and clean what a crashed run left in it; returns (lock, removed files).
-
-    `fresh`: a new run, refused (`RunExists`) when the folder holds any file of a run (a checkpoint, weights,
-    the log or the plot), so no run is ever overwritten. Raises `RunInUse` when another process holds it.
-    """
-    lock = RunLock(folder).acquire()
-    try:
-        removed = remove_leftovers(folder)
-        existing = run_files(folder)
-        if fresh and existing:
-            names = ", ".join(p.name for p in existing[:6]) + (" ..." if len(existing) > 6 else "")
-            advice = (f"continue it with --resume {folder}" if (Path(folder) / "latest.json").exists()
-                      else "remove those files")
-            raise RunExists(f"{folder} already holds a training run ({names}); {advice}, or choose another --out")
-    except BaseException:
-        lock.release()
-        raise
-    return lock, removed
 
 
 @dataclass
@@ -242,52 +99,6 @@ class TrainConfig:
         return ModelConfig(vocabulary, self.model, self.hidden, self.layers, self.dropout, self.embedding)
 
 
-# A resume continues one run. These options decide the model, the data stream or the optimizer's state, so a
-# resume that asks for other values is refused; the others may change mid-run.
-FIXED_ON_RESUME = ("model", "hidden", "layers", "embedding", "seq_len", "batch_size", "val_frac", "seed",
-                   "optimizer", "schedule")
-CHANGEABLE_ON_RESUME = ("lr", "lr_decay", "lr_decay_every", "grad_clip", "dropout", "eval_every", "sample_every",
-                        "sample_length", "steps", "epochs", "minutes")
-BUDGET = ("steps", "epochs", "minutes")
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def resume_config(stored: TrainConfig, given: dict[str, Any],
-                  differences: list[str] | None = None) -> tuple[TrainConfig, dict[str, list[Any]]]:
-    """The configuration of a resumed run, and what the resume changes: {field: [the run's, the new]}.
-
-    `given` holds only the options the user gave. Those of FIXED_ON_RESUME must equal the run's, or ValueError
-    lists every difference (with `differences` found elsewhere, e.g. the text). The budget: with any of
-    steps/epochs/minutes given, exactly the limits given; with none, the run's. Other options given replace
-    the run's. An option given with the run's own value is no change.
-
-    >>> config, changes = resume_config(TrainConfig(lr=0.01, steps=100), {"lr": 0.001, "steps": 300})
-    >>> config.lr, config.steps, changes
-    (0.001, 300, {'lr': [0.01, 0.001], 'steps': [100, 300]})
-    >>> resume_config(TrainConfig(hidden=64), {"hidden": 32, "seq_len": 64})
-    Traceback (most recent call last):
-    ...
-    ValueError: these options differ from the run's, which keeps its model and data stream: --hidden 32 ...
-    """
-    differences = list(differences or [])
-    differences += [f"{_option(n)} {given[n]} (the run has {getattr(stored, n)})"
-                    for n in FIXED_ON_RESUME if n in given and given[n] != getattr(stored, n)]
-    if differences:
-        text_differs = any(d.startswith("TEXT_FILE") for d in differences)
-        advice = (("Give the run's own text and leave the differing options out" if text_differs else
-                   "Leave them out") + " to continue the run, or start a new run with another --out")
-        raise ValueError("these options differ from the run's, which keeps its model and data stream: "
-                         + "; ".join(differences) + ". " + advice)
-    updates = {n: given[n] for n in CHANGEABLE_ON_RESUME if n in given and n not in BUDGET}
-    if any(n in given for n in BUDGET):
-        updates.update({n: given.get(n) for n in BUDGET})
-    changes = {n: [getattr(stored, n), v] for n, v in updates.items() if v != getattr(stored, n)}
-    if "text" in given:
-        updates["text"] = given["text"]
-    return replace(stored, **updates), changes
 
 
 @dataclass
@@ -414,156 +225,12 @@ class Trainer:
                                   f"{self.checkpoints_on_disk()}") from error
 
     def resume_command(self, target: str | Path | None = None) -> str:
-        """The command that continues this run from `target` (default: the run folder, its latest checkpoint);
-        a run on a text file is resumed with that text given again."""
-        text = self.config.text
-        given = "" if text is None else " TEXT_FILE" if str(text) == "-" else f" {shell_word(text)}"
-        return f"chainrule train{given} --resume {shell_word(self.out if target is None else target)}"
+        """The command that continues this run from `target` (default: the run folder, its latest checkpoint)."""
+        return run_folder.resume_command(self.out, self.config.text, target)
 
     def checkpoints_on_disk(self) -> str:
-        """What the run folder holds now, in a sentence: each checkpoint and its step, or that there is none;
-        when the folder was removed or replaced since the lock was taken, that (its checkpoints are not this run's)."""
-        replaced = self._lock_in_use.check() if self._lock_in_use is not None else None
-        if replaced is not None:
-            return f"{replaced}: the checkpoints there are not this run's."
-        found = []
-        for name in ("latest", "best"):
-            path = self.out / f"{name}.json"
-            try:
-                step = json.loads(_read_run_file(path).decode("utf-8"))["step"]
-            except (OSError, ValueError, KeyError, TypeError, CheckpointError):
-                continue
-            found.append(f"{path} (step {step})")
-        if not found:
-            return f"No checkpoint has been written to {self.out}."
-        return f"The checkpoints in {self.out} are intact: {', '.join(found)}."
-
-    def restore(self, path: str | Path) -> None:
-        """Continue from a checkpoint: weights, optimizer, schedule, data position, carried state, RNG.
-
-        The checkpoint is validated as a whole before anything is changed (`load_checkpoint`), then compared
-        with this trainer: text, model, optimizer and schedule kinds, batch size, position in the epoch. Raises
-        `CheckpointError` naming what differs; the trainer is unchanged then.
-        """
-        arrays, meta = load_checkpoint(path)
-        text, train = meta["text"], meta["train"]
-        if text["sha256"] != self.text_sha256:
-            raise CheckpointError(f"the run was trained on {text['name']!r}, and the text given now differs "
-                                  "from it; resume with the same text")
-        if meta["model"] != self.model.config.to_dict():
-            differences = ", ".join(f"{key} {value!r} (checkpoint) vs {self.model.config.to_dict()[key]!r}"
-                                    for key, value in meta["model"].items()
-                                    if key != "vocabulary" and value != self.model.config.to_dict()[key])
-            raise CheckpointError("the checkpoint's model configuration differs from the one requested"
-                                  + (f": {differences}" if differences else " (vocabulary)"))
-        for key in ("optimizer", "schedule", "batch_size"):
-            if train[key] != getattr(self.config, key):
-                raise CheckpointError(f"the checkpoint's train.{key} is {train[key]!r} and this run's is "
-                                      f"{getattr(self.config, key)!r}; they must agree to resume")
-        if meta["progress"]["batch"] >= self.train_streams.batches_per_epoch:
-            raise CheckpointError(f"the checkpoint's progress.batch is {meta['progress']['batch']}, past the "
-                                  f"{self.train_streams.batches_per_epoch} batches of an epoch of this text")
-        if self.schedule is not None:
-            probe = copy.copy(self.schedule)
-            probe.__dict__.update(meta["schedule"])
-            try:
-                rates = [probe.lr_at(base, probe.last_epoch) for base in probe.base_lrs]
-            except (OverflowError, ZeroDivisionError) as error:
-                rates = [f"{error}"]
-            if not all(isinstance(rate, float) and math.isfinite(rate) for rate in rates):
-                raise CheckpointError(f"the checkpoint's schedule gives no usable learning rate at step "
-                                      f"{probe.last_epoch} (found {rates[0]})")
-        model_state, optimizer_state, carry = unpack_run(arrays, meta["optimizer"])
-        try:
-            self.optimizer.load_state_dict(optimizer_state)
-        except ValueError as error:
-            raise CheckpointError(f"the checkpoint's optimizer state does not fit: {error}") from None
-        self.model.load_state_dict(model_state)
-        if self.schedule is not None:
-            self.schedule.load_state_dict(meta["schedule"])
-        self.state = state_from_arrays(carry, self.model.config.model) if carry else None
-        self.progress = Progress(**meta["progress"], history=meta["history"])
-        default_generator().bit_generator.state = meta["rng"]
-
-    # -- resuming ---------------------------------------------------------------------------------------
-    def continue_run(self, checkpoint: str | Path, changes: dict[str, list[Any]]) -> list[str]:
-        """After `restore(checkpoint)`: apply what the resume changes and make the folder agree with the
-        checkpoint. Returns notices to show. Raises ValueError when the budget is already reached.
-
-        - dropout: set on the model (the weights do not depend on it);
-        - the learning rate: with --lr, --lr-decay, --lr-decay-every or (cosine) the run's length changed, the
-          schedule is recomputed from the new options and continued at the current step: from here on the
-          rate is the one a run started with these options would use at these steps (a cosine resumed with
-          more steps jumps to the longer schedule's rate at the current step, e.g. up from 0 at the old end,
-          then decreases to 0 at the new end). Without such a change the schedule continues exactly;
-        - log.jsonl holds each evaluation up to the checkpoint's step once and nothing after it (see
-          `_reconcile_log`), then a record of the resume and its changes;
-        - a resume from a checkpoint other than latest.json makes it the latest at once.
-        """
-        checkpoint = Path(checkpoint)
-        step, total = self.progress.step, self.total_steps
-        if total is not None and total <= step:
-            limit = ", ".join(f"{_option(n)} {getattr(self.config, n)}" for n in ("steps", "epochs")
-                              if getattr(self.config, n) is not None)
-            raise ValueError(f"the run in {self.out} is at step {step}, and {limit} ends it at step {total} "
-                             f"(a total, counted across resumes): nothing to train. Ask for more, e.g. --steps "
-                             f"{step + max(step, 1)}")
-        notices = []
-        if "dropout" in changes:
-            self.model.config.dropout = self.config.dropout
-            if self.model.rnn.num_layers > 1:
-                self.model.rnn.dropout = self.config.dropout
-        lr_before = self.optimizer.param_groups[0]["lr"]
-        schedule_changed = any(n in changes for n in ("lr", "lr_decay", "lr_decay_every"))
-        if self.config.schedule == "cosine" and self.schedule is not None:
-            schedule_changed |= self.schedule.T_max != total
-        if schedule_changed:
-            self._recompute_schedule()
-        for name, (before, after) in changes.items():
-            notices.append(f"{_option(name)}: {before} -> {after}")
-        if schedule_changed:
-            notices.append(f"learning rate at step {step}: {lr_before:.6g} -> "
-                           f"{self.optimizer.param_groups[0]['lr']:.6g} ({self.config.schedule} schedule)")
-        self._reconcile_log(step)
-        self._append_log({"resumed_at_step": step, "checkpoint": checkpoint.name,
-                          "changed": {n: v for n, v in changes.items()}})
-        if checkpoint.name != "latest.json":
-            self.save("latest")
-            notices.append(f"{checkpoint.name} (step {step}) is now also {self.out / 'latest.json'}")
-        return notices
-
-    def _recompute_schedule(self) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr
-            group.pop("initial_lr", None)   # a schedule sets it from lr; without one a group has none
-        self.schedule = _make_schedule(self.config, self.optimizer, self.total_steps)
-        if self.schedule is not None:
-            self.schedule.load_state_dict({**self.schedule.state_dict(), "last_epoch": self.progress.step})
-
-    def _reconcile_log(self, step: int) -> None:
-        """Make log.jsonl tell what happened up to the checkpoint's `step`, each evaluation once: drop what a
-        crashed or diverged later run logged after it (and lines cut short), add the checkpoint's evaluations
-        that a crash kept out of the log."""
-        path = self.out / "log.jsonl"
-        try:
-            lines = _read_run_file(path, MAX_LOG_BYTES, "the run's log").decode("utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
-            lines = []
-        kept, logged = [], set()
-        for line in lines:
-            try:
-                record = json.loads(line)
-                at = record.get("step", record.get("resumed_at_step"))
-            except (ValueError, AttributeError):
-                continue  # a line cut short by a crash
-            if isinstance(at, int) and at <= step:
-                kept.append(line + "\n")
-                if "step" in record:
-                    logged.add(record["step"])
-        missing = [json.dumps(r) + "\n" for r in self.progress.history
-                   if isinstance(r, dict) and r.get("step") not in logged]
-        if len(kept) != len(lines) or missing:
-            write_atomically(path, "".join(kept + missing).encode("utf-8"))
+        """What the run folder holds now, in a sentence (`run_folder.checkpoints_on_disk`)."""
+        return run_folder.checkpoints_on_disk(self.out, self._lock_in_use)
 
     def _append_log(self, record: dict[str, Any]) -> None:
         try:
@@ -778,63 +445,3 @@ class Trainer:
             self.report("matplotlib is not installed: no loss plot (pip install matplotlib)")
         except OSError as error:
             self.report(f"could not draw the loss plot: {_describe_os_error(error)} (the checkpoints are written)")
-
-
-def shell_word(path: str | Path) -> str:
-    r"""`path` as one word a POSIX shell reads back as that path, for a command printed to be copied: quoted
-    (shlex.quote); a leading "-" made "./-" so it is not read as an option; a control character or a byte that
-    is not UTF-8 written in bash's $'...' form, so nothing raw reaches the terminal.
-
-    >>> print(shell_word("out dir ü"), shell_word("-dashout"), shell_word("t\x7f.txt"), shell_word("l\udce9"))
-    'out dir ü' ./-dashout $'t\x7f.txt' $'l\xe9'
-    """
-    word = str(path)
-    if word.startswith("-"):
-        word = "./" + word
-    if word.isprintable():
-        return shlex.quote(word)
-    escaped = []
-    for c in word:
-        if c in "\\'":
-            escaped.append("\\" + c)
-        elif c.isprintable():
-            escaped.append(c)
-        else:
-            escaped.extend(f"\\x{b:02x}" for b in os.fsencode(c))
-    return "$'" + "".join(escaped) + "'"
-
-
-def recordable_name(name: str | Path) -> str:
-    r"""`name` (a path, shown only, never opened) in a form a checkpoint description stores: a control character
-    escaped as Python writes it (TAB as \t, DEL as \x7f), a byte that is not UTF-8 as \xNN.
-
-    >>> print(recordable_name("lat\udce9\tx\x7f.txt"))
-    lat\xe9\tx\x7f.txt
-    """
-    out = []
-    for c in str(name):
-        if c.isprintable():
-            out.append(c)
-        elif "\udc80" <= c <= "\udcff":   # os.fsdecode's surrogate escape of an undecodable byte
-            out.append(f"\\x{ord(c) - 0xdc00:02x}")
-        else:
-            out.append(c.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
-
-
-def _describe_os_error(error: OSError) -> str:
-    """One line: the file and the cause, e.g. "/runs/a/latest.json: No space left on device (the disk is full)"."""
-    cause = error.strerror or str(error)
-    if error.errno == errno.ENOSPC:
-        cause += " (the disk is full)"
-    return f"{error.filename}: {cause}" if error.filename else cause
-
-
-MAX_LOG_BYTES = 1 << 30   # log.jsonl: a record of ~200 bytes per evaluation, millions of them
-
-
-def _read_run_file(path: Path, limit: int = MAX_DESCRIPTION_BYTES, what: str = "checkpoint description") -> bytes:
-    """A regular file of the run folder, never through a symbolic link, at most `limit` bytes (`CheckpointError`
-    naming it otherwise): a folder that came from elsewhere must not make training read outside it, nor read
-    a FIFO or a device forever."""
-    return read_regular_file(path, limit, what)
