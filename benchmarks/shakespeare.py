@@ -77,7 +77,8 @@ class TorchTraining:
                  val_ids: np.ndarray, size: int) -> None:
         torch.manual_seed(config.seed)
         self.config, self.streams, self.val_ids, self.size = config, streams, val_ids, size
-        self.model = TorchCharModel(config.model, size, config.hidden, config.layers, config.dropout)
+        shape = config.architecture
+        self.model = TorchCharModel(shape.model, size, shape.hidden, shape.layers, shape.dropout)
         self.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in initial.items()})
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.steps)
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument("--cosine-steps", type=int, default=0,
                         help="anneal the learning rate to 0 over this many steps (both libraries; training also "
                         "stops there); 0: constant learning rate, the default of chainrule train")
-    parser.add_argument("--model", choices=("lstm", "gru", "rnn"), default=TrainConfig.model,
+    parser.add_argument("--model", choices=("lstm", "gru", "rnn"), default=TrainConfig().architecture.model,
                         help="the recurrent cell (default: the default of chainrule train)")
     parser.add_argument("--json", default="bench-results/shakespeare.json")
     args = parser.parse_args()
@@ -135,14 +136,15 @@ def main() -> None:
         raise SystemExit(f"the corpus is not at {args.text}; pass --text PATH")
     torch.set_num_threads(os.cpu_count() or 1)
     schedule = dict(schedule="cosine", steps=args.cosine_steps) if args.cosine_steps else {}
-    config = TrainConfig(text=args.text, model=args.model, minutes=args.minutes, eval_every=args.eval_every,
-                         sample_every=0, val_frac=0.1, **schedule)
+    config = TrainConfig.from_options(dict(text=args.text, model=args.model, minutes=args.minutes,
+                                           eval_every=args.eval_every, sample_every=0, val_frac=0.1, **schedule))
+    shape = config.architecture
     text = read_text(args.text)
     vocabulary = Vocabulary.from_text(text)
     train_text, val_text = split_text(text, config.val_frac)
     print(f"tiny-shakespeare: {len(train_text):,} training and {len(val_text):,} validation characters, "
-          f"vocabulary {len(vocabulary)}; model {config.model} {config.layers}x{config.hidden}, dropout "
-          f"{config.dropout}, batch {config.batch_size}, seq-len {config.seq_len}, {config.optimizer} {config.lr} "
+          f"vocabulary {len(vocabulary)}; model {shape.model} {shape.layers}x{shape.hidden}, dropout "
+          f"{shape.dropout}, batch {config.batch_size}, seq-len {config.seq_len}, {config.optimizer} {config.lr} "
           f"({config.schedule}{f' over {config.steps} steps' if config.steps else ''}); "
           f"budget {args.minutes} min each; chainrule kernels: {backend_name()}", flush=True)
 
@@ -189,7 +191,7 @@ def main() -> None:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as handle:
             json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "minutes": args.minutes, "kernels": backend_name(),
-                       "model": config.model, "schedule": config.schedule, "cosine_steps": args.cosine_steps,
+                       "model": shape.model, "schedule": config.schedule, "cosine_steps": args.cosine_steps,
                        "chainrule": ours, "pytorch": theirs, "pytorch_final": target,
                        "chainrule_reaches_pytorch_final_at": ours_reach}, handle, indent=2)
 

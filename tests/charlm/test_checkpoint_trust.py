@@ -35,7 +35,7 @@ TINY = dict(hidden=8, layers=1, seq_len=8, batch_size=2, eval_every=2, sample_ev
 
 
 def _train(folder, text, steps=4, **options):
-    config = TrainConfig(text=str(text), steps=steps, **{**TINY, **options})
+    config = TrainConfig.from_options({"text": str(text), "steps": steps, **TINY, **options})
     trainer = Trainer(config, folder, quiet=True, report=lambda line: None)
     trainer.train()
     return trainer
@@ -187,7 +187,7 @@ def test_a_checkpoint_written_before_the_schema_loads_and_resumes(tmp_path):
     assert meta == json.loads((DATA / "run-v1" / "latest.json").read_text())
     model, vocabulary, _ = load_model(DATA / "run-v1")
     assert model.num_parameters() == meta["parameters"]
-    config = TrainConfig(**{**meta["train"], "text": str(DATA / "run-v1-text.txt")})
+    config = TrainConfig.from_options({**meta["train"], "text": str(DATA / "run-v1-text.txt")})
     trainer = Trainer(config, tmp_path / "resumed", quiet=True, report=lambda line: None)
     restore(trainer, DATA / "run-v1" / "latest.json")
     assert trainer.progress.step == 6 and trainer.state is not None
@@ -214,7 +214,7 @@ def test_every_kind_of_run_writes_a_checkpoint_that_loads_and_resumes(tmp_path, 
 def test_the_schema_lists_match_the_code():
     assert set(schema.CELLS) == set(CELLS) and set(schema.OPTIMIZERS) == set(OPTIMIZERS)
     assert set(schema.SCHEDULES) == set(SCHEDULES)
-    assert list(schema.TrainSection.model_fields) == [f.name for f in fields(TrainConfig)]
+    assert list(schema.TrainSection.model_fields) == list(TrainConfig().options())
     assert list(schema.ModelSection.model_fields) == [f.name for f in fields(ModelConfig)]
     assert list(schema.ProgressSection.model_fields) == [f.name for f in fields(Progress) if f.name != "history"]
 
@@ -329,7 +329,7 @@ def test_resuming_with_a_hostile_best_json_deletes_nothing_outside(copy_of, tmp_
     hostile["weights_file"] = str(victim)
     _write(copy_of, hostile, "best")
     meta = _description(copy_of)
-    config = TrainConfig(**{**meta["train"], "steps": 10, "eval_every": 1})
+    config = TrainConfig.from_options({**meta["train"], "steps": 10, "eval_every": 1})
     trainer = Trainer(config, copy_of, quiet=True, report=lambda line: None)
     restore(trainer, copy_of / "latest.json")
     trainer.progress.best_val_loss = 1e30  # the next evaluation improves, so best is written
@@ -501,7 +501,7 @@ def v1_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def v1_config():
-    return TrainConfig(**{**_ORIGINAL["train"], "text": str(DATA / "run-v1-text.txt")})
+    return TrainConfig.from_options({**_ORIGINAL["train"], "text": str(DATA / "run-v1-text.txt")})
 
 
 @given(st.lists(st.tuples(st.sampled_from(_PATHS), st.sampled_from(_VALUES)), min_size=1, max_size=3))
@@ -578,13 +578,13 @@ def test_no_value_is_coerced_or_defaulted(v1_run, path, value, words):
 
 def test_restore_refuses_what_does_not_fit_this_run(copy_of, text):
     meta = _description(copy_of)
-    other = Trainer(TrainConfig(**{**meta["train"], "optimizer": "sgd"}), copy_of, quiet=True,
+    other = Trainer(TrainConfig.from_options({**meta["train"], "optimizer": "sgd"}), copy_of, quiet=True,
                     report=lambda line: None)
     before = [p.data.copy() for p in other.parameters]
     with pytest.raises(CheckpointError, match="train.optimizer is 'adam' and this run's is 'sgd'"):
         restore(other, copy_of / "latest.json")
     assert all(np.array_equal(a, p.data) for a, p in zip(before, other.parameters))
-    same = Trainer(TrainConfig(**meta["train"]), copy_of, quiet=True, report=lambda line: None)
+    same = Trainer(TrainConfig.from_options(meta["train"]), copy_of, quiet=True, report=lambda line: None)
     arrays, _ = load_checkpoint(copy_of / "latest.json")
     meta["progress"]["batch"] = same.train_streams.batches_per_epoch
     save_checkpoint(copy_of, "latest", arrays, _rest(meta))
@@ -698,11 +698,11 @@ def test_the_options_the_configurations_and_the_schema_share_each_limit(name):
 
     low, high, low_open = schema.LIMITS[name]
     over = high * 2 if isinstance(high, float) and not float(high).is_integer() else int(high) + 1
-    config_fields = {f.name for f in fields(TrainConfig)}
+    config_fields = set(TrainConfig().options())
     if name in config_fields:
-        TrainConfig(**{name: high})
+        TrainConfig.from_options({name: high})
         with pytest.raises(ValueError, match=name.replace("_", "-")):
-            TrainConfig(**{name: over})
+            TrainConfig.from_options({name: over})
     if name in ("hidden", "layers", "embedding"):
         ModelConfig("ab", **{name: high})   # a configuration only: nothing is allocated
         with pytest.raises(ValueError, match=name):

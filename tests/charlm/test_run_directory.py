@@ -314,9 +314,11 @@ def test_only_finite_undiverged_weights_are_kept_and_the_advice_can_be_followed(
 def test_the_advice_never_names_the_checkpoint_whose_weights_diverged(tmp_path):
     """A training loss above the threshold is the loss of the weights before the update: when those are the
     last checkpoint's, no learning rate can continue from it, so the advice names another or says start again."""
+    from chainrule.charlm.model import Architecture
     from chainrule.charlm.training import TrainConfig, Trainer
 
-    config = TrainConfig(model="gru", hidden=8, layers=1, seq_len=8, batch_size=2, steps=10, val_frac=0.1)
+    config = TrainConfig(architecture=Architecture("gru", hidden=8, layers=1), seq_len=8, batch_size=2, steps=10,
+                         val_frac=0.1)
     trainer = Trainer(config, tmp_path / "run", quiet=True, corpus=(TEXT, "plays"))
     trainer.progress.step = 3
     trainer.save("latest")
@@ -494,7 +496,7 @@ def test_the_library_configuration_refuses_what_the_command_line_refuses():
                 {"dropout": float("nan")}, {"val_frac": 1.0}, {"sample_every": -1}, {"grad_clip": float("inf")}):
         name = next(iter(bad)).replace("_", "-")
         with pytest.raises(ValueError, match=name):
-            TrainConfig(**bad)
+            TrainConfig.from_options(bad)
 
 
 def test_links_planted_in_a_run_folder_are_not_followed(run20, text, tmp_path, chainrule):
@@ -541,12 +543,13 @@ def test_deleting_the_lock_file_does_not_let_a_second_writer_in(tmp_path):
 
 
 def test_a_training_whose_folder_was_replaced_stops_rather_than_write_into_the_new_run(tmp_path):
+    from chainrule.charlm.model import Architecture
     from chainrule.charlm.training import RunLock, TrainConfig, Trainer, TrainingStopped
 
     folder = tmp_path / "run"
     lock = RunLock(folder).acquire()
-    config = TrainConfig(model="gru", hidden=8, layers=1, seq_len=8, batch_size=2, steps=4, eval_every=2,
-                         sample_every=0)
+    config = TrainConfig(architecture=Architecture("gru", hidden=8, layers=1), seq_len=8, batch_size=2, steps=4,
+                         eval_every=2, sample_every=0)
     trainer = Trainer(config, folder, quiet=True, corpus=(TEXT, "plays"), lock=lock)
     assert lock.check() is None
     shutil.rmtree(folder)
@@ -667,8 +670,10 @@ def test_a_text_path_with_control_characters_or_non_utf8_bytes_trains_and_resume
 
 
 def test_a_description_the_schema_would_refuse_stops_before_the_first_step(text, tmp_path):
+    from chainrule.charlm.model import Architecture
     from chainrule.charlm.training import TrainConfig, Trainer, TrainingStopped
-    trainer = Trainer(TrainConfig(text=str(text), hidden=8, seq_len=8, batch_size=2, steps=3, eval_every=1),
+    trainer = Trainer(TrainConfig(text=str(text), architecture=Architecture(hidden=8), seq_len=8, batch_size=2,
+                                  steps=3, eval_every=1),
                       tmp_path / "run", quiet=True)
     trainer.text_sha256 = "not a digest"   # a field the schema refuses at every write
     with pytest.raises(TrainingStopped, match="not starting.*sha256"):
@@ -682,7 +687,7 @@ def test_a_write_error_after_the_folder_was_replaced_does_not_list_the_other_run
     import chainrule.charlm.training as training
     run = copy_run(run20, tmp_path, "run")
     meta = load_checkpoint(run / "latest.json")[1]
-    trainer = training.Trainer(training.TrainConfig(**{**meta["train"], "steps": 25, "eval_every": 1}), run,
+    trainer = training.Trainer(training.TrainConfig.from_options({**meta["train"], "steps": 25, "eval_every": 1}), run,
                                quiet=True, report=lambda line: None)
     restore(trainer, run / "latest.json")
 

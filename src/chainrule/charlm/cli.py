@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from pathlib import Path
 
 from .config import CELLS
@@ -79,7 +78,7 @@ _SIZE = _number(int, 1, 1 << 16)   # hidden units, layers' inputs: beyond this a
 def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from .training import OPTIMIZERS, SCHEDULES, TrainConfig
 
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = TrainConfig().options()
     # SUPPRESS: an option not given is absent from the namespace, so a resume knows what the user asked for
     train = commands.add_parser("train", help="train a character-level language model on a text file",
                                 parents=[common], argument_default=argparse.SUPPRESS,
@@ -255,12 +254,12 @@ def _terminal_safe(text: str) -> str:
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, Trainer, claim_run_folder
 
-    names = {f.name for f in fields(TrainConfig)}
+    names = set(TrainConfig().options())
     given = {k: v for k, v in vars(args).items() if k in names}
     quiet = getattr(args, "quiet", False)
     if "resume" in args:
         return _resume(args, given, quiet)
-    config = TrainConfig(**given)
+    config = TrainConfig.from_options(given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
     lock, removed = claim_run_folder(out, fresh=True)
@@ -268,7 +267,8 @@ def _train(args: argparse.Namespace) -> int:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
-        _say(f"training a {config.model} {config.layers}x{config.hidden} ({trainer.model.num_parameters():,} "
+        shape = config.architecture
+        _say(f"training a {shape.model} {shape.layers}x{shape.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")
         return _run(trainer)

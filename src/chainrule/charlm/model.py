@@ -19,11 +19,18 @@ from .text import Vocabulary
 
 
 @dataclass
-class ModelConfig:
-    """What defines a model's shape; stored in every checkpoint. Raises ValueError for a value of the wrong
-    type or out of range (hidden, layers >= 1; embedding >= 0; 0 <= dropout < 1)."""
+class Architecture:
+    """A character model's shape apart from its vocabulary: what a training run decides before it has read its
+    text (`TrainConfig.architecture`); with the vocabulary it makes a `ModelConfig`. The one place that checks
+    these fields: raises ValueError for a value of the wrong type or out of range (model one of CELLS; hidden,
+    layers >= 1; embedding >= 0; 0 <= dropout < 1; sizes within `checkpoint_schema.LIMITS`).
 
-    vocabulary: str
+    >>> Architecture("gru", hidden=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: hidden must be at least 1, got 0
+    """
+
     model: str = "lstm"
     hidden: int = 256
     layers: int = 2
@@ -31,9 +38,7 @@ class ModelConfig:
     embedding: int = 0  # 0: one-hot input
 
     def __post_init__(self) -> None:
-        if not isinstance(self.vocabulary, str) or not self.vocabulary:
-            raise ValueError(f"vocabulary must be a non-empty string of characters, got {self.vocabulary!r}")
-        if self.model not in CELLS:
+        if not isinstance(self.model, str) or self.model not in CELLS:
             raise ValueError(f"model must be one of {sorted(CELLS)}, got {self.model!r}")
         for name in ("hidden", "layers", "embedding"):
             value = getattr(self, name)
@@ -48,11 +53,46 @@ class ModelConfig:
             raise ValueError(f"embedding must be 0 (one-hot) or a positive size, got {self.embedding}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name, value in (("hidden", self.hidden), ("layers", self.layers), ("embedding", self.embedding),
-                            ("vocabulary", len(self.vocabulary))):
+        for name in ("hidden", "layers", "embedding"):
+            value = getattr(self, name)
             problem = limit_problem(name, value)   # the limits of the CLI's options and the checkpoint schema
             if problem is not None:
                 raise ValueError(f"{name} {problem}, got {value}")
+
+
+@dataclass
+class _Vocabulary:
+    vocabulary: str
+
+
+# the bases' fields come from the last base first: vocabulary, then the architecture's (as checkpoints list them)
+@dataclass
+class ModelConfig(Architecture, _Vocabulary):
+    """What defines a model: its `Architecture` and its vocabulary (the characters, each once, in id order);
+    stored in every checkpoint. Raises ValueError for a vocabulary that is not a non-empty string within
+    `checkpoint_schema.LIMITS`, and as `Architecture` does for the other fields.
+
+    >>> config = ModelConfig("abc", "gru", hidden=8, layers=1)
+    >>> config.architecture
+    Architecture(model='gru', hidden=8, layers=1, dropout=0.0, embedding=0)
+    """
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vocabulary, str) or not self.vocabulary:
+            raise ValueError(f"vocabulary must be a non-empty string of characters, got {self.vocabulary!r}")
+        super().__post_init__()
+        problem = limit_problem("vocabulary", len(self.vocabulary))
+        if problem is not None:
+            raise ValueError(f"vocabulary {problem}, got {len(self.vocabulary)}")
+
+    @classmethod
+    def build(cls, vocabulary: str, architecture: Architecture) -> ModelConfig:
+        """The configuration of a model of `architecture` over `vocabulary`."""
+        return cls(vocabulary, **asdict(architecture))
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(**{f.name: getattr(self, f.name) for f in fields(Architecture)})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

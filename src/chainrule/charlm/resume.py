@@ -22,7 +22,7 @@ from .checkpoint import CheckpointError, load_checkpoint, unpack_run, write_atom
 from .model import state_from_arrays
 from .run_folder import MAX_LOG_BYTES, RunLock, _read_run_file, shell_word
 from .text import text_digest
-from .training import Progress, TrainConfig, Trainer, _make_schedule
+from .training import BUDGET, Progress, TrainConfig, Trainer, _make_schedule
 
 # A resume continues one run. These options decide the model, the data stream or the optimizer's state, so a
 # resume that asks for other values is refused; the others may change mid-run.
@@ -30,7 +30,6 @@ FIXED_ON_RESUME = ("model", "hidden", "layers", "embedding", "seq_len", "batch_s
                    "optimizer", "schedule")
 CHANGEABLE_ON_RESUME = ("lr", "lr_decay", "lr_decay_every", "grad_clip", "dropout", "eval_every", "sample_every",
                         "sample_length", "steps", "epochs", "minutes")
-BUDGET = ("steps", "epochs", "minutes")
 
 
 def _option(name: str) -> str:
@@ -49,14 +48,15 @@ def resume_config(stored: TrainConfig, given: dict[str, Any],
     >>> config, changes = resume_config(TrainConfig(lr=0.01, steps=100), {"lr": 0.001, "steps": 300})
     >>> config.lr, config.steps, changes
     (0.001, 300, {'lr': [0.01, 0.001], 'steps': [100, 300]})
-    >>> resume_config(TrainConfig(hidden=64), {"hidden": 32, "seq_len": 64})
+    >>> resume_config(TrainConfig.from_options({"hidden": 64}), {"hidden": 32, "seq_len": 64})
     Traceback (most recent call last):
     ...
     ValueError: these options differ from the run's, which keeps its model and data stream: --hidden 32 ...
     """
+    run = stored.options()
     differences = list(differences or [])
-    differences += [f"{_option(n)} {given[n]} (the run has {getattr(stored, n)})"
-                    for n in FIXED_ON_RESUME if n in given and given[n] != getattr(stored, n)]
+    differences += [f"{_option(n)} {given[n]} (the run has {run[n]})"
+                    for n in FIXED_ON_RESUME if n in given and given[n] != run[n]]
     if differences:
         text_differs = any(d.startswith("TEXT_FILE") for d in differences)
         advice = (("Give the run's own text and leave the differing options out" if text_differs else
@@ -66,10 +66,10 @@ def resume_config(stored: TrainConfig, given: dict[str, Any],
     updates = {n: given[n] for n in CHANGEABLE_ON_RESUME if n in given and n not in BUDGET}
     if any(n in given for n in BUDGET):
         updates.update({n: given.get(n) for n in BUDGET})
-    changes = {n: [getattr(stored, n), v] for n, v in updates.items() if v != getattr(stored, n)}
+    changes = {n: [run[n], v] for n, v in updates.items() if v != run[n]}
     if "text" in given:
         updates["text"] = given["text"]
-    return replace(stored, **updates), changes
+    return TrainConfig.from_options({**run, **updates}), changes
 
 
 def restore(trainer: Trainer, path: str | Path) -> None:
@@ -144,9 +144,9 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
                          f"{step + max(step, 1)}")
     notices = []
     if "dropout" in changes:
-        trainer.model.config.dropout = trainer.config.dropout
+        trainer.model.config.dropout = trainer.config.architecture.dropout
         if trainer.model.rnn.num_layers > 1:
-            trainer.model.rnn.dropout = trainer.config.dropout
+            trainer.model.rnn.dropout = trainer.config.architecture.dropout
     lr_before = trainer.optimizer.param_groups[0]["lr"]
     schedule_changed = any(n in changes for n in ("lr", "lr_decay", "lr_decay_every"))
     if trainer.config.schedule == "cosine" and trainer.schedule is not None:
@@ -239,7 +239,7 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
         raise CheckpointError(f"nothing to resume: {checkpoint} does not exist{hint}")
     _, meta = load_checkpoint(checkpoint)
     try:
-        stored = TrainConfig(**meta["train"])
+        stored = TrainConfig.from_options(meta["train"])
         recorded_text = meta["text"]
         recorded_sha = recorded_text["sha256"]
     except (KeyError, TypeError, ValueError) as error:
@@ -259,7 +259,8 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     if corpus is None and config.text is not None:
         corpus = read_corpus(config.text)
     # the model is built with the run's dropout, which restore checks; continue_run then applies the new one
-    trainer = Trainer(replace(config, dropout=stored.dropout), folder, quiet=quiet, corpus=corpus, lock=lock)
+    built = replace(config, architecture=replace(config.architecture, dropout=stored.architecture.dropout))
+    trainer = Trainer(built, folder, quiet=quiet, corpus=corpus, lock=lock)
     trainer.config = config
     restore(trainer, checkpoint)
     notices = continue_run(trainer, checkpoint, changes)

@@ -6,8 +6,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from ..nn import functional as F
 from . import run_folder
 from .checkpoint import CheckpointError, all_finite, open_regular_file, pack_run, save_checkpoint
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
-from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays)
+from .model import (Architecture, CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays)
 from .plots import draw_loss
 # the run folder's names, importable from here as before they had a module of their own
 from .run_folder import (LOCK_NAME, RunExists, RunInUse, RunLock, _describe_os_error,  # noqa: F401
@@ -38,14 +38,25 @@ class TrainingStopped(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run (stored in each checkpoint)."""
+    """Everything that decides a training run (stored in each checkpoint, as `options()`).
+
+    `architecture`: the model's shape (cell, hidden, layers, dropout, embedding), checked by `Architecture`;
+    the vocabulary comes from the text, and `model_config` joins the two. `from_options` builds a configuration
+    from options by name, the architecture's among them, as the command line and a checkpoint give them.
+    Raises ValueError for a value of the wrong type or out of range.
+
+    >>> config = TrainConfig.from_options({"model": "gru", "hidden": 64, "seq_len": 32})
+    >>> config.architecture.hidden, config.seq_len, config.options()["layers"]
+    (64, 32, 2)
+    >>> TrainConfig(seq_len=2.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: seq-len must be an integer, got 2.5
+    """
 
     text: str | None = None          # path of a UTF-8 text; None: the Python reference manual
-    model: str = "lstm"
-    hidden: int = 512
-    layers: int = 2
-    dropout: float = 0.25
-    embedding: int = 0
+    # the command line's defaults: a larger model than a bare Architecture's, with dropout
+    architecture: Architecture = field(default_factory=lambda: Architecture(hidden=512, dropout=0.25))
     seq_len: int = 64
     batch_size: int = 32
     optimizer: str = "adam"
@@ -64,6 +75,15 @@ class TrainConfig:
     seed: int = 1234
 
     def __post_init__(self) -> None:
+        if type(self.architecture) is not Architecture:   # a ModelConfig is one too, with a vocabulary
+            raise ValueError(f"architecture must be an Architecture, got {type(self.architecture).__name__}")
+        for name, kind in _OPTION_TYPES.items():
+            value = getattr(self, name)
+            if not (value is None and name in BUDGET) and not _is_a(value, kind):
+                expected = "an integer" if kind is int else "a number" if kind is float else "a string"
+                raise ValueError(f"{name.replace('_', '-')} must be {expected}, got {value!r}")
+        if not 0 <= self.seed < 2 ** 128:   # what NumPy's generator and the checkpoint schema take
+            raise ValueError(f"seed must be in [0, 2**128), got {self.seed}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -96,9 +116,51 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} {problem}, got {value}")
 
     def model_config(self, vocabulary: str) -> ModelConfig:
-        return ModelConfig(vocabulary, self.model, self.hidden, self.layers, self.dropout, self.embedding)
+        return ModelConfig.build(vocabulary, self.architecture)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> TrainConfig:
+        """A configuration from options by name (`seq_len` for --seq-len), the architecture's (model, hidden,
+        layers, dropout, embedding) among them, as the command line gives them and a checkpoint's train section
+        stores them; an option not given takes its default. Raises TypeError naming an unknown option,
+        ValueError as the constructor does."""
+        architecture_names = [f.name for f in fields(Architecture)]
+        own = {name: value for name, value in options.items() if name not in architecture_names}
+        unknown = sorted(set(own) - {f.name for f in fields(cls)} | {"architecture"} & set(own))
+        if unknown:
+            raise TypeError(f"unknown training option(s) {', '.join(map(repr, unknown))}; the options are "
+                            f"{', '.join(cls().options())}")
+        chosen = {name: options[name] for name in architecture_names if name in options}
+        return cls(architecture=replace(cls().architecture, **chosen), **own)
+
+    def options(self) -> dict[str, Any]:
+        """Every option by name, the architecture's in place of `architecture` (the inverse of `from_options`):
+        the form the command line and a checkpoint's train section use."""
+        values: dict[str, Any] = {}
+        for item in fields(self):
+            if item.name == "architecture":
+                values.update(asdict(self.architecture))
+            else:
+                values[item.name] = getattr(self, item.name)
+        return values
 
 
+BUDGET = ("steps", "epochs", "minutes")   # None: no limit of that kind
+# the type each option of TrainConfig must have (a float option takes an integer too, as Python's numbers do)
+_OPTION_TYPES = {"seq_len": int, "batch_size": int, "optimizer": str, "lr": float, "schedule": str,
+                 "lr_decay": float, "lr_decay_every": int, "grad_clip": float, "steps": int, "epochs": float,
+                 "minutes": float, "val_frac": float, "eval_every": int, "sample_every": int, "sample_length": int,
+                 "seed": int}
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if kind is int:
+        return isinstance(value, (int, np.integer))
+    if kind is float:
+        return isinstance(value, (int, float, np.integer, np.floating))
+    return isinstance(value, kind)
 
 
 @dataclass
@@ -192,7 +254,7 @@ class Trainer:
         return {
             "step": self.progress.step,
             "model": self.model.config.to_dict(),
-            "train": {**asdict(self.config),
+            "train": {**self.config.options(),
                       "text": None if self.config.text is None else recordable_name(self.config.text)},
             "text": {"name": recordable_name(self.text_name), "sha256": self.text_sha256},
             "progress": {k: v for k, v in asdict(self.progress).items() if k != "history"},
@@ -437,7 +499,8 @@ class Trainer:
             bar.write(line)
 
     def _plot(self) -> None:
-        title = (f"{self.config.model} {self.config.layers}x{self.config.hidden} on "
+        architecture = self.config.architecture
+        title = (f"{architecture.model} {architecture.layers}x{architecture.hidden} on "
                  f"{recordable_name(Path(self.text_name).name)}")
         try:
             draw_loss(self.progress.history, title, self.out)
