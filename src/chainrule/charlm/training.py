@@ -126,7 +126,8 @@ class TrainConfig:
         ValueError as the constructor does."""
         architecture_names = [f.name for f in fields(Architecture)]
         own = {name: value for name, value in options.items() if name not in architecture_names}
-        unknown = sorted(set(own) - {f.name for f in fields(cls)} | {"architecture"} & set(own))
+        # `architecture` itself is no option: the architecture's are given by name, flat
+        unknown = sorted((set(own) - {f.name for f in fields(cls)}) | ({"architecture"} & set(own)))
         if unknown:
             raise TypeError(f"unknown training option(s) {', '.join(map(repr, unknown))}; the options are "
                             f"{', '.join(cls().options())}")
