@@ -187,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "default corpus: a path recorded in a checkpoint is never opened)")
     diagnose.add_argument("--out", default="gradient_flow.png", help="where to write the PNG")
     diagnose.add_argument("--seed", type=_SEED, default=0)
+    export = commands.add_parser("export", help="write a checkpoint as an ONNX or TorchScript file", parents=[common],
+                                 description="Write a trained model as a file that runs without chainrule: ONNX "
+                                 "(onnxruntime and others; pip install 'chainrule[onnx]') or TorchScript "
+                                 "(torch.jit.load). See chainrule.charlm.export for the inputs and outputs.")
+    export.add_argument("checkpoint", metavar="RUN", help="a run folder (its best checkpoint) or a .json file")
+    export.add_argument("--format", choices=["onnx", "torch"], default="onnx", help="(default onnx)")
+    export.add_argument("--out", help="file to write (default: model.onnx or model.pt in the run folder)")
+    export.add_argument("--force", action="store_true", help="replace an existing file")
     commands.add_parser("demo", help="a short tour of the autograd engine on its sources' examples (README, Sources)",
                         parents=[common])
     return parser
@@ -445,8 +453,15 @@ def _diagnose(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export
+    _say(f"wrote {export(args.checkpoint, args.format, args.out, args.force)}")
+    return 0
+
+
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
-    return {"train": _train, "sample": _sample, "eval": _eval, "info": _info, "diagnose": _diagnose}
+    return {"train": _train, "sample": _sample, "eval": _eval, "info": _info, "diagnose": _diagnose,
+            "export": _export}
 
 
 def _os_error(error: OSError) -> str:
@@ -472,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # instead of the signal killing the process mid-checkpoint
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     from .checkpoint import CheckpointError
+    from .extras import MissingPackage
     from .training import RunExists, RunInUse, TrainingStopped
 
     parser = build_parser()
@@ -497,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, TrainingStopped):
             _say(f"training stopped: {error}")
             return 1
-        if isinstance(error, (RunInUse, RunExists, CheckpointError, ValueError, TypeError)):
+        if isinstance(error, (RunInUse, RunExists, CheckpointError, ValueError, TypeError, MissingPackage)):
             _say(f"error: {error}")
         elif isinstance(error, OSError):
             _say(f"error: {_os_error(error) if error.filename is not None else error}")
