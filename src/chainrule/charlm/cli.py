@@ -138,6 +138,8 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     output.add_argument("--sample-length", type=_limited("sample_length"), help="characters per sample"
                         + default("sample_length"))
     output.add_argument("--seed", type=_SEED, help=default("seed").strip())
+    output.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR (needs "
+                        "pip install 'chainrule[tensorboard]'); a resumed run appends")
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
 
 
@@ -266,8 +268,9 @@ def _train(args: argparse.Namespace) -> int:
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
     quiet = getattr(args, "quiet", False)
+    callbacks = _callbacks(args)   # a missing optional package is reported before anything is done
     if "resume" in args:
-        return _resume(args, given, quiet)
+        return _resume(args, given, quiet, callbacks)
     config = TrainConfig(**given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
@@ -276,6 +279,7 @@ def _train(args: argparse.Namespace) -> int:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
+        trainer.callbacks += callbacks
         _say(f"training a {config.model} {config.layers}x{config.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")
@@ -290,7 +294,14 @@ def _corpus(text: str | None) -> tuple[str, str] | None:
     return read_text(text), ("standard input" if text == "-" else text)
 
 
-def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
+def _callbacks(args: argparse.Namespace) -> list:
+    if "tensorboard" not in args:
+        return []
+    from .tensorboard import TensorBoardLogger
+    return [TensorBoardLogger(args.tensorboard)]
+
+
+def _resume(args: argparse.Namespace, given: dict, quiet: bool, callbacks: list) -> int:
     from dataclasses import replace
 
     from .checkpoint import CheckpointError, load_checkpoint
@@ -343,6 +354,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
         trainer = Trainer(replace(config, dropout=stored.dropout), folder, quiet=quiet, corpus=corpus, lock=lock)
         trainer.config = config
         trainer.restore(checkpoint)
+        trainer.callbacks += callbacks
         notices = trainer.continue_run(checkpoint, changes)
         _say(f"resuming {folder} at step {trainer.progress.step} from {checkpoint.name}")
         for notice in notices:
