@@ -1,4 +1,4 @@
-"""The `chainrule` command line: a thin layer over the library (train, sample, eval, info, diagnose, demo).
+"""The `chainrule` command line: a thin layer over the library (train, sample, eval, info, diagnose, export, demo).
 
 Every numeric option is parsed by `_number`, the one place that checks it is finite and in range; every error
 a user or the operating system can cause ends in one line on stderr and exit status 2 (1: training stopped,
