@@ -191,6 +191,13 @@ def test_a_missing_onnx_package_names_the_extra(runs, tmp_path, capsys, monkeypa
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_model_past_protobufs_limit_is_refused_with_advice(runs, monkeypatch):
+    run = runs("rnn", 1, 0)
+    monkeypatch.setattr("chainrule.charlm.export.ONNX_SIZE_LIMIT", 1000)   # the real limit needs 2 GiB of weights
+    with pytest.raises(ExportError, match=r"an ONNX file holds at most 2 GiB .*: export it with --format torch"):
+        onnx_model(run)
+
+
 def test_an_unknown_format_is_refused(runs):
     with pytest.raises(ValueError, match="export format must be one of onnx, torch; got 'tflite'"):
         export(runs("rnn", 1, 0), "tflite")

@@ -189,10 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "default corpus: a path recorded in a checkpoint is never opened)")
     diagnose.add_argument("--out", default="gradient_flow.png", help="where to write the PNG")
     diagnose.add_argument("--seed", type=_SEED, default=0)
-    export = commands.add_parser("export", help="write a checkpoint as an ONNX or TorchScript file", parents=[common],
-                                 description="Write a trained model as a file that runs without chainrule: ONNX "
-                                 "(onnxruntime and others; pip install 'chainrule[onnx]') or TorchScript "
-                                 "(torch.jit.load). See chainrule.charlm.export for the inputs and outputs.")
+    export = commands.add_parser("export", help="write a checkpoint as an ONNX file or a PyTorch weights file",
+                                 parents=[common], description="Write a trained model as a file used without "
+                                 "chainrule: ONNX (onnxruntime and others; pip install 'chainrule[onnx]'), or the "
+                                 "weights for torch.nn modules (torch.load). See chainrule.charlm.export for the "
+                                 "inputs, outputs and the vocabulary.")
     export.add_argument("checkpoint", metavar="RUN", help="a run folder (its best checkpoint) or a .json file")
     export.add_argument("--format", choices=["onnx", "torch"], default="onnx", help="(default onnx)")
     export.add_argument("--out", help="file to write (default: model.onnx or model.pt in the run folder)")

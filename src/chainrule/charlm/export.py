@@ -50,7 +50,8 @@ from .extras import require
 
 FORMATS = ("onnx", "torch")
 SUFFIXES = {"onnx": ".onnx", "torch": ".pt"}
-OPSET = 17   # LSTM/GRU/RNN as in opset 14 (their last change); Squeeze and Slice take axes as inputs
+OPSET = 17   # LSTM/GRU/RNN of opset 14 (with the layout attribute); Squeeze and Slice take axes as inputs
+ONNX_SIZE_LIMIT = 2**31 - 2**24   # bytes of weights: protobuf's 2 GiB message limit, less room for the graph
 IR_VERSION = 8   # what the opset-17 era runtimes read; a newer IR version would shut out older onnxruntimes
 # PyTorch's gate blocks (rows of W_ih, W_hh, b_ih, b_hh) taken in ONNX's order:
 # LSTM i, f, g, o -> i, o, f, c;  GRU r, z, n -> z, r, h;  RNN: one block
@@ -108,6 +109,10 @@ def onnx_model(checkpoint: str | Path) -> Any:
     size = len(vocabulary)
     weights = {k[len("model."):]: np.asarray(v, dtype=np.float32) for k, v in arrays.items()
                if k.startswith("model.")}
+    size_bytes = sum(w.nbytes for w in weights.values()) + (0 if config["embedding"] else size * size * 4)
+    if size_bytes > ONNX_SIZE_LIMIT:
+        raise ExportError(f"the model's weights take {size_bytes / 2**30:.1f} GiB as float32; an ONNX file holds "
+                          f"at most 2 GiB (protobuf's limit): export it with --format torch instead")
     initializers: list[Any] = []
     nodes: list[Any] = []
 
@@ -118,7 +123,7 @@ def onnx_model(checkpoint: str | Path) -> Any:
     # one-hot input is a lookup in the identity: row i of I is the one-hot vector of character i
     table = weights["embedding.weight"] if config["embedding"] else np.eye(size, dtype=np.float32)
     constant("embedding", table)
-    # ONNX's recurrent operators take [sequence, batch, features] (layout 0, what every runtime implements)
+    # ONNX's recurrent operators take [sequence, batch, features]: onnxruntime refuses batch-first (layout 1)
     nodes.append(helper.make_node("Transpose", ["input_ids"], ["ids_time_major"], perm=[1, 0]))
     nodes.append(helper.make_node("Gather", ["embedding", "ids_time_major"], ["x_l0"], axis=0))
     lstm = cell == "lstm"
