@@ -1,4 +1,4 @@
-"""The `chainrule` command line: a thin layer over the library (train, sample, eval, info, diagnose, demo).
+"""The `chainrule` command line: a thin layer over the library (train, sample, eval, info, diagnose, export, demo).
 
 Every numeric option is parsed by `_number`, the one place that checks it is finite and in range; every error
 a user or the operating system can cause ends in one line on stderr and exit status 2 (1: training stopped,
@@ -137,6 +137,8 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     output.add_argument("--sample-length", type=_limited("sample_length"), help="characters per sample"
                         + default("sample_length"))
     output.add_argument("--seed", type=_SEED, help=default("seed").strip())
+    output.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR (needs "
+                        "pip install 'chainrule[tensorboard]'); a resumed run appends")
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
 
 
@@ -186,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "default corpus: a path recorded in a checkpoint is never opened)")
     diagnose.add_argument("--out", default="gradient_flow.png", help="where to write the PNG")
     diagnose.add_argument("--seed", type=_SEED, default=0)
+    export = commands.add_parser("export", help="write a checkpoint as an ONNX file or a PyTorch weights file",
+                                 parents=[common], description="Write a trained model as a file used without "
+                                 "chainrule: ONNX (onnxruntime and others; pip install 'chainrule[onnx]'), or the "
+                                 "weights for torch.nn modules (torch.load). See chainrule.charlm.export for the "
+                                 "inputs, outputs and the vocabulary.")
+    export.add_argument("checkpoint", metavar="RUN", help="a run folder (its best checkpoint) or a .json file")
+    export.add_argument("--format", choices=["onnx", "torch"], default="onnx", help="(default onnx)")
+    export.add_argument("--out", help="file to write (default: model.onnx or model.pt in the run folder)")
+    export.add_argument("--force", action="store_true", help="replace an existing file")
     commands.add_parser("demo", help="a short tour of the autograd engine on its sources' examples (README, Sources)",
                         parents=[common])
     return parser
@@ -257,8 +268,9 @@ def _train(args: argparse.Namespace) -> int:
     names = set(TrainConfig().options())
     given = {k: v for k, v in vars(args).items() if k in names}
     quiet = getattr(args, "quiet", False)
+    callbacks = _callbacks(args)   # a missing optional package is reported before anything is done
     if "resume" in args:
-        return _resume(args, given, quiet)
+        return _resume(args, given, quiet, callbacks)
     config = TrainConfig.from_options(given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
@@ -267,6 +279,7 @@ def _train(args: argparse.Namespace) -> int:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
+        trainer.callbacks += callbacks
         shape = config.architecture
         _say(f"training a {shape.model} {shape.layers}x{shape.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
@@ -282,7 +295,14 @@ def _corpus(text: str | None) -> tuple[str, str] | None:
     return read_text(text), ("standard input" if text == "-" else text)
 
 
-def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
+def _callbacks(args: argparse.Namespace) -> list:
+    if "tensorboard" not in args:
+        return []
+    from .tensorboard import TensorBoardLogger
+    return [TensorBoardLogger(args.tensorboard)]
+
+
+def _resume(args: argparse.Namespace, given: dict, quiet: bool, callbacks: list) -> int:
     from .resume import find_checkpoint, resume_trainer
     from .training import claim_run_folder
 
@@ -292,6 +312,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer, notices = resume_trainer(args.resume, folder, checkpoint, given, lock, _corpus, quiet=quiet)
+        trainer.callbacks += callbacks
         _say(f"resuming {folder} at step {trainer.progress.step} from {checkpoint.name}")
         for notice in notices:
             _say(f"  {notice}")
@@ -401,8 +422,15 @@ def _diagnose(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export
+    _say(f"wrote {export(args.checkpoint, args.format, args.out, args.force)}")
+    return 0
+
+
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
-    return {"train": _train, "sample": _sample, "eval": _eval, "info": _info, "diagnose": _diagnose}
+    return {"train": _train, "sample": _sample, "eval": _eval, "info": _info, "diagnose": _diagnose,
+            "export": _export}
 
 
 def _os_error(error: OSError) -> str:
@@ -428,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # instead of the signal killing the process mid-checkpoint
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     from .checkpoint import CheckpointError
+    from .extras import MissingPackage
     from .training import RunExists, RunInUse, TrainingStopped
 
     parser = build_parser()
@@ -453,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, TrainingStopped):
             _say(f"training stopped: {error}")
             return 1
-        if isinstance(error, (RunInUse, RunExists, CheckpointError, ValueError, TypeError)):
+        if isinstance(error, (RunInUse, RunExists, CheckpointError, ValueError, TypeError, MissingPackage)):
             _say(f"error: {error}")
         elif isinstance(error, OSError):
             _say(f"error: {_os_error(error) if error.filename is not None else error}")

@@ -232,6 +232,8 @@ class Trainer:
         self.state_before_batch: Any = None
         self.progress = Progress()
         self.uniform_loss = math.log(len(self.vocabulary))
+        # observers of the run (e.g. charlm.tensorboard.TensorBoardLogger): on_step, on_evaluation, on_sample, close
+        self.callbacks: list[Any] = []
 
     @property
     def total_steps(self) -> int | None:
@@ -393,6 +395,7 @@ class Trainer:
         if improved:
             self.save("best")
         self._append_log(record)
+        self._notify("on_evaluation", record, batch)
         return record
 
     def train(self) -> Progress:
@@ -408,6 +411,7 @@ class Trainer:
         try:
             return self._train()
         finally:
+            self._notify("close")
             if lock is not self.lock:
                 lock.release()
 
@@ -467,13 +471,16 @@ class Trainer:
                 chars_since += inputs.size
                 losses_since.append(loss_value)
                 bar.update(1)
+                self._notify("on_step", loss_value, norm if config.grad_clip else None)
                 if self.progress.step % config.eval_every == 0:
                     record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9), batch)
                     self._show(bar, record)
                     chars_since, seconds_since, losses_since = 0, 0.0, []
                 last_clock = time.perf_counter()
                 if config.sample_every and self.progress.step % config.sample_every == 0:
-                    self._say(bar, f"--- sample at step {self.progress.step} ---\n{self._sample()}\n---")
+                    sample = self._sample()
+                    self._say(bar, f"--- sample at step {self.progress.step} ---\n{sample}\n---")
+                    self._notify("on_sample", sample)
             history = self.progress.history
             if batch is not None and (not history or history[-1]["step"] != self.progress.step):
                 record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9), batch)
@@ -482,6 +489,10 @@ class Trainer:
             bar.close()
         self._plot()
         return self.progress
+
+    def _notify(self, event: str, *arguments: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *arguments)
 
     def _say(self, bar: Any, message: str) -> None:
         if self.quiet:
