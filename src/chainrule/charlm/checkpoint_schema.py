@@ -282,6 +282,7 @@ class Description(_Strict):
     schedule: dict[str, Any] | None
     rng: RNGSection
     parameters: NonNegativeInt
+    world_size: PositiveInt = 1   # the MPI processes that trained it (absent in checkpoints before MPI training)
 
 
 def _location(loc: tuple[Any, ...]) -> str:

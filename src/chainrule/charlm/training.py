@@ -23,6 +23,7 @@ from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, loa
                          pack_run, read_regular_file, remove_leftovers, run_files, save_checkpoint, unpack_run,
                          write_atomically)
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
+from .distributed import current_world
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .plots import draw_loss
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
@@ -150,6 +151,17 @@ class RunLock:
         self.release()
 
 
+class RankZeroLock(RunLock):
+    """What a rank other than 0 of an MPI run holds: rank 0 holds the run folder's lock for every rank."""
+
+    def acquire(self) -> RunLock:
+        return self
+
+    @property
+    def held(self) -> bool:
+        return True
+
+
 def _lock_holder(descriptor: int) -> str:
     try:
         holder = json.loads(os.pread(descriptor, 4096, 0).decode("utf-8"))
@@ -164,6 +176,8 @@ def claim_run_folder(folder: str | Path, fresh: bool) -> tuple[RunLock, list[Pat
     `fresh`: a new run, refused (`RunExists`) when the folder holds any file of a run (a checkpoint, weights,
     the log or the plot), so no run is ever overwritten. Raises `RunInUse` when another process holds it.
     """
+    if not current_world().is_root:   # in an MPI run, rank 0 claims and cleans the folder for all ranks
+        return RankZeroLock(folder), []
     lock = RunLock(folder).acquire()
     try:
         removed = remove_leftovers(folder)
@@ -332,6 +346,10 @@ class Trainer:
         `lock`: the run folder's lock when the caller holds it; otherwise `train` takes it."""
         self.config, self.out, self.report, self.quiet, self.lock = config, Path(out), report, quiet, lock
         self._lock_in_use: RunLock | None = lock   # the lock held while training (checked before each write)
+        self.world = current_world()   # one process, or the ranks of an MPI run (distributed.py)
+        self.world.check_batch(config.batch_size)
+        if not self.world.is_root:   # rank 0 reports for the run
+            self.report, self.quiet = (lambda line: None), True
         text, self.text_name = corpus if corpus is not None else _load_corpus(config)
         self.text_sha256 = text_digest(text)
         self.vocabulary = Vocabulary.from_text(text)
@@ -351,6 +369,7 @@ class Trainer:
         self.val_ids = self.vocabulary.encode(val_text) if len(val_text) >= 2 else None
         manual_seed(config.seed)
         self.model = CharModel(config.model_config(self.vocabulary.characters))
+        self.world.decorrelate(default_generator())   # same initial weights, each rank its own dropout masks
         self.parameters = list(self.model.parameters())
         self.optimizer = _make_optimizer(config, self.parameters)
         self.schedule = _make_schedule(config, self.optimizer, self.total_steps)
@@ -371,7 +390,9 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------------
     def _packed(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The arrays and the optimizer's other state, as a checkpoint stores them (`checkpoint.pack_run`)."""
-        carried = state_arrays(self.state) if self.state is not None else None
+        # the carried state of all B streams (gathered from the ranks of an MPI run: axis 1 is the batch)
+        carried = self.world.gather_rows(state_arrays(self.state), axis=1) if self.state is not None else None
+        self.world.decorrelate(default_generator())   # re-derived as a resume does, so it continues exactly
         return pack_run(self.model.state_dict(), self.optimizer.state_dict(), carried)
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -390,12 +411,16 @@ class Trainer:
             "schedule": self.schedule.state_dict() if self.schedule else None,
             "rng": default_generator().bit_generator.state,
             "parameters": self.model.num_parameters(),
+            "world_size": self.world.size,
         }
 
     def save(self, name: str) -> Path:
         """Write checkpoint `name` (latest or best). A failed write (full disk, ...) raises `TrainingStopped`
         saying what failed and which checkpoints are intact; the previous one of that name always is. Refuses
         (`TrainingStopped`) when the run folder was removed or replaced since its lock was taken."""
+        if not self.world.is_root:   # only rank 0 writes; the others take part in gathering the carried state
+            self._packed()
+            return self.out / f"{name}.json"
         replaced = self._lock_in_use.check() if self._lock_in_use is not None else None
         if replaced is not None:
             raise TrainingStopped(f"{replaced}; not writing the {name} checkpoint there (another run may own the "
@@ -481,9 +506,17 @@ class Trainer:
         self.model.load_state_dict(model_state)
         if self.schedule is not None:
             self.schedule.load_state_dict(meta["schedule"])
+        carry = self.world.own_rows(carry, axis=1) if carry else carry   # this rank's streams
         self.state = state_from_arrays(carry, self.model.config.model) if carry else None
         self.progress = Progress(**meta["progress"], history=meta["history"])
         default_generator().bit_generator.state = meta["rng"]
+        self.world.decorrelate(default_generator())
+        self.world.check_identical(self.model.state_dict())
+        if meta.get("world_size", 1) != self.world.size:
+            self.report(f"the run was trained on {meta.get('world_size', 1)} process(es) and continues on "
+                        f"{self.world.size}: each takes {self.config.batch_size // self.world.size} of the "
+                        f"{self.config.batch_size} streams (the same global batches, weights equal up to float "
+                        "rounding; dropout masks differ from an unchanged run's)")
 
     # -- resuming ---------------------------------------------------------------------------------------
     def continue_run(self, checkpoint: str | Path, changes: dict[str, list[Any]]) -> list[str]:
@@ -544,6 +577,8 @@ class Trainer:
         """Make log.jsonl tell what happened up to the checkpoint's `step`, each evaluation once: drop what a
         crashed or diverged later run logged after it (and lines cut short), add the checkpoint's evaluations
         that a crash kept out of the log."""
+        if not self.world.is_root:
+            return
         path = self.out / "log.jsonl"
         try:
             lines = _read_run_file(path, MAX_LOG_BYTES, "the run's log").decode("utf-8", errors="replace").splitlines()
@@ -566,6 +601,8 @@ class Trainer:
             write_atomically(path, "".join(kept + missing).encode("utf-8"))
 
     def _append_log(self, record: dict[str, Any]) -> None:
+        if not self.world.is_root:
+            return
         try:
             # O_NOFOLLOW: a log.jsonl planted as a link must not make us append to the file it points to
             # and a FIFO or device must not make it wait forever (open_regular_file)
@@ -619,7 +656,13 @@ class Trainer:
     def _validation_loss(self) -> float | None:
         if self.val_ids is None:
             return None
-        return evaluate(self.model, self.val_ids, self.config.batch_size, max(self.config.seq_len, 128)).loss
+        seq_len = max(self.config.seq_len, 128)
+
+        def score(ids: np.ndarray, streams: int) -> tuple[float, int]:
+            result = evaluate(self.model, ids, streams, seq_len)
+            return result.loss, result.characters
+
+        return self.world.evaluate(score, self.val_ids, self.config.batch_size)
 
     def _guard_loss(self, inputs: np.ndarray, targets: np.ndarray) -> float:
         """Without validation text: the loss of the current weights on the last training batch."""
@@ -628,7 +671,7 @@ class Trainer:
         try:
             with no_grad():
                 logits, _ = self.model(inputs, self.state_before_batch)
-                return float(F.cross_entropy(logits, targets).item())
+                return self.world.mean(float(F.cross_entropy(logits, targets).item()))
         finally:
             self.model.train(was_training)
 
@@ -640,6 +683,7 @@ class Trainer:
     def _record_evaluation(self, train_losses: list[float], chars_per_second: float,
                            batch: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
         """Evaluate, then write a checkpoint only if the weights are finite and the loss has not diverged."""
+        self.world.check_identical(self.model.state_dict())
         if not all_finite(self.model.state_dict()):
             raise self._stop("the weights became NaN or infinite")
         val_loss = self._validation_loss()
@@ -673,7 +717,8 @@ class Trainer:
         checkpoint is ever written with non-finite weights or a diverged loss.
         """
         self._check_description()
-        lock = self.lock if self.lock is not None and self.lock.held else RunLock(self.out).acquire()
+        lock = (self.lock if self.lock is not None and self.lock.held
+                else (RunLock if self.world.is_root else RankZeroLock)(self.out).acquire())
         self._lock_in_use = lock
         try:
             return self._train()
@@ -708,16 +753,17 @@ class Trainer:
             while not ((total is not None and self.progress.step >= total)
                        or (config.minutes is not None
                            and self.progress.elapsed - trained_before >= config.minutes * 60)):
-                inputs, targets = batch = self.train_streams.batch(self.progress.batch)
+                inputs, targets = batch = self.world.shard(self.train_streams.batch(self.progress.batch))
                 self.state_before_batch = self.state
                 logits, state = self.model(inputs, self.state)
                 loss = F.cross_entropy(logits, targets)
-                loss_value = float(loss.item())
+                loss_value = self.world.mean(float(loss.item()))   # the global batch's loss
                 if not math.isfinite(loss_value) or loss_value > self.divergence_threshold:
                     raise self._stop(f"the training loss became {loss_value:.4g} (a uniform guess scores "
                                      f"{self.uniform_loss:.3f})", during_step=True)
                 self.optimizer.zero_grad()
                 loss.backward()
+                self.world.average_gradients(self.parameters)   # before clipping: the global norm
                 if config.grad_clip:
                     norm = float(nn.utils.clip_grad_norm_(self.parameters, config.grad_clip))
                     if not math.isfinite(norm):
@@ -734,7 +780,7 @@ class Trainer:
                 now = time.perf_counter()
                 self.progress.elapsed += now - last_clock
                 seconds_since += now - last_clock
-                chars_since += inputs.size
+                chars_since += inputs.size * self.world.size
                 losses_since.append(loss_value)
                 bar.update(1)
                 if self.progress.step % config.eval_every == 0:
@@ -770,6 +816,8 @@ class Trainer:
             bar.write(line)
 
     def _plot(self) -> None:
+        if not self.world.is_root:
+            return
         title = (f"{self.config.model} {self.config.layers}x{self.config.hidden} on "
                  f"{recordable_name(Path(self.text_name).name)}")
         try:
