@@ -513,10 +513,11 @@ class Trainer:
         self.world.decorrelate(default_generator())
         self.world.check_identical(self.model.state_dict())
         if meta.get("world_size", 1) != self.world.size:
-            self.report(f"the run was trained on {meta.get('world_size', 1)} process(es) and continues on "
-                        f"{self.world.size}: each takes {self.config.batch_size // self.world.size} of the "
-                        f"{self.config.batch_size} streams (the same global batches, weights equal up to float "
-                        "rounding; dropout masks differ from an unchanged run's)")
+            share = (f"each takes {self.config.batch_size // self.world.size} of the {self.config.batch_size}"
+                     if self.world.size > 1 else f"it takes all {self.config.batch_size}")
+            self.report(f"the run was trained on {meta.get('world_size', 1)} MPI process(es) and continues on "
+                        f"{self.world.size}: {share} streams of each global batch (the same batches, so the "
+                        "same run up to float rounding, except that dropout masks differ from an unchanged run's)")
 
     # -- resuming ---------------------------------------------------------------------------------------
     def continue_run(self, checkpoint: str | Path, changes: dict[str, list[Any]]) -> list[str]:
