@@ -130,10 +130,30 @@ def test_two_ranks_give_the_weights_of_one_process_on_the_global_batch(text, tmp
 def test_two_ranks_resume_exactly_and_one_process_continues_their_run(text, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     options = [*SMALL, "--dropout", "0.2", "--eval-every", "6"]
-    train(text, *options, "--steps", "12", "--out", straight, ranks=2)
-    train(text, *options, "--steps", "6", "--out", split, ranks=2)
-    shutil.copytree(split, tmp_path / "alone")
-    train(text, "--resume", split, "--steps", "12", "--quiet", ranks=2)
+    # the three trainings in one job (one start of the 2 ranks): straight to 12, to 6, then resumed to 12
+    script = textwrap.dedent(f"""
+        from chainrule.charlm.cli import main
+        from chainrule.charlm.distributed import current_world, run_on_every_rank
+
+        def trainings():
+            for args in ({[str(text), *options, "--steps", "12", "--out", str(straight)]!r},
+                         {[str(text), *options, "--steps", "6", "--out", str(split)]!r},
+                         ["--resume", {str(split)!r}]):
+                if args[0] == "--resume":
+                    if current_world().is_root:
+                        shutil.copytree({str(split)!r}, {str(tmp_path / "alone")!r})
+                    current_world().comm.Barrier()
+                    args = [{str(text)!r}, *args, "--steps", "12", "--quiet"]
+                status = main(["train", *args])
+                if status:
+                    return status
+            return 0
+
+        import shutil
+        raise SystemExit(run_on_every_rank(trainings))
+    """)
+    result = run("-c", script, ranks=2)
+    assert result.returncode == 0, result.stderr
     expected, _ = weights(straight)
     resumed, meta = weights(split)
     assert meta["world_size"] == 2
