@@ -134,7 +134,11 @@ class World:
         start = 0
         for p in parameters:
             end = start + p.data.size
-            p.grad = buffer[start:end].reshape(p.data.shape).astype(p.data.dtype, copy=True)
+            mean = buffer[start:end].reshape(p.data.shape)
+            if isinstance(p.grad, np.ndarray) and p.grad.shape == mean.shape and p.grad.flags.writeable:
+                p.grad[...] = mean
+            else:
+                p.grad = mean.astype(p.data.dtype, copy=True)
             start = end
 
     def check_identical(self, arrays: Mapping[str, np.ndarray]) -> None:
