@@ -200,3 +200,21 @@ def test_a_failing_rank_ends_the_whole_job_promptly_with_its_message(failure):
         assert "[rank 1]" in result.stderr and "ValueError: rank one cannot read its shard" in result.stderr
     else:
         assert "the weights of the 2 MPI processes differ" in result.stderr
+
+
+@pytest.mark.parametrize("case", ["without mpi4py", "MPI sees one process"])
+def test_a_launcher_that_mpi_does_not_match_is_refused_with_the_reason(case, text, tmp_path):
+    if case == "MPI sees one process" and not HAVE_MPI:
+        pytest.skip("needs mpi4py")
+    hide = "import sys; sys.modules['mpi4py'] = None; " if case == "without mpi4py" else ""
+    probe = (f"{hide}import sys; from chainrule.__main__ import main; sys.exit(main(['train', {str(text)!r}, "
+             f"'--steps', '1', '--out', {str(tmp_path / 'run')!r}]))")
+    env = {**environment(), "PMI_RANK": "0", "PMI_SIZE": "2"}   # what mpiexec -n 2 sets, without mpiexec
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    if case == "without mpi4py":
+        assert "as one of 2 processes (PMI_RANK=0, PMI_SIZE=2), but mpi4py cannot be imported" in result.stderr
+        assert "pip install 'chainrule[mpi]'" in result.stderr
+    else:
+        assert "but MPI sees process 0 of 1: mpi4py's MPI library is not the launcher's" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -29,9 +29,10 @@ LAUNCHERS = (
 )
 
 
-class DistributedError(RuntimeError):
+class DistributedError(ValueError):
     """MPI training cannot start or go on: a launcher without mpi4py, a launcher and an MPI library that
-    disagree on the number of processes, a batch the ranks cannot share, or ranks whose weights diverged."""
+    disagree on the number of processes, a batch the ranks cannot share, or ranks whose weights diverged
+    (a ValueError, as the command line reports a bad set-up: one line, no traceback)."""
 
 
 def launched(environ: Mapping[str, str] | None = None) -> tuple[int, int, str] | None:

@@ -23,7 +23,7 @@ from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, loa
                          pack_run, read_regular_file, remove_leftovers, run_files, save_checkpoint, unpack_run,
                          write_atomically)
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
-from .distributed import current_world
+from .distributed import DistributedError, current_world
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .plots import draw_loss
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
@@ -684,7 +684,10 @@ class Trainer:
     def _record_evaluation(self, train_losses: list[float], chars_per_second: float,
                            batch: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
         """Evaluate, then write a checkpoint only if the weights are finite and the loss has not diverged."""
-        self.world.check_identical(self.model.state_dict())
+        try:
+            self.world.check_identical(self.model.state_dict())
+        except DistributedError as error:
+            raise TrainingStopped(f"{error}. {self.checkpoints_on_disk()}") from None
         if not all_finite(self.model.state_dict()):
             raise self._stop("the weights became NaN or infinite")
         val_loss = self._validation_loss()
