@@ -11,8 +11,9 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)   # set by the package while it imported
     try:
         from .charlm.cli import main as cli_main
+        from .charlm.distributed import run_on_every_rank
 
-        return cli_main(argv)
+        return run_on_every_rank(lambda: cli_main(argv))   # under MPI: a failing rank ends the whole job
     except KeyboardInterrupt:
         if "--debug" in (sys.argv[1:] if argv is None else argv):
             raise

@@ -21,8 +21,9 @@ def train_run(folder, cell, layers, embedding, hidden=12):
     """A checkpoint of a few training steps (weights away from their initial values)."""
     from chainrule.charlm.training import TrainConfig, Trainer
 
-    config = TrainConfig(model=cell, hidden=hidden, layers=layers, embedding=embedding, seq_len=8, batch_size=2,
-                         steps=3, eval_every=3, sample_every=0, dropout=0.1 if layers > 1 else 0.0, lr=0.05)
+    config = TrainConfig.from_options(dict(model=cell, hidden=hidden, layers=layers, embedding=embedding, seq_len=8,
+                                           batch_size=2, steps=3, eval_every=3, sample_every=0,
+                                           dropout=0.1 if layers > 1 else 0.0, lr=0.05))
     Trainer(config, folder, quiet=True, corpus=(TEXT, "plays")).train()
     return folder
 

@@ -8,6 +8,7 @@ import pytest
 
 from chainrule.charlm.cli import main
 from chainrule.charlm.extras import MissingPackage
+from chainrule.charlm.resume import restore
 from chainrule.charlm.training import TrainConfig, Trainer
 
 pytest.importorskip("tensorboardX")
@@ -45,7 +46,7 @@ def values(folder):
 def train(folder, logdir, **changes):
     from chainrule.charlm.tensorboard import TensorBoardLogger
 
-    trainer = Trainer(TrainConfig(**{**CONFIG, **changes}), folder, quiet=True, corpus=(TEXT, "plays"))
+    trainer = Trainer(TrainConfig.from_options({**CONFIG, **changes}), folder, quiet=True, corpus=(TEXT, "plays"))
     if logdir is not None:
         trainer.callbacks.append(TensorBoardLogger(logdir))
     trainer.train()
@@ -147,13 +148,13 @@ def test_a_run_resumed_after_an_interruption_purges_what_came_after_its_checkpoi
         def close(self, trainer):
             pass
 
-    config = TrainConfig(**{**CONFIG, "steps": 8, "eval_every": 4, "sample_every": 0})
+    config = TrainConfig.from_options({**CONFIG, "steps": 8, "eval_every": 4, "sample_every": 0})
     first = Trainer(config, tmp_path / "run", quiet=True, corpus=(TEXT, "plays"))
     first.callbacks += [TensorBoardLogger(tmp_path / "tb"), Interrupt()]
     with pytest.raises(KeyboardInterrupt):
         first.train()
     resumed = Trainer(config, tmp_path / "run", quiet=True, corpus=(TEXT, "plays"))
-    resumed.restore(tmp_path / "run" / "latest.json")
+    restore(resumed, tmp_path / "run" / "latest.json")
     assert resumed.progress.step == 4
     resumed.callbacks.append(TensorBoardLogger(tmp_path / "tb"))
     resumed.train()

@@ -282,6 +282,7 @@ class Description(_Strict):
     schedule: dict[str, Any] | None
     rng: RNGSection
     parameters: NonNegativeInt
+    world_size: PositiveInt = 1   # the MPI processes that trained it (absent in checkpoints before MPI training)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -382,6 +383,8 @@ def validate_description(raw: Any) -> dict[str, Any]:
         meta = Description.model_validate(raw).model_dump()
     except ValidationError as error:
         raise CheckpointDescriptionError(_problems(error)) from None
+    if "world_size" not in raw:   # written before MPI training: the same keys back, none added
+        del meta["world_size"]
     problems: list[tuple[str, str, Any]] = []
     model, train, progress = meta["model"], meta["train"], meta["progress"]
     for key in ("model", "hidden", "layers", "dropout", "embedding"):

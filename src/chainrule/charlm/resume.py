@@ -115,9 +115,18 @@ def restore(trainer: Trainer, path: str | Path) -> None:
     trainer.model.load_state_dict(model_state)
     if trainer.schedule is not None:
         trainer.schedule.load_state_dict(meta["schedule"])
+    carry = trainer.world.own_rows(carry, axis=1) if carry else carry   # this rank's streams
     trainer.state = state_from_arrays(carry, trainer.model.config.model) if carry else None
     trainer.progress = Progress(**meta["progress"], history=meta["history"])
     default_generator().bit_generator.state = meta["rng"]
+    trainer.world.decorrelate(default_generator())
+    trainer.world.check_identical(trainer.model.state_dict())
+    if meta.get("world_size", 1) != trainer.world.size:
+        share = (f"each takes {trainer.config.batch_size // trainer.world.size} of the {trainer.config.batch_size}"
+                 if trainer.world.size > 1 else f"it takes all {trainer.config.batch_size}")
+        trainer.report(f"the run was trained on {meta.get('world_size', 1)} MPI process(es) and continues on "
+                       f"{trainer.world.size}: {share} streams of each global batch (the same batches, so the "
+                       "same run up to float rounding, except that dropout masks differ from an unchanged run's)")
 
 
 def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, list[Any]]) -> list[str]:
@@ -180,6 +189,8 @@ def _reconcile_log(trainer: Trainer, step: int) -> None:
     """Make log.jsonl tell what happened up to the checkpoint's `step`, each evaluation once: drop what a
     crashed or diverged later run logged after it (and lines cut short), add the checkpoint's evaluations
     that a crash kept out of the log."""
+    if not trainer.world.is_root:
+        return
     path = trainer.out / "log.jsonl"
     try:
         lines = _read_run_file(path, MAX_LOG_BYTES, "the run's log").decode("utf-8", errors="replace").splitlines()

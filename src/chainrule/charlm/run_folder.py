@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, open_regular_file, read_regular_file,
                          remove_leftovers, run_files)
+from .distributed import current_world
 
 
 class RunInUse(RuntimeError):
@@ -133,6 +134,17 @@ class RunLock:
         self.release()
 
 
+class RankZeroLock(RunLock):
+    """What a rank other than 0 of an MPI run holds: rank 0 holds the run folder's lock for every rank."""
+
+    def acquire(self) -> RunLock:
+        return self
+
+    @property
+    def held(self) -> bool:
+        return True
+
+
 def _lock_holder(descriptor: int) -> str:
     try:
         holder = json.loads(os.pread(descriptor, 4096, 0).decode("utf-8"))
@@ -147,6 +159,8 @@ def claim_run_folder(folder: str | Path, fresh: bool) -> tuple[RunLock, list[Pat
     `fresh`: a new run, refused (`RunExists`) when the folder holds any file of a run (a checkpoint, weights,
     the log or the plot), so no run is ever overwritten. Raises `RunInUse` when another process holds it.
     """
+    if not current_world().is_root:   # in an MPI run, rank 0 claims and cleans the folder for all ranks
+        return RankZeroLock(folder), []
     lock = RunLock(folder).acquire()
     try:
         removed = remove_leftovers(folder)

@@ -102,7 +102,7 @@ class TensorBoardLogger:
             self._no_picture = "matplotlib is not installed: no gradient-flow image in TensorBoard"
             trainer.report(self._no_picture + " (pip install 'chainrule[plot]')")
             return None
-        model, config = trainer.model, trainer.config
+        model, config = trainer.model, trainer.config.architecture
 
         def loss() -> Tensor:
             logits, _ = model(inputs)

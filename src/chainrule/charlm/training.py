@@ -19,10 +19,11 @@ from ..nn import functional as F
 from . import run_folder
 from .checkpoint import CheckpointError, all_finite, open_regular_file, pack_run, save_checkpoint
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
+from .distributed import DistributedError, current_world
 from .model import (Architecture, CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays)
 from .plots import draw_loss
 # the run folder's names, importable from here as before they had a module of their own
-from .run_folder import (LOCK_NAME, RunExists, RunInUse, RunLock, _describe_os_error,  # noqa: F401
+from .run_folder import (LOCK_NAME, RankZeroLock, RunExists, RunInUse, RunLock, _describe_os_error,  # noqa: F401
                          _read_run_file, claim_run_folder, recordable_name, shell_word)
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
                    text_digest)
@@ -206,6 +207,10 @@ class Trainer:
         `lock`: the run folder's lock when the caller holds it; otherwise `train` takes it."""
         self.config, self.out, self.report, self.quiet, self.lock = config, Path(out), report, quiet, lock
         self._lock_in_use: RunLock | None = lock   # the lock held while training (checked before each write)
+        self.world = current_world()   # one process, or the ranks of an MPI run (distributed.py)
+        self.world.check_batch(config.batch_size)
+        if not self.world.is_root:   # rank 0 reports for the run
+            self.report, self.quiet = (lambda line: None), True
         text, self.text_name = corpus if corpus is not None else _load_corpus(config)
         self.text_sha256 = text_digest(text)
         self.vocabulary = Vocabulary.from_text(text)
@@ -225,6 +230,7 @@ class Trainer:
         self.val_ids = self.vocabulary.encode(val_text) if len(val_text) >= 2 else None
         manual_seed(config.seed)
         self.model = CharModel(config.model_config(self.vocabulary.characters))
+        self.world.decorrelate(default_generator())   # same initial weights, each rank its own dropout masks
         self.parameters = list(self.model.parameters())
         self.optimizer = _make_optimizer(config, self.parameters)
         self.schedule = _make_schedule(config, self.optimizer, self.total_steps)
@@ -247,7 +253,9 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------------
     def _packed(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The arrays and the optimizer's other state, as a checkpoint stores them (`checkpoint.pack_run`)."""
-        carried = state_arrays(self.state) if self.state is not None else None
+        # the carried state of all B streams (gathered from the ranks of an MPI run: axis 1 is the batch)
+        carried = self.world.gather_rows(state_arrays(self.state), axis=1) if self.state is not None else None
+        self.world.decorrelate(default_generator())   # re-derived as a resume does, so it continues exactly
         return pack_run(self.model.state_dict(), self.optimizer.state_dict(), carried)
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -266,12 +274,16 @@ class Trainer:
             "schedule": self.schedule.state_dict() if self.schedule else None,
             "rng": default_generator().bit_generator.state,
             "parameters": self.model.num_parameters(),
+            "world_size": self.world.size,
         }
 
     def save(self, name: str) -> Path:
         """Write checkpoint `name` (latest or best). A failed write (full disk, ...) raises `TrainingStopped`
         saying what failed and which checkpoints are intact; the previous one of that name always is. Refuses
         (`TrainingStopped`) when the run folder was removed or replaced since its lock was taken."""
+        if not self.world.is_root:   # only rank 0 writes; the others take part in gathering the carried state
+            self._packed()
+            return self.out / f"{name}.json"
         replaced = self._lock_in_use.check() if self._lock_in_use is not None else None
         if replaced is not None:
             raise TrainingStopped(f"{replaced}; not writing the {name} checkpoint there (another run may own the "
@@ -298,6 +310,8 @@ class Trainer:
         return run_folder.checkpoints_on_disk(self.out, self._lock_in_use)
 
     def _append_log(self, record: dict[str, Any]) -> None:
+        if not self.world.is_root:
+            return
         try:
             # O_NOFOLLOW: a log.jsonl planted as a link must not make us append to the file it points to
             # and a FIFO or device must not make it wait forever (open_regular_file)
@@ -351,7 +365,13 @@ class Trainer:
     def _validation_loss(self) -> float | None:
         if self.val_ids is None:
             return None
-        return evaluate(self.model, self.val_ids, self.config.batch_size, max(self.config.seq_len, 128)).loss
+        seq_len = max(self.config.seq_len, 128)
+
+        def score(ids: np.ndarray, streams: int) -> tuple[float, int]:
+            result = evaluate(self.model, ids, streams, seq_len)
+            return result.loss, result.characters
+
+        return self.world.evaluate(score, self.val_ids, self.config.batch_size)
 
     def _guard_loss(self, inputs: np.ndarray, targets: np.ndarray) -> float:
         """Without validation text: the loss of the current weights on the last training batch."""
@@ -360,7 +380,7 @@ class Trainer:
         try:
             with no_grad():
                 logits, _ = self.model(inputs, self.state_before_batch)
-                return float(F.cross_entropy(logits, targets).item())
+                return self.world.mean(float(F.cross_entropy(logits, targets).item()))
         finally:
             self.model.train(was_training)
 
@@ -372,6 +392,10 @@ class Trainer:
     def _record_evaluation(self, train_losses: list[float], chars_per_second: float,
                            batch: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
         """Evaluate, then write a checkpoint only if the weights are finite and the loss has not diverged."""
+        try:
+            self.world.check_identical(self.model.state_dict())
+        except DistributedError as error:
+            raise TrainingStopped(f"{error}. {self.checkpoints_on_disk()}") from None
         if not all_finite(self.model.state_dict()):
             raise self._stop("the weights became NaN or infinite")
         val_loss = self._validation_loss()
@@ -406,7 +430,8 @@ class Trainer:
         checkpoint is ever written with non-finite weights or a diverged loss.
         """
         self._check_description()
-        lock = self.lock if self.lock is not None and self.lock.held else RunLock(self.out).acquire()
+        lock = (self.lock if self.lock is not None and self.lock.held
+                else (RunLock if self.world.is_root else RankZeroLock)(self.out).acquire())
         self._lock_in_use = lock
         try:
             return self._train()
@@ -442,16 +467,17 @@ class Trainer:
             while not ((total is not None and self.progress.step >= total)
                        or (config.minutes is not None
                            and self.progress.elapsed - trained_before >= config.minutes * 60)):
-                inputs, targets = batch = self.train_streams.batch(self.progress.batch)
+                inputs, targets = batch = self.world.shard(self.train_streams.batch(self.progress.batch))
                 self.state_before_batch = self.state
                 logits, state = self.model(inputs, self.state)
                 loss = F.cross_entropy(logits, targets)
-                loss_value = float(loss.item())
+                loss_value = self.world.mean(float(loss.item()))   # the global batch's loss
                 if not math.isfinite(loss_value) or loss_value > self.divergence_threshold:
                     raise self._stop(f"the training loss became {loss_value:.4g} (a uniform guess scores "
                                      f"{self.uniform_loss:.3f})", during_step=True)
                 self.optimizer.zero_grad()
                 loss.backward()
+                self.world.average_gradients(self.parameters)   # before clipping: the global norm
                 if config.grad_clip:
                     norm = float(nn.utils.clip_grad_norm_(self.parameters, config.grad_clip))
                     if not math.isfinite(norm):
@@ -468,7 +494,7 @@ class Trainer:
                 now = time.perf_counter()
                 self.progress.elapsed += now - last_clock
                 seconds_since += now - last_clock
-                chars_since += inputs.size
+                chars_since += inputs.size * self.world.size
                 losses_since.append(loss_value)
                 bar.update(1)
                 self._notify("on_step", loss_value, norm if config.grad_clip else None)
@@ -511,6 +537,8 @@ class Trainer:
             bar.write(line)
 
     def _plot(self) -> None:
+        if not self.world.is_root:
+            return
         architecture = self.config.architecture
         title = (f"{architecture.model} {architecture.layers}x{architecture.hidden} on "
                  f"{recordable_name(Path(self.text_name).name)}")
