@@ -108,6 +108,15 @@ def _check_finite(node: Function, input_index: int, grad: Any) -> None:
         f"input {input_index}. That '{node.name}' was created at:\n{site}")
 
 
+def _kept_copy(grad: Any, size: int) -> Any:
+    """A copy of `grad`'s array if it has at most `size` elements, else None (a copy: a backward may
+    later reuse the array's memory, and a kept reference would stop a leaf from taking it as its .grad)."""
+    if grad is None:
+        return None
+    data = grad if type(grad) is np.ndarray else getattr(grad, "data", grad)
+    return np.array(data, copy=True) if np.size(data) <= size else None
+
+
 def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_graph: bool,
                  create_graph: bool, capture: Sequence[Any] | None = None,
                  on_edge: Callable[[Function, int, Any], None] | None = None) -> list[Any] | None:
@@ -115,8 +124,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
 
     Without `capture`, gradients of leaves accumulate into their `.grad`. With `capture` (a list of
     tensors) nothing is accumulated and the gradient reaching each captured tensor is returned instead.
-    `on_edge(node, input_index, grad)` sees every gradient a node sends to one of its inputs (what
-    `chainrule.insight.graph` writes under each edge).
+    `on_edge(node, input_index, grad)` sees every gradient a node sends to one of its inputs.
+
+    Without `capture` (a `backward()`), each node keeps copies of the gradients it received and sent that
+    have at most `_Modes.kept_gradient_size` elements, as `upstream_grads` / `downstream_grads`, so that a
+    drawing made after the backward can show them (`chainrule.insight.draw_graph`, `keep_gradients`).
     """
     Tensor = _function._tensor_class  # noqa: N806  (the class, registered by tensor.py, which imports this module)
 
@@ -161,6 +173,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
         if tensor._node is not None:
             root_nodes.append(tensor._node)
 
+    keep = _Modes.kept_gradient_size if capture is None else -1  # grad() leaves no trace on the graph
     previous_modes = (_Modes.grad_enabled, _Modes.tensor_backward, _Modes.retain_graph)
     _Modes.grad_enabled = _Modes.tensor_backward = create_graph
     _Modes.retain_graph = retain_graph
@@ -196,6 +209,9 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                 for index, tensor in node._retained.items():
                     data = output_grads[index].data if create_graph else output_grads[index]
                     tensor.grad = np.array(data, copy=True) if tensor.grad is None else tensor.grad + data
+            if keep >= 0:
+                node.upstream_grads = tuple([_kept_copy(grad, keep) for grad in output_grads])
+                sent: list[Any] = [None] * len(node.inputs)
             input_grads = type(node).backward(node, *output_grads)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
@@ -221,7 +237,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                     _check_finite(node, index, grad)
                 if on_edge is not None:
                     on_edge(node, index, grad)
+                if keep >= 0:
+                    sent[index] = _kept_copy(grad, keep)
                 send(tensor, grad)
+            if keep >= 0:
+                node.downstream_grads = tuple(sent)
             if not retain_graph:
                 node.release()
     finally:

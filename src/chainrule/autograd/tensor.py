@@ -151,6 +151,11 @@ class Tensor:
         """The graph node that produced this tensor (None for leaves)."""
         return self._node
 
+    @property
+    def output_nr(self) -> int:
+        """Which output of `grad_fn` this tensor is (0 for leaves and single-output ops), as in PyTorch."""
+        return self._index
+
     def retain_grad(self) -> None:
         """Keep the gradient of this intermediate tensor in `.grad` after backward.
 
