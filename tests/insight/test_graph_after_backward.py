@@ -105,6 +105,10 @@ def test_kept_gradients_are_copies_and_grad_leaves_no_trace():
     z = (x * 5).sum()
     (g,) = cr.grad(z, x)
     assert z.grad_fn.upstream_grads is None and z.grad_fn.downstream_grads is None
+    h = x * 2
+    (h * h).sum().backward()  # drawn from h, which the backward passed through but did not start at
+    dot = draw_graph(h, names={"x": x})
+    assert leaf_line(dot, "x") == "∂out/∂x = [8, 16]" and "unknown: backward started elsewhere" in dot
     np.testing.assert_array_equal(g.numpy(), [5.0, 5.0])
 
 
@@ -113,7 +117,7 @@ def test_a_graph_freed_without_a_record_says_so_on_its_edges():
     y = (x.exp() * 2).sum()
     cr.grad(y, x)  # frees the graph and keeps nothing on it
     dot = draw_graph(y)
-    assert dot.count("unknown: graph freed") == 3  # x -> exp, exp -> ×, × -> Σ
+    assert dot.count("unknown: graph freed") == 4  # x -> exp, exp -> ×, × -> Σ, Σ -> output
     assert "digraph" in draw_graph(y, show_grads=False)
 
 

@@ -108,15 +108,6 @@ def _check_finite(node: Function, input_index: int, grad: Any) -> None:
         f"input {input_index}. That '{node.name}' was created at:\n{site}")
 
 
-def _kept_copy(grad: Any, size: int) -> Any:
-    """A copy of `grad`'s array if it has at most `size` elements, else None (a copy: a backward may
-    later reuse the array's memory, and a kept reference would stop a leaf from taking it as its .grad)."""
-    if grad is None:
-        return None
-    data = grad if type(grad) is np.ndarray else getattr(grad, "data", grad)
-    return np.array(data, copy=True) if np.size(data) <= size else None
-
-
 def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_graph: bool,
                  create_graph: bool, capture: Sequence[Any] | None = None,
                  on_edge: Callable[[Function, int, Any], None] | None = None) -> list[Any] | None:
@@ -126,12 +117,14 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
     tensors) nothing is accumulated and the gradient reaching each captured tensor is returned instead.
     `on_edge(node, input_index, grad)` sees every gradient a node sends to one of its inputs.
 
-    Without `capture` (a `backward()`), each node keeps copies of the gradients it received and sent that
-    have at most `_Modes.kept_gradient_size` elements, as `upstream_grads` / `downstream_grads`, so that a
-    drawing made after the backward can show them (`chainrule.insight.draw_graph`, `keep_gradients`).
+    Without `capture` (a `backward()`), each node keeps the gradients it sent that have at most
+    `_Modes.kept_gradient_size` elements as `downstream_grads`, and each root node its seed as
+    `upstream_grads`, so that a drawing made after the backward can show them (`chainrule.insight.draw_graph`,
+    `keep_gradients`).
     """
     Tensor = _function._tensor_class  # noqa: N806  (the class, registered by tensor.py, which imports this module)
 
+    keep = _Modes.kept_gradient_size if capture is None else -1  # grad() leaves no trace on the graph
     grads: dict[Function, list[Any]] = {}
     captured: list[Any] = [None] * len(capture) if capture is not None else []
     leaf_slot = {id(t): i for i, t in enumerate(capture) if t._node is None} if capture is not None else {}
@@ -172,8 +165,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
         send(tensor, grad)
         if tensor._node is not None:
             root_nodes.append(tensor._node)
+            if keep >= 0 and grad.size <= keep:
+                seeds = list(tensor._node.upstream_grads or (None,) * len(tensor._node.output_meta))
+                seeds[tensor._index] = np.array(grad.data if create_graph else grad, copy=True)
+                tensor._node.upstream_grads = tuple(seeds)
 
-    keep = _Modes.kept_gradient_size if capture is None else -1  # grad() leaves no trace on the graph
     previous_modes = (_Modes.grad_enabled, _Modes.tensor_backward, _Modes.retain_graph)
     _Modes.grad_enabled = _Modes.tensor_backward = create_graph
     _Modes.retain_graph = retain_graph
@@ -209,9 +205,6 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                 for index, tensor in node._retained.items():
                     data = output_grads[index].data if create_graph else output_grads[index]
                     tensor.grad = np.array(data, copy=True) if tensor.grad is None else tensor.grad + data
-            if keep >= 0:
-                node.upstream_grads = tuple([_kept_copy(grad, keep) for grad in output_grads])
-                sent: list[Any] = [None] * len(node.inputs)
             input_grads = type(node).backward(node, *output_grads)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
@@ -237,11 +230,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                     _check_finite(node, index, grad)
                 if on_edge is not None:
                     on_edge(node, index, grad)
-                if keep >= 0:
-                    sent[index] = _kept_copy(grad, keep)
+                if grad.size <= keep:  # kept for drawings; the leaf then takes a copy, not this array
+                    input_grads[index] = grad.data if create_graph else grad
                 send(tensor, grad)
             if keep >= 0:
-                node.downstream_grads = tuple(sent)
+                node.downstream_grads = input_grads
             if not retain_graph:
                 node.release()
     finally:

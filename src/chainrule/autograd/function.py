@@ -258,12 +258,12 @@ class Function:
     _retained: dict | None = None
     _creation: list | None = None
     scope: tuple[str, ...] = ()  # names of the `scope` blocks the node was created in
-    # Set by the last `backward()` through the node (not by `grad()`): per output, the gradient that arrived
-    # (upstream); per input, the gradient sent to it (downstream), as NumPy arrays. An entry is None where no
-    # gradient flowed or where it had more than KEPT_GRADIENT_SIZE elements (see `keep_gradients`); the
-    # attribute is None before any backward.
+    # Set by the last `backward()` through the node (not by `grad()`), as NumPy arrays: per input, the gradient
+    # sent to it (downstream); on the node a backward started from, per output, the seed (upstream). An entry
+    # is None where no gradient flowed or where it had more than KEPT_GRADIENT_SIZE elements (see
+    # `keep_gradients`); the attribute is None where no backward went.
     upstream_grads: tuple | None = None
-    downstream_grads: tuple | None = None
+    downstream_grads: list | None = None
     # Hand-written backward that is not composed of differentiable ops (e.g. fused BPTT) sets this False.
     differentiable_backward = True
 

@@ -148,10 +148,14 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
     edge_grads: dict[tuple[int, int], Any] = {}
     missing: dict[tuple[int, int], str] = {}  # edges whose gradient cannot be shown, and why
     output_grad = None
+    output_missing = ""
     if show_grads:
-        if output.grad_fn.upstream_grads is not None:
+        if output.grad_fn.downstream_grads is not None:
             # a backward() went through this graph: show what it computed (small gradients are kept on the nodes)
-            output_grad = output.grad_fn.upstream_grads[output.output_nr]
+            seeds = output.grad_fn.upstream_grads
+            output_grad = seeds[output.output_nr] if seeds is not None else None
+            if output_grad is None:
+                output_missing = "unknown: backward started elsewhere" if seeds is None else _NOT_KEPT
             for node in nodes:
                 sent = node.downstream_grads
                 for index, source in enumerate(node.inputs):
@@ -168,6 +172,7 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
             # freed by a backward that kept nothing here (grad(), or an older graph): nothing left to compute from
             missing = {(id(node), index): _FREED for node in nodes
                        for index, source in enumerate(node.inputs) if source is not None}
+            output_missing = _FREED
         else:
             seed = np.ones_like(output.data)
             output_grad = seed
@@ -205,7 +210,8 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
             graph.edge(start, key_of[id(node)], value,
                        _format(grad) if grad is not None else missing.get((id(node), index), ""))
     graph.node("output", f"{_format(output.data)}", "output")
-    graph.edge(key_of[id(output.grad_fn)], "output", _format(output.data), _format(output_grad))
+    graph.edge(key_of[id(output.grad_fn)], "output", _format(output.data),
+               _format(output_grad) if output_grad is not None else output_missing)
     notes = []
     if annotate is not None:
         target = annotate.grad_fn if isinstance(annotate, Tensor) else annotate
