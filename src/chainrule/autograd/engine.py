@@ -230,9 +230,10 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                     _check_finite(node, index, grad)
                 if on_edge is not None:
                     on_edge(node, index, grad)
-                if grad.size <= keep:  # kept for drawings; the leaf then takes a copy, not this array
-                    input_grads[index] = grad.data if create_graph else grad
                 send(tensor, grad)
+                if grad.size <= keep:  # kept for drawings; a leaf's share as a copy (it may now be the leaf's .grad)
+                    data = grad.data if create_graph else grad
+                    input_grads[index] = data if tensor._node is not None else np.array(data, copy=True)
             if keep >= 0:
                 node.downstream_grads = input_grads
             if not retain_graph:
