@@ -286,14 +286,14 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     retain = create_graph if retain_graph is None else retain_graph
     # a tensor listed twice gets its gradient at both places (as PyTorch); the capture takes each once
     position: dict[int, int] = {}
-    distinct = []
+    distinct: list[Any] = []
     for tensor in inputs:
         if id(tensor) not in position:
             position[id(tensor)] = len(distinct)
             distinct.append(tensor)
     captured = run_backward(roots, seeds, retain_graph=retain, create_graph=create_graph, capture=distinct)
     found = [captured[position[id(t)]] for t in inputs] if captured is not None else []
-    results = []
+    results: list[Any] = []
     for i, value in enumerate(found):
         if value is None:
             if not allow_unused:

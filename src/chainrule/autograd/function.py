@@ -39,7 +39,7 @@ class _ModeSwitch:
     """Context manager and decorator that sets one mode flag and restores it afterwards."""
 
     _flag = ""
-    _value = False
+    _value: Any = False
 
     def __enter__(self) -> None:
         self._previous = getattr(_Modes, self._flag)

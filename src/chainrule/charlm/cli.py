@@ -326,7 +326,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
         differences, corpus = [], None
         if "text" in given:
             corpus = _corpus(given["text"])
-            if text_digest(corpus[0]) != recorded_sha:
+            if text_digest(corpus[0]) != recorded_sha:  # type: ignore[index]  # a given TEXT_FILE: _corpus returns a pair
                 differences.append(f"TEXT_FILE {given['text']} (its content differs from the text the run was "
                                    f"trained on, {recorded_text.get('name')!r}: resume with the same text)")
         elif stored.text is not None:

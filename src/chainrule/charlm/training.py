@@ -466,6 +466,7 @@ class Trainer:
         if self.schedule is not None:
             probe = copy.copy(self.schedule)
             probe.__dict__.update(meta["schedule"])
+            rates: list[Any]
             try:
                 rates = [probe.lr_at(base, probe.last_epoch) for base in probe.base_lrs]
             except (OverflowError, ZeroDivisionError) as error:
@@ -516,7 +517,7 @@ class Trainer:
         lr_before = self.optimizer.param_groups[0]["lr"]
         schedule_changed = any(n in changes for n in ("lr", "lr_decay", "lr_decay_every"))
         if self.config.schedule == "cosine" and self.schedule is not None:
-            schedule_changed |= self.schedule.T_max != total
+            schedule_changed |= self.schedule.T_max != total  # type: ignore[attr-defined]  # a CosineAnnealingLR
         if schedule_changed:
             self._recompute_schedule()
         for name, (before, after) in changes.items():
