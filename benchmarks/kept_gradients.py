@@ -3,7 +3,7 @@
     python benchmarks/kept_gradients.py [--repeats 30]
 
 Each row alternates the same step with the default (gradients of at most KEPT_GRADIENT_SIZE elements are
-copied onto the nodes) and with keeping switched off (kept size -1: the backward of before), median of
+copied onto the nodes) and with keeping switched off (`keep_gradients(-1)`: the backward of before), median of
 repeats, and prints the ratio. Rows: the engine benchmark's chain of tiny ops (every gradient is small, so
 every edge is copied: the worst case) and its small MLP training step (large gradients: one size test each).
 """
@@ -18,17 +18,14 @@ import numpy as np
 from engine import chain, mlp
 
 import chainrule as cr
-from chainrule.autograd import KEPT_GRADIENT_SIZE, function
+from chainrule.autograd import KEPT_GRADIENT_SIZE, keep_gradients
 
 
 def timed(step: Callable[[], None], kept_size: int) -> float:
-    function._Modes.kept_gradient_size = kept_size
-    try:
+    with keep_gradients(kept_size):
         start = time.perf_counter()
         step()
         return time.perf_counter() - start
-    finally:
-        function._Modes.kept_gradient_size = KEPT_GRADIENT_SIZE
 
 
 def main() -> None:

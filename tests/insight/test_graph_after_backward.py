@@ -159,3 +159,15 @@ def test_insight_and_old_names_are_attributes_of_chainrule_loaded_on_first_use()
             "assert cr.diagnostics.gradient_flow is cr.insight.gradient_flow\n"
             "assert 'insight' in dir(cr) and 'charlm' not in sys.modules.get('chainrule').__dict__\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_keep_gradients_takes_a_size_and_refuses_anything_else():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    with cr.autograd.keep_gradients(-1):   # keeps none: what benchmarks/kept_gradients.py compares against
+        y = (x * 3).sum()
+        y.backward()
+    assert y.grad_fn.downstream_grads is None and y.grad_fn.upstream_grads is None
+    dot = draw_graph(y, names={"x": x})
+    assert "unknown: graph freed" in dot and leaf_line(dot, "x") == ".grad = [3, 3]"
+    with pytest.raises(TypeError, match="max_size must be an integer"):
+        cr.autograd.keep_gradients("all")

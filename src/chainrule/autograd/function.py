@@ -120,6 +120,12 @@ class keep_gradients(_ModeSwitch):
 
     _flag, _value = "kept_gradient_size", sys.maxsize
 
+    def __init__(self, max_size: int = sys.maxsize) -> None:
+        """`max_size`: keep the gradients of at most this many elements (-1: none, the backward of before)."""
+        if isinstance(max_size, bool) or not isinstance(max_size, int):
+            raise TypeError(f"keep_gradients: max_size must be an integer (-1 keeps none), got {max_size!r}")
+        self._value = max_size
+
 
 class scope:
     """Name the graph nodes created inside the block (nested names form a path), so a drawing can group or
