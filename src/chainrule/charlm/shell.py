@@ -12,8 +12,8 @@ _PATH_ARGUMENTS = {"checkpoint", "text", "out", "text_file", "prime_file", "resu
 
 
 def installed_version() -> str:
-    """The version of the installed `chainrule` distribution (its package metadata); the package's own
-    `__version__` when it runs from a source tree that was never installed.
+    """The version of the installed `chainrule` distribution (its package metadata); "unknown (not
+    installed)" when it runs from a source tree that pip never installed.
 
     >>> installed_version().count(".") >= 1
     True
@@ -21,8 +21,7 @@ def installed_version() -> str:
     try:
         return metadata.version("chainrule")
     except metadata.PackageNotFoundError:
-        from .. import __version__
-        return __version__
+        return "unknown (not installed)"
 
 
 def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
