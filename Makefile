@@ -27,6 +27,7 @@ graphviz:
 
 test: $(VENV)/.ready graphviz
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy src
 	$(PY) -m pytest
 
 bench: $(VENV)/.ready

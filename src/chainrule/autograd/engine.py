@@ -115,11 +115,16 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
 
     Without `capture`, gradients of leaves accumulate into their `.grad`. With `capture` (a list of
     tensors) nothing is accumulated and the gradient reaching each captured tensor is returned instead.
-    `on_edge(node, input_index, grad)` sees every gradient a node sends to one of its inputs (what
-    `chainrule.insight.graph` writes under each edge).
+    `on_edge(node, input_index, grad)` sees every gradient a node sends to one of its inputs.
+
+    Without `capture` (a `backward()`), each node keeps the gradients it sent that have at most
+    `_Modes.kept_gradient_size` elements as `downstream_grads`, and each root node its seed as
+    `upstream_grads`, so that a drawing made after the backward can show them (`chainrule.insight.draw_graph`,
+    `keep_gradients`).
     """
     Tensor = _function._tensor_class  # noqa: N806  (the class, registered by tensor.py, which imports this module)
 
+    keep = _Modes.kept_gradient_size if capture is None else -1  # grad() leaves no trace on the graph
     grads: dict[Function, list[Any]] = {}
     captured: list[Any] = [None] * len(capture) if capture is not None else []
     leaf_slot = {id(t): i for i, t in enumerate(capture) if t._node is None} if capture is not None else {}
@@ -160,6 +165,10 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
         send(tensor, grad)
         if tensor._node is not None:
             root_nodes.append(tensor._node)
+            if keep >= 0 and grad.size <= keep:
+                seeds = list(tensor._node.upstream_grads or (None,) * len(tensor._node.output_meta))
+                seeds[tensor._index] = np.array(grad.data if create_graph else grad, copy=True)
+                tensor._node.upstream_grads = tuple(seeds)
 
     previous_modes = (_Modes.grad_enabled, _Modes.tensor_backward, _Modes.retain_graph)
     _Modes.grad_enabled = _Modes.tensor_backward = create_graph
@@ -222,6 +231,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                 if on_edge is not None:
                     on_edge(node, index, grad)
                 send(tensor, grad)
+                if grad.size <= keep:  # kept for drawings; a leaf's share as a copy (it may now be the leaf's .grad)
+                    data = grad.data if create_graph else grad
+                    input_grads[index] = data if tensor._node is not None else np.array(data, copy=True)
+            if keep >= 0:
+                node.downstream_grads = input_grads
             if not retain_graph:
                 node.release()
     finally:
@@ -272,14 +286,14 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     retain = create_graph if retain_graph is None else retain_graph
     # a tensor listed twice gets its gradient at both places (as PyTorch); the capture takes each once
     position: dict[int, int] = {}
-    distinct = []
+    distinct: list[Any] = []
     for tensor in inputs:
         if id(tensor) not in position:
             position[id(tensor)] = len(distinct)
             distinct.append(tensor)
     captured = run_backward(roots, seeds, retain_graph=retain, create_graph=create_graph, capture=distinct)
     found = [captured[position[id(t)]] for t in inputs] if captured is not None else []
-    results = []
+    results: list[Any] = []
     for i, value in enumerate(found):
         if value is None:
             if not allow_unused:

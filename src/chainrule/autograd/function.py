@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import traceback
 from typing import Any, Callable, TypeVar
 
@@ -31,13 +32,14 @@ class _Modes:
     retain_graph = False     # will the running backward keep the graph (so saved arrays must stay intact)?
     scope: tuple[str, ...] = ()  # names of the enclosing `scope` blocks, recorded on new nodes
     observers: tuple[Callable[[Function, tuple], None], ...] = ()  # see `observe_nodes`
+    kept_gradient_size = 6   # backward() keeps, on each node, the gradients of at most this many elements
 
 
 class _ModeSwitch:
     """Context manager and decorator that sets one mode flag and restores it afterwards."""
 
     _flag = ""
-    _value = False
+    _value: Any = False
 
     def __enter__(self) -> None:
         self._previous = getattr(_Modes, self._flag)
@@ -97,6 +99,32 @@ class detect_anomaly(_ModeSwitch):
     """
 
     _flag, _value = "anomaly", True
+
+
+class keep_gradients(_ModeSwitch):
+    """Keep every gradient that a `backward()` inside the block sends along the graph's edges, whatever its
+    size, so that a drawing made after the backward shows them all (`chainrule.insight.draw_graph`).
+
+    Outside the block a backward keeps, on each node, only the gradients of at most
+    `KEPT_GRADIENT_SIZE` elements (the ones a drawing writes out in full); larger ones would hold memory of
+    the size of the whole backward pass until the graph is freed.
+
+    >>> import chainrule as cr
+    >>> x = cr.ones(10, requires_grad=True)
+    >>> with cr.autograd.keep_gradients():
+    ...     y = (x * 2).sum()
+    ...     y.backward()
+    >>> y.grad_fn.inputs[0].grad_fn.downstream_grads[0].shape
+    (10,)
+    """
+
+    _flag, _value = "kept_gradient_size", sys.maxsize
+
+    def __init__(self, max_size: int = sys.maxsize) -> None:
+        """`max_size`: keep the gradients of at most this many elements (-1: none, the backward of before)."""
+        if isinstance(max_size, bool) or not isinstance(max_size, int):
+            raise TypeError(f"keep_gradients: max_size must be an integer (-1 keeps none), got {max_size!r}")
+        self._value = max_size
 
 
 class scope:
@@ -180,6 +208,7 @@ def _creation_site() -> list[traceback.FrameSummary]:
 
 
 _EDGE_MIN_SIZE = 4096
+KEPT_GRADIENT_SIZE = _Modes.kept_gradient_size
 
 
 class Edge:
@@ -235,6 +264,12 @@ class Function:
     _retained: dict | None = None
     _creation: list | None = None
     scope: tuple[str, ...] = ()  # names of the `scope` blocks the node was created in
+    # Set by the last `backward()` through the node (not by `grad()`), as NumPy arrays: per input, the gradient
+    # sent to it (downstream); on the node a backward started from, per output, the seed (upstream). An entry
+    # is None where no gradient flowed or where it had more than KEPT_GRADIENT_SIZE elements (see
+    # `keep_gradients`); the attribute is None where no backward went.
+    upstream_grads: tuple | None = None
+    downstream_grads: list | None = None
     # Hand-written backward that is not composed of differentiable ops (e.g. fused BPTT) sets this False.
     differentiable_backward = True
 

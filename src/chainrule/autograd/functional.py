@@ -241,6 +241,8 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
     dtype('float64')
     """
     wanted = resolve_dtype(dtype)
+    if wanted is None:   # no dtype: the tensor unchanged, as PyTorch's Tensor.to(None)
+        return x
     if x.dtype == wanted:
         return x
     if x.requires_grad and wanted.kind != "f":
@@ -476,7 +478,7 @@ def split(x: Tensor, split_size_or_sections: Any, axis: int | None = None, *, di
         if builtins.sum(sizes) != length:
             raise ValueError(f"split: sizes {sizes} add up to {builtins.sum(sizes)}, but axis {axis} "
                              f"has length {length}")
-    boundaries = list(np.cumsum(sizes)[:-1])
+    boundaries = list(np.cumsum(np.asarray(sizes, dtype=np.int64))[:-1])
     return Split.apply(x, boundaries, axis)
 
 

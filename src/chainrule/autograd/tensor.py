@@ -70,7 +70,7 @@ def _operand(value: Any, op: str) -> Any:
     if value.__class__ in _FAST_OPERAND_TYPES or isinstance(value, (Tensor, *_OPERAND_TYPES)):
         return value
     if isinstance(value, numbers.Number):
-        return float(value)
+        return float(value)  # type: ignore[arg-type]  # every numbers.Number but complex converts
     raise TypeError(f"unsupported operand for {op}: Tensor and {type(value).__name__} "
                     "(expected a Tensor, a Python number or a NumPy array)")
 
@@ -150,6 +150,11 @@ class Tensor:
     def grad_fn(self) -> Any:
         """The graph node that produced this tensor (None for leaves)."""
         return self._node
+
+    @property
+    def output_nr(self) -> int:
+        """Which output of `grad_fn` this tensor is (0 for leaves and single-output ops), as in PyTorch."""
+        return self._index
 
     def retain_grad(self) -> None:
         """Keep the gradient of this intermediate tensor in `.grad` after backward.
@@ -474,7 +479,7 @@ class Tensor:
     def matmul(self, other: Any) -> Tensor:
         return self @ other
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         if self.data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self.data)))
@@ -536,7 +541,8 @@ def _shape_of(shape: tuple) -> tuple[int, ...]:
 
 
 def _float_dtype(dtype: Any) -> np.dtype:
-    return resolve_dtype(dtype) if dtype is not None else _DEFAULT_FLOAT
+    resolved = resolve_dtype(dtype)
+    return resolved if resolved is not None else _DEFAULT_FLOAT
 
 
 def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

@@ -283,7 +283,7 @@ def save_checkpoint(folder: str | Path, name: str, arrays: dict[str, np.ndarray]
 
     folder = Path(folder)
     try:
-        weights_file = weights_name(name, meta.get("step"))
+        weights_file = weights_name(name, meta.get("step"))  # type: ignore[arg-type]  # weights_name checks it
     except ValueError as error:
         raise CheckpointError(f"not writing checkpoint {name!r}: {error}") from None
     bad = sorted(key for key, value in arrays.items() if not all_finite({key: value}))

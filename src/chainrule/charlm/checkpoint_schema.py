@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -226,7 +227,8 @@ class AdagradGroup(_Group):
     eps: PositiveFinite
 
 
-GROUPS = {"adam": AdamGroup, "sgd": SGDGroup, "rmsprop": RMSpropGroup, "adagrad": AdagradGroup}
+GROUPS: dict[str, type[BaseModel]] = {"adam": AdamGroup, "sgd": SGDGroup, "rmsprop": RMSpropGroup,
+                                     "adagrad": AdagradGroup}
 
 
 class OptimizerSection(_Strict):
@@ -253,7 +255,8 @@ class CosineSchedule(_Schedule):
     eta_min: NonNegativeFinite
 
 
-SCHEDULE_STATES = {"step": StepSchedule, "exponential": ExponentialSchedule, "cosine": CosineSchedule}
+SCHEDULE_STATES: dict[str, type[BaseModel]] = {"step": StepSchedule, "exponential": ExponentialSchedule,
+                                              "cosine": CosineSchedule}
 
 
 class PCG64State(_Strict):
@@ -289,7 +292,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(the whole description)"
 
 
-def _expected(error: dict[str, Any]) -> str:
+def _expected(error: Mapping[str, Any]) -> str:
     if error["type"] == "missing":
         return "is required and missing"
     if error["type"] == "extra_forbidden":
@@ -354,6 +357,7 @@ def _optimizer_arrays(meta: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     kind, group = meta["train"]["optimizer"], meta["optimizer"]["param_groups"][0]
     out = {}
     for index, scalars in meta["optimizer"]["scalars"].items():
+        names: tuple[str, ...]
         if kind == "sgd":
             names = ("momentum_buffer",) if group["momentum"] and meta["step"] > 0 else ()
         elif not scalars:
@@ -394,6 +398,7 @@ def validate_description(raw: Any) -> dict[str, Any]:
            progress["step"])
     shapes = parameter_shapes(model)
     kind = train["optimizer"]
+    group: Any
     try:
         group = GROUPS[kind].model_validate(meta["optimizer"]["param_groups"][0])
     except ValidationError as error:

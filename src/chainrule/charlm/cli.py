@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import CELLS
+from .shell import SHELLS, completion_script, installed_version
 
 DEFAULT_OUT = "runs/charlm"
 
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chainrule", description="Automatic differentiation and recurrent "
                                      "networks on NumPy; character-level language models from the command line.")
     parser.add_argument("--debug", action="store_true", help="show Python's traceback when a command fails")
+    parser.add_argument("--version", action="version", version=f"chainrule {installed_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(commands, common)
     sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
@@ -199,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace an existing file")
     commands.add_parser("demo", help="a short tour of the autograd engine on its sources' examples (README, Sources)",
                         parents=[common])
+    completion = commands.add_parser("completion", help="print the shell completion script (bash or zsh)",
+                                     description="Add to ~/.bashrc: eval \"$(chainrule completion bash)\"; to "
+                                     "~/.zshrc (after compinit): eval \"$(chainrule completion zsh)\"")
+    completion.add_argument("shell", choices=SHELLS)
     return parser
 
 
@@ -464,6 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
         run_demo()
+        return 0
+    if args.command == "completion":
+        print(completion_script(parser, args.shell), end="")
         return 0
     if args.command not in _handlers():
         parser.print_help(sys.stderr)

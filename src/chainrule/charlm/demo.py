@@ -43,7 +43,7 @@ def run_demo(print_line=print) -> None:
     loss = -log_softmax(logits)[0]
     loss.backward()
     softmax = np.exp(logits.data) / np.exp(logits.data).sum()
-    print_line(f"   S = {np.round(softmax, 4).tolist()}, dL/dlogits = {np.round(logits.grad, 4).tolist()}")
+    print_line(f"   S = {np.round(softmax, 4).tolist()}, dL/dlogits = {np.round(logits.grad, 4).tolist()}")  # type: ignore[arg-type]  # set by backward
 
     print_line("5. Second derivatives: d²/dx² tanh(x) at x = 0.5 via grad(create_graph=True)")
     point = tensor(0.5, dtype="float64", requires_grad=True)
@@ -61,6 +61,6 @@ def run_demo(print_line=print) -> None:
         loss = ((inputs @ weight + bias - targets) ** 2).mean()
         weight.grad = bias.grad = None
         loss.backward()
-        weight.data -= 0.1 * weight.grad
-        bias.data -= 0.1 * bias.grad
+        weight.data -= 0.1 * weight.grad  # type: ignore[operator]  # set by backward
+        bias.data -= 0.1 * bias.grad  # type: ignore[operator]  # set by backward
     print_line(f"   learned w = {weight.item():.4f}, b = {bias.item():.4f}, loss = {loss.item():.2e}")

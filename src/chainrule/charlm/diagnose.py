@@ -81,7 +81,7 @@ def run(args: Any) -> int:
             label = f"rnn, σ_max set to {sigma:g}"
         elif cell == "lstm" and args.forget_bias is not None:
             label = f"lstm (new, forget bias {args.forget_bias:g})"
-        flows[label] = gradient_flow(layer, lambda layer=layer: layer(inputs)[0][:, -1].sum())
+        flows[label] = gradient_flow(layer, lambda layer=layer: layer(inputs)[0][:, -1].sum())  # type: ignore[misc]  # default-bound lambda
     print(format_table(flows))
     try:
         written = plot(flows, args.out, f"Gradient flow through time ({args.seq_len} steps)")

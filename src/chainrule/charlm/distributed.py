@@ -210,7 +210,9 @@ class World:
         state = self.comm.bcast(generator.bit_generator.state, root=0)
         bit_generator = type(generator.bit_generator)()
         bit_generator.state = state
-        generator.bit_generator.state = bit_generator.jumped(self.rank).state if self.rank else state
+        # the default generator's PCG64 has jumped(); BitGenerator's stub does not declare it
+        generator.bit_generator.state = (bit_generator.jumped(self.rank).state  # type: ignore[attr-defined]
+                                         if self.rank else state)
 
     def abort(self, status: int) -> None:
         """End every rank of the job now with `status` (MPI_Abort): a failure on one rank must not leave the

@@ -100,6 +100,7 @@ def restore(trainer: Trainer, path: str | Path) -> None:
     if trainer.schedule is not None:
         probe = copy.copy(trainer.schedule)
         probe.__dict__.update(meta["schedule"])
+        rates: list[Any]
         try:
             rates = [probe.lr_at(base, probe.last_epoch) for base in probe.base_lrs]
         except (OverflowError, ZeroDivisionError) as error:
@@ -159,7 +160,7 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
     lr_before = trainer.optimizer.param_groups[0]["lr"]
     schedule_changed = any(n in changes for n in ("lr", "lr_decay", "lr_decay_every"))
     if trainer.config.schedule == "cosine" and trainer.schedule is not None:
-        schedule_changed |= trainer.schedule.T_max != total
+        schedule_changed |= trainer.schedule.T_max != total  # type: ignore[attr-defined]  # a CosineAnnealingLR
     if schedule_changed:
         _recompute_schedule(trainer)
     for name, (before, after) in changes.items():
@@ -234,7 +235,7 @@ def find_checkpoint(target: str | Path, out: str | Path | None = None) -> tuple[
 
 
 def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: dict[str, Any], lock: RunLock,
-                   read_corpus: Callable[[str], tuple[str, str]], quiet: bool = False) -> tuple[Trainer, list[str]]:
+                   read_corpus: Callable[[str | None], tuple[str, str] | None], quiet: bool = False) -> tuple[Trainer, list[str]]:
     """A trainer that continues the run in `folder` from `checkpoint`, with the options `given` (only those
     the user gave, by TrainConfig's field names), and the notices that say what the resume changes.
 
@@ -258,7 +259,7 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     differences, corpus = [], None
     if "text" in given:
         corpus = read_corpus(given["text"])
-        if text_digest(corpus[0]) != recorded_sha:
+        if corpus is not None and text_digest(corpus[0]) != recorded_sha:
             differences.append(f"TEXT_FILE {given['text']} (its content differs from the text the run was "
                                f"trained on, {recorded_text.get('name')!r}: resume with the same text)")
     elif stored.text is not None:

@@ -65,7 +65,8 @@ def read_text(path: str | Path, limit: int | None = None) -> str:
 
 
 def _read_limited(stream, name: str, limit: int) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = stream.read(min(_CHUNK, limit + 1 - size))
         if not chunk:

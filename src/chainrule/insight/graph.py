@@ -9,6 +9,7 @@ both inputs, the multiply node swaps its inputs, and a value used twice receives
 from __future__ import annotations
 
 import html
+import re
 import shutil
 import subprocess
 import warnings
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Function, Tensor, Value, parent_nodes, reverse_topological_order, run_backward
+from ..autograd import (KEPT_GRADIENT_SIZE, Function, Tensor, Value, parent_nodes, reverse_topological_order,
+                        run_backward)
 
 INSTALL_HINT = ("Graphviz's `dot` program is needed to render SVG or PNG. Install it with "
                 "`apt-get install graphviz` (Debian, Ubuntu), `dnf install graphviz` (Fedora), "
@@ -133,6 +135,10 @@ def _group_of(node: Function, collapse: Any) -> str | None:
     return steps[-1] if steps else None
 
 
+_NOT_KEPT = "not kept: draw inside keep_gradients()"
+_FREED = "unknown: graph freed"
+
+
 def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], collapse: Any,
                   annotate: Any) -> tuple[_Graph, list[tuple[str, str]]]:
     if output.grad_fn is None:
@@ -140,17 +146,45 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
                          "create its inputs with requires_grad=True")
     nodes = list(reverse_topological_order([output.grad_fn], parent_nodes))
     edge_grads: dict[tuple[int, int], Any] = {}
+    missing: dict[tuple[int, int], str] = {}  # edges whose gradient cannot be shown, and why
     output_grad = None
+    output_missing = ""
     if show_grads:
-        seed = np.ones_like(output.data)
-        output_grad = seed
-        leaves = [t for n in nodes for t in n.inputs if t is not None and t.grad_fn is None]
-        try:
+        if output.grad_fn.downstream_grads is not None:
+            # a backward() went through this graph: show what it computed (small gradients are kept on the nodes)
+            seeds = output.grad_fn.upstream_grads
+            output_grad = seeds[output.output_nr] if seeds is not None else None
+            if output_grad is None:
+                output_missing = "unknown: backward started elsewhere" if seeds is None else _NOT_KEPT
+            for node in nodes:
+                sent = node.downstream_grads
+                for index, source in enumerate(node.inputs):
+                    if source is None:
+                        continue
+                    grad = sent[index] if sent is not None and index < len(sent) else None
+                    if grad is not None:
+                        edge_grads[(id(node), index)] = grad
+                    elif sent is None:
+                        missing[(id(node), index)] = "unknown: not on the last backward's path"
+                    elif int(np.prod(source.shape)) > KEPT_GRADIENT_SIZE:
+                        missing[(id(node), index)] = _NOT_KEPT
+        elif any(node.saved is None for node in nodes):
+            # freed by a backward that kept nothing here (grad(), or an older graph): nothing left to compute from
+            missing = {(id(node), index): _FREED for node in nodes
+                       for index, source in enumerate(node.inputs) if source is not None}
+            output_missing = _FREED
+        else:
+            seed = np.ones_like(output.data)
+            output_grad = seed
+            leaves = [t for n in nodes for t in n.inputs if t is not None and t.grad_fn is None]
             run_backward([output], [seed], retain_graph=True, create_graph=False, capture=leaves,
                          on_edge=lambda node, index, grad: edge_grads.__setitem__((id(node), index), grad))
-        except RuntimeError as error:
-            raise RuntimeError(f"draw_graph could not compute the gradients: {error}. Draw before calling "
-                               "backward(), or call backward(retain_graph=True), or pass show_grads=False") from None
+    shares: dict[int, list[Any]] = {}   # per leaf, the gradient along each of its edges (None where unknown)
+    for node in nodes:
+        for index, source in enumerate(node.inputs):
+            if source is not None and source.grad_fn is None:
+                shares.setdefault(id(source), []).append(edge_grads.get((id(node), index)))
+    output_name = names.get(id(output), "out")
     graph = _Graph()
     key_of = {id(node): f"op{index}" for index, node in enumerate(nodes)}
     leaf_keys: dict[int, str] = {}
@@ -166,14 +200,18 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
                     name = names.get(id(source)) or ("parameter" if type(source).__name__ == "Parameter" else "input")
                     shape = "" if source.data.size <= 6 else f"\n{tuple(source.shape)}"
                     kind = "parameter" if type(source).__name__ == "Parameter" or id(source) in names else "leaf"
-                    graph.node(leaf_keys[id(source)], f"{name}{shape}", kind)
+                    total = _leaf_total(output_name, name, shares[id(source)], source.grad) if show_grads else ""
+                    graph.node(leaf_keys[id(source)], f"{name}{shape}{total}", kind)
                 start = leaf_keys[id(source)]
             else:
                 start = key_of[id(source.grad_fn)]
             value = _format(source.data) if isinstance(source, Tensor) else f"{tuple(source.shape)}"
-            graph.edge(start, key_of[id(node)], value, _format(edge_grads.get((id(node), index))))
+            grad = edge_grads.get((id(node), index))
+            graph.edge(start, key_of[id(node)], value,
+                       _format(grad) if grad is not None else missing.get((id(node), index), ""))
     graph.node("output", f"{_format(output.data)}", "output")
-    graph.edge(key_of[id(output.grad_fn)], "output", _format(output.data), _format(output_grad))
+    graph.edge(key_of[id(output.grad_fn)], "output", _format(output.data),
+               _format(output_grad) if output_grad is not None else output_missing)
     notes = []
     if annotate is not None:
         target = annotate.grad_fn if isinstance(annotate, Tensor) else annotate
@@ -182,6 +220,22 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
         upstream = _upstream_of(target, nodes, edge_grads, output, output_grad)
         notes.append((key_of[id(target)], _chain_rule_note(target, upstream, edge_grads)))
     return (graph.collapsed() if collapse is not None else graph), notes
+
+
+def _leaf_total(output_name: str, leaf_name: str, shares: list[Any], grad: Any) -> str:
+    """The leaf's line: its total gradient, the sum of its shares (∂d/∂a = 35 = 15 + 20 for a leaf used
+    twice); where a share is unknown, the `.grad` a backward left, if any."""
+    if shares and all(share is not None for share in shares):
+        total = shares[0]
+        for share in shares[1:]:
+            total = total + share
+        line = f"\n∂{output_name}/∂{leaf_name} = {_format(total)}" if leaf_name else f"\ngrad = {_format(total)}"
+        if len(shares) > 1 and all(np.size(share) <= 6 for share in shares):
+            line += " = " + " + ".join(_format(share) for share in shares)
+        return line
+    if grad is not None:
+        return f"\n.grad = {_format(grad)}"
+    return ""
 
 
 def _upstream_of(target: Function, nodes: list, edge_grads: dict, output: Tensor, output_grad: Any) -> Any:
@@ -217,20 +271,28 @@ def _chain_rule_note(node: Function, upstream: Any, edge_grads: dict) -> str:
 def _value_graph(output: Value, show_grads: bool, annotate: Any) -> tuple[_Graph, list[tuple[str, str]]]:
     order = list(reverse_topological_order([output], lambda v: v.parents))
     totals: dict[int, float] = {id(output): 1.0}
+    flowing: dict[tuple[int, int], float] = {}   # (consumer, input index) -> the gradient along that edge
+    shares: dict[int, list[float]] = {}
     for value in order:  # the same walk as Value.backward, without touching .grad
-        for parent, local in zip(value.parents, value.local_grads):
-            totals[id(parent)] = totals.get(id(parent), 0.0) + totals.get(id(value), 0.0) * local
+        blocked = value.blocked or (False,) * len(value.parents)
+        for index, (parent, local, stop) in enumerate(zip(value.parents, value.local_grads, blocked)):
+            # downstream = upstream × local; a blocked edge passes 0, as in Value.backward
+            share = 0.0 if stop else totals.get(id(value), 0.0) * local
+            flowing[(id(value), index)] = share
+            totals[id(parent)] = totals.get(id(parent), 0.0) + share
+            shares.setdefault(id(parent), []).append(share)
+    output_name = output.label or "out"
     graph = _Graph()
     keys = {id(value): f"v{index}" for index, value in enumerate(order)}
     for value in order:
         if value.parents:
             graph.node(keys[id(value)], _SYMBOLS.get(value.op, value.op), "op")
         else:
-            graph.node(keys[id(value)], value.label or f"{value.data:.4g}", "leaf")
+            total = _leaf_total(output_name, value.label, shares.get(id(value), []), None) if show_grads else ""
+            graph.node(keys[id(value)], (value.label or f"{value.data:.4g}") + total, "leaf")
     for value in order:
-        for parent, local in zip(value.parents, value.local_grads):
-            flowing = totals.get(id(value), 0.0) * local  # downstream = upstream × local
-            graph.edge(keys[id(parent)], keys[id(value)], f"{parent.data:.4g}", f"{flowing:.4g}")
+        for index, parent in enumerate(value.parents):
+            graph.edge(keys[id(parent)], keys[id(value)], f"{parent.data:.4g}", f"{flowing[(id(value), index)]:.4g}")
     graph.node("output", f"{output.data:.4g}", "output")
     graph.edge(keys[id(output)], "output", f"{output.data:.4g}", "1")
     notes = []
@@ -245,10 +307,66 @@ def _value_graph(output: Value, show_grads: bool, annotate: Any) -> tuple[_Graph
     return graph, notes
 
 
+class GraphDrawing(str):
+    """The DOT text of a drawing (a `str`, so it prints, compares and writes as before) that Jupyter shows
+    as a picture: `_repr_svg_` renders it with Graphviz's `dot`; without `dot`, `_repr_mimebundle_` gives
+    the graph as a text listing of its nodes and edges, with how to install Graphviz.
+
+    >>> from chainrule import Value
+    >>> a = Value(2.0, label="a")
+    >>> drawing = draw_graph(a * a)
+    >>> drawing.startswith("digraph") and "a -> ×  (2, 2)" in drawing.as_text()
+    True
+    """
+
+    def svg(self) -> str | None:
+        """The drawing as SVG text, or None when Graphviz's `dot` is not installed."""
+        executable = shutil.which("dot")
+        if executable is None:
+            return None
+        result = subprocess.run([executable, "-Tsvg"], input=self.encode("utf-8"), capture_output=True, timeout=120)
+        if result.returncode != 0:
+            reason = result.stderr.decode(errors="replace").strip()
+            raise RuntimeError(f"Graphviz failed to render the drawing: {reason}")
+        return result.stdout.decode("utf-8")
+
+    def as_text(self) -> str:
+        """The nodes and edges as lines of text (what a notebook shows without Graphviz)."""
+        node_labels = {key: _plain(label) for key, label in re.findall(r'^\s+"([^"]+)" \[label="([^"]*)"', self, re.M)}
+        lines = [f"{key}: {label}" for key, label in node_labels.items() if not key.startswith("note")]
+        for source, target, label in re.findall(r'^\s+"([^"]+)" -> "([^"]+)"(?: \[label=(<.*?>>|"")?)?', self, re.M):
+            texts = [html.unescape(text) for text in re.findall(r"<font[^>]*>([^<]*)</font>", label or "")]
+            shown = f"  ({', '.join(texts)})" if texts else ""
+            names = [node_labels.get(key, key).split(" | ")[0] for key in (source, target)]
+            lines.append(f"{names[0]} -> {names[1]}{shown}")
+        return "\n".join(lines)
+
+    def _repr_svg_(self) -> str | None:
+        return self.svg()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        svg = self.svg()
+        if svg is not None:
+            return {"image/svg+xml": svg, "text/plain": str(self)}
+        text = f"{self.as_text()}\n\n{INSTALL_HINT}"
+        return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
+
+
+def _plain(label: str) -> str:
+    return html.unescape(label).replace("\\n", " | ").replace("\\l", " ")
+
+
 def draw_graph(output: Tensor | Value, path: str | Path | None = None, format: str | None = None,  # noqa: A002
                show_grads: bool = True, annotate: Any = None, collapse: str | Callable[[tuple], str] | None = None,
-               names: Mapping[str, Tensor] | None = None, title: str = "") -> str:
-    """Draw the graph that computed `output`; returns the DOT text, and writes `path` when given.
+               names: Mapping[str, Tensor] | None = None, title: str = "") -> GraphDrawing:
+    """Draw the graph that computed `output`; returns the DOT text (a `GraphDrawing`: a `str` that Jupyter
+    displays as the picture), and writes `path` when given.
+
+    Works before and after `output.backward()`. Before, it computes d(output)/d(everything) itself (seed 1).
+    After, it shows what that backward computed: the gradients of at most `KEPT_GRADIENT_SIZE` elements,
+    which every backward keeps on the graph, and all of them when the backward ran inside
+    `chainrule.autograd.keep_gradients()`; an edge whose gradient cannot be known any more says so.
+    Each leaf shows its total gradient, for a reused leaf as the sum of its shares (∂d/∂a = 35 = 15 + 20).
 
     - `format`: "svg", "png" or "dot" (default: from the path's suffix, else "svg"). SVG and PNG need
       Graphviz's `dot`; without it the DOT text is written next to the path and a warning says how to
@@ -257,7 +375,11 @@ def draw_graph(output: Tensor | Value, path: str | Path | None = None, format: s
     - `annotate`: a tensor (or Value) of the graph whose node gets a note: upstream × local = downstream.
     - `collapse`: "module" or "time" (or a function of the scope path) merges the op nodes created in
       the same module / time step (see `chainrule.scope`) into one box: unrolled RNNs stay readable.
-    - `names`: {"W": tensor, ...} labels leaves; `model.named_parameters()` works as is.
+    - `names`: {"W": tensor, ...} labels leaves (and the output, in ∂out/∂leaf); `model.named_parameters()`
+      works as is.
+
+    Raises ValueError for a tensor with no graph, a bad `collapse` or `annotate`; TypeError for anything
+    but a Tensor or a Value.
 
     >>> import chainrule as cr
     >>> x, y, z = (cr.tensor(v, requires_grad=True) for v in (-2.0, 5.0, -4.0))
@@ -274,7 +396,7 @@ def draw_graph(output: Tensor | Value, path: str | Path | None = None, format: s
         graph, notes = _tensor_graph(output, show_grads, named, collapse, annotate)
     else:
         raise TypeError(f"draw_graph expects a Tensor or a Value, got {type(output).__name__}")
-    text = graph.dot(title, show_grads, notes)
+    text = GraphDrawing(graph.dot(title, show_grads, notes))
     if path is not None:
         render(text, path, format)
     return text

@@ -43,6 +43,8 @@ class Module:
     """
 
     training: bool
+    _parameters: dict[str, Parameter]
+    _modules: dict[str, Module]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -50,7 +52,7 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        registries = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
+        registries: tuple[Any, Any] = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
         if registries[0] is None and isinstance(value, (Parameter, Module)):
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning "
                                  f"parameters or submodules (assigning '{name}')")

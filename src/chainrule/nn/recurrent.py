@@ -19,7 +19,7 @@ from ..autograd.tensor import Tensor
 from . import functional as F
 from .fused import FusedGRU, FusedLSTM, FusedRNN
 from .layers import uniform_parameter
-from .module import Module
+from .module import Module, Parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 _IMPLEMENTATIONS = ("fused", "reference")
@@ -188,6 +188,15 @@ class Projection(NamedTuple):
 
 class _RecurrentBase(Module):
     mode = ""
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+    implementation: str
+    weight_hh_l0: Parameter  # the first layer's recurrent weight (every layer's are set in __init__ by name)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False,
@@ -321,7 +330,7 @@ class _RecurrentBase(Module):
             x, batched = self._check_input(x)
             (steps, batch), dtype = x.shape[:2], x.dtype
         else:
-            first = first_projections[0]
+            first: Any = first_projections[0]  # the first layer's projection is always there
             batched, dtype = True, first.source.dtype
             steps, batch = first.tokens.shape if first.tokens is not None else first.source.shape[:2]
         if steps == 0:   # as PyTorch: there would be no last step for h_n
@@ -392,7 +401,8 @@ class _RecurrentBase(Module):
         time_major, projections = self._token_projections(ids, embedding, lengths)
         if projections is None:
             return self.forward(self._token_inputs(time_major, embedding), state, lengths)
-        output, finals = self._forward(None, self._split_state(state), lengths, self.state_names, projections)
+        no_input: Any = None   # with the projections given, _forward does not read x
+        output, finals = self._forward(no_input, self._split_state(state), lengths, self.state_names, projections)
         return output, self._join_state(finals)
 
     def _token_projections(self, ids: np.ndarray, embedding: Tensor | None,
@@ -430,7 +440,8 @@ class _RecurrentBase(Module):
             # a padded step looks up its sequence's first id instead, so a row used only there (which may
             # hold inf) enters no product: dW_ih = Eᵀ dTable would take inf · 0 = NaN from it
             looked_up = np.where(mask[:, :, 0], time_major, time_major[:1])
-        projections = []
+        projections: list[Projection | None] = []
+        used: Any
         if embedding is None:
             used, tokens = None, looked_up
             use_table = ids.size > rows  # else projecting the few looked-up rows is cheaper than the table

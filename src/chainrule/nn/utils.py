@@ -55,7 +55,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         raise ValueError(f"clip_grad_norm_: norm_type must be a positive number or inf, got {norm_type!r}") from None
     if not norm_type > 0:
         raise ValueError(f"clip_grad_norm_: norm_type must be a positive number or inf, got {norm_type}")
-    grads = [p.grad for p in _with_grads(parameters, "clip_grad_norm_")]
+    grads: list[np.ndarray] = [p.grad for p in _with_grads(parameters, "clip_grad_norm_")]  # type: ignore[misc]  # each has one
     if not grads:
         return Tensor(np.zeros((), np.float32))
     wide = [g.astype(np.result_type(g.dtype, np.float32), copy=False) for g in grads]
@@ -87,6 +87,7 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     if not clip_value >= 0:
         raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
     for p in _with_grads(parameters, "clip_grad_value_"):
+        grad: np.ndarray = p.grad  # type: ignore[assignment]  # _with_grads yields parameters with a gradient
         # a bound beyond the dtype's range (1e6 for float16) clips nothing: cap it, not cast it to inf
-        bound = min(clip_value, float(np.finfo(p.grad.dtype).max)) if p.grad.dtype.kind == "f" else clip_value
-        np.clip(p.grad, -bound, bound, out=p.grad)
+        bound = min(clip_value, float(np.finfo(grad.dtype).max)) if grad.dtype.kind == "f" else clip_value
+        np.clip(grad, -bound, bound, out=grad)

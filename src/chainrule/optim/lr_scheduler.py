@@ -99,6 +99,9 @@ def _check_gamma(name: str, gamma: float) -> None:
 
 
 class StepLR(LRScheduler):
+    step_size: int
+    gamma: float
+
     """lr = base · gamma^(epoch // step_size).
 
     >>> import chainrule as cr

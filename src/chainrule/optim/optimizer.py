@@ -205,7 +205,7 @@ def _check(name: str, value: Any, high: float | None = None, high_included: bool
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"invalid {name}: expected a number, got {type(value).__name__} {value!r}")
     below_high = high is None or (value <= high if high_included else value < high)
-    if not (value >= 0 and below_high):
+    if not (value >= 0 and below_high):  # type: ignore[operator]  # numbers.Real declares no <=; real numbers have it
         where = ">= 0" if high is None else f"in [0, {high}{']' if high_included else ')'}"
         raise ValueError(f"invalid {name}: {value} (must be {where})")
 
@@ -419,8 +419,8 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     bias_correction1 = 1 - beta1 ** step
     bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
     if amsgrad:
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        denominator = np.sqrt(max_exp_avg_sq) / bias_correction2_sqrt + eps
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)  # type: ignore[arg-type]  # held with amsgrad
+        denominator = np.sqrt(max_exp_avg_sq) / bias_correction2_sqrt + eps  # type: ignore[arg-type]  # as above
     else:
         denominator = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
     param -= (lr / bias_correction1) * (exp_avg / denominator)

@@ -19,5 +19,5 @@ def kernel_module() -> ModuleType:
     if backend_name() == "numba":
         from . import numba_backend as module  # numba loaded on first use
     else:
-        from . import numpy_backend as module
+        from . import numpy_backend as module  # type: ignore[no-redef]  # the other backend, same contract
     return module

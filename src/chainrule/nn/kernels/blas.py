@@ -44,7 +44,7 @@ def _find_gemm() -> tuple[int, int, int] | None:
                 pointers = getattr(library, single), getattr(library, double)
             except AttributeError:
                 continue
-            return (*(ctypes.cast(pointer, ctypes.c_void_p).value for pointer in pointers), width)
+            return (*(ctypes.cast(pointer, ctypes.c_void_p).value for pointer in pointers), width)  # type: ignore[return-value]  # symbols found are non-NULL
     return None
 
 

@@ -156,7 +156,7 @@ def lstm_backward(cache: LSTMCache, weight_hh: np.ndarray, d_output: np.ndarray,
         delta[:, :3] *= d_c[:, None]  # i, f, g take dc; o takes dh
         delta[:, 3] *= d_total
         carried = np.where(mask[t], zero, d_h) if mask is not None else None
-        d_h = back_product(delta.reshape(batch, gate_width), weight_hh_t)
+        d_h = back_product(delta.reshape(batch, gate_width), weight_hh_t)  # type: ignore[arg-type]  # this forward always keeps W_hhᵀ
         if carried is not None:
             d_h += carried
         d_c *= f[t]
@@ -238,7 +238,7 @@ def gru_backward(cache: GRUCache, weight_hh: np.ndarray, d_output: np.ndarray,
             d_total = np.where(mask[t], d_total, d_h)   # output at padding is 0: its gradient is dropped
         np.multiply(local_input[t], d_total[:, None, :], out=d_input[t])
         np.multiply(local_hidden[t], d_total[:, None, :], out=d_hidden[t])
-        d_h = back_product(d_hidden[t].reshape(batch, gate_width), weight_hh_t)
+        d_h = back_product(d_hidden[t].reshape(batch, gate_width), weight_hh_t)  # type: ignore[arg-type]  # as above
         d_h += d_total * direct[t]
     d_hidden = d_hidden.reshape(steps, batch, gate_width)
     return (d_input.reshape(steps, batch, gate_width), d_h, matmul_sum(d_hidden, previous),
