@@ -1,7 +1,8 @@
 """The application: a character-level language model and the `chainrule` command.
 
 - `config`: the table of cells (the one place that lists lstm, gru, rnn); `text`: reading a corpus, the
-  vocabulary, the batch streams; `model`: `CharModel`, sampling, evaluation;
+  vocabulary, the batch streams; `model`: `CharModel`, sampling, beam search, evaluation;
+  `sampling`: the temperature, top-k and top-p filters, the draw, prime files;
 - `checkpoint`: a run's arrays and metadata on disk (`pack_run`/`unpack_run` name the arrays), checked
   against `checkpoint_schema` (pydantic) before anything is built; `training`: the training loop;
 - `cli`: the command line (`chainrule train/sample/eval/info/diagnose/demo`), `diagnose`, `demo`, and
@@ -15,3 +16,7 @@ from .model import (CELLS, CharModel, Evaluation, ModelConfig, detach_state, eva
 
 __all__ = ["CELLS", "CharModel", "Evaluation", "ModelConfig", "detach_state", "evaluate", "generate",
            "load_model", "state_arrays", "state_from_arrays"]
+from .model import beam_search, generate_batch  # noqa: E402
+from .sampling import filter_logits, read_prime, top_p_mask  # noqa: E402
+
+__all__ += ["beam_search", "generate_batch", "filter_logits", "read_prime", "top_p_mask"]
