@@ -300,6 +300,18 @@ def test_beam_and_prime_file_on_the_command_line(run, capsys, tmp_path):
     assert from_option == prime.read_text() + from_file
 
 
+def test_a_prime_file_from_standard_input(run, capsys, monkeypatch):
+    import io
+    import sys
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("ROMEO: But\nJULIET".encode())))
+    from_stdin = sample(capsys, run, "--prime-file", "-", "--length", 20, "--seed", 1)
+    from_option = sample(capsys, run, "--prime", "ROMEO: But\nJULIET", "--length", 20, "--seed", 1)
+    assert from_stdin[0] == 0 and "ROMEO: But\nJULIET" + from_stdin[1] == from_option[1]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    status, _, err = sample(capsys, run, "--prime-file", "-", "--length", 20)
+    assert status == 2 and "the prime file standard input is empty" in err
+
+
 def test_the_prime_size_limit_is_a_prime_limit(tmp_path):
     assert sampling.MAX_PRIME_BYTES == 1 << 20
     path = tmp_path / "long.txt"

@@ -130,10 +130,9 @@ def draw(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     probabilities = _unnormalised_probabilities(np.asarray(logits, dtype=np.float64))
     cumulative = np.cumsum(probabilities, axis=-1)
     targets = rng.random(len(probabilities)) * cumulative[:, -1]
-    chosen = (cumulative <= targets[:, None]).sum(axis=-1)
-    # u * total can round up to the total: take the last entry that has any probability, never one at -inf
-    last_possible = probabilities.shape[-1] - 1 - np.argmax(probabilities[:, ::-1] > 0, axis=-1)
-    return np.minimum(chosen, last_possible).astype(np.int64)
+    # the first entry whose cumulative sum exceeds the target: it raised the sum, so its probability is > 0
+    # (u < 1 keeps u * total below the total under round-to-nearest, so such an entry exists)
+    return (cumulative <= targets[:, None]).sum(axis=-1).astype(np.int64)
 
 
 def read_prime(path: str | Path, vocabulary: Vocabulary, limit: int = MAX_PRIME_BYTES) -> str:
