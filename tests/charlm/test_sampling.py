@@ -75,6 +75,27 @@ def test_the_filters_apply_temperature_then_top_k_then_top_p():
     assert np.isfinite(filter_logits(np.array([1.0, 2.0, 2.0, 0.0]), top_k=1)).tolist() == [False, True, True, False]
 
 
+def hugging_face_filters(logits, temperature, top_k, top_p):
+    """Hugging Face's TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, in that order, in torch
+    (transformers' generation/logits_process.py, min_tokens_to_keep=1)."""
+    import torch
+    scores = torch.tensor(logits) / temperature
+    top_k = min(top_k, scores.size(-1))
+    scores = scores.masked_fill(scores < torch.topk(scores, top_k)[0][..., -1, None], -float("inf"))
+    sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove = cumulative <= (1 - top_p)
+    remove[..., -1:] = 0
+    return scores.masked_fill(remove.scatter(-1, sorted_indices, remove), -float("inf")).numpy()
+
+
+@given(st.integers(0, 2**32 - 1), st.floats(0.3, 3.0), st.integers(1, 12), st.floats(0.05, 0.95))
+def test_the_filters_match_hugging_faces_in_torch(seed, temperature, top_k, top_p):
+    logits = np.random.default_rng(seed).normal(0, 2, size=(4, 10))   # continuous: no ties, no mass exactly p
+    np.testing.assert_array_equal(filter_logits(logits, temperature, top_k, top_p),
+                                  hugging_face_filters(logits, temperature, top_k, top_p))
+
+
 @pytest.mark.parametrize("options, words", [
     (dict(top_p=0.0), "top-p must be in (0, 1], got 0.0"), (dict(top_p=1.5), "top-p must be in (0, 1]"),
     (dict(top_p=float("nan")), "top-p must be in (0, 1]"), (dict(top_k=0), "top-k must be an integer"),
