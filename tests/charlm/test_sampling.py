@@ -122,6 +122,17 @@ def test_non_finite_logits_are_refused_as_pytorch_multinomial_refuses():
             log_probabilities(bad)
 
 
+def test_a_model_with_huge_weights_is_refused_by_sampling_and_beam_search():
+    model, vocabulary = peaked_model(), Vocabulary("abc")
+    model.head.weight.data[...] = 3e38   # finite, but the logits overflow to +-inf
+    with np.errstate(all="ignore"):
+        with pytest.raises(ValueError, match="not finite"):
+            generate_batch(model, vocabulary, "ab", 5, count=2, seed=0)
+        with pytest.raises(ValueError, match="not finite"):
+            beam_search(model, vocabulary, "ab", 5, width=2)
+        assert len(generate_batch(model, vocabulary, "ab", 5, argmax=True)[0]) == 5   # argmax needs no softmax
+
+
 # -- generation: top-p = 1, --count ----------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_top_p_one_is_plain_sampling_and_a_small_top_p_changes_the_text(cell):
