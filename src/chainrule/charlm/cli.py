@@ -143,6 +143,41 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
 
 
+def _temperature(text: str) -> float:
+    """--temperature's type: a finite number > 0; the error names --argmax, what a temperature of 0 would mean."""
+    try:
+        return _number(float, 0, low_open=True)(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error}; for the most likely character at every step (temperature 0) "
+                                         "use --argmax") from None
+
+
+_temperature.__name__ = "float"
+MAX_BEAM = 1024      # beams run as one batch; each step scores width x vocabulary continuations
+MAX_COUNT = 1 << 16  # samples run as one batch
+
+
+def _add_sampling_options(sample: argparse.ArgumentParser) -> None:
+    """The options of `chainrule sample` that choose the characters (their combinations: `_sample`)."""
+    sample.add_argument("--prime-file", metavar="FILE", help="start from the text of FILE (UTF-8, at most "
+                        "1 MiB, multi-line; - reads standard input); not repeated in the output. Not with --prime")
+    sample.add_argument("--temperature", type=_temperature,
+                        help="divide the logits by this before sampling (default 0.8; lower: safer, higher: wilder)")
+    sample.add_argument("--top-k", type=_POSITIVE, help="sample among the K most likely characters only")
+    sample.add_argument("--top-p", type=_number(float, 0, 1, low_open=True), metavar="P",
+                        help="nucleus sampling: among the fewest most likely characters whose probability sums to "
+                        ">= P. Filters apply in the order temperature, top-k, top-p (as Hugging Face, nanoGPT)")
+    sample.add_argument("--seed", type=_SEED)
+    sample.add_argument("--argmax", action="store_true", help="always take the most likely character")
+    sample.add_argument("--beam", type=_number(int, 1, MAX_BEAM), metavar="N",
+                        help="beam search of width N: the most likely continuation of --length characters (exact "
+                        "log-probability, not length-normalised, on stderr); deterministic, so no --temperature, "
+                        "--top-k, --top-p, --seed or --argmax")
+    sample.add_argument("--count", type=_number(int, 1, MAX_COUNT), default=1, metavar="K",
+                        help="K samples, run as one batch and printed one after another under a '=== sample i of "
+                        "K ===' line; with --beam, the K best beams (K <= N)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -157,10 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
     sample.add_argument("--prime", default="", help="text to start from (default: a random character)")
     sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
-    sample.add_argument("--temperature", type=_number(float, 0, low_open=True), default=0.8)
-    sample.add_argument("--top-k", type=_POSITIVE)
-    sample.add_argument("--seed", type=_SEED)
-    sample.add_argument("--argmax", action="store_true", help="always take the most likely character")
+    _add_sampling_options(sample)
     evaluation = commands.add_parser("eval", help="loss, bits per character and perplexity on a text",
                                      parents=[common])
     evaluation.add_argument("checkpoint", metavar="CHECKPOINT")
@@ -344,20 +376,67 @@ def _run(trainer) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .model import generate, load_model
+    from .model import beam_search, generate, generate_batch, load_model
+    from .sampling import read_prime
 
+    _check_sampling_combination(args)
     model, vocabulary, _ = load_model(args.checkpoint)
-    vocabulary.encode(args.prime, "prime text")  # unknown characters: a clear error before any output
+    if args.prime_file is not None:
+        prime, shown_prime = read_prime(args.prime_file, vocabulary), ""   # a long prime is not repeated
+    else:
+        prime = shown_prime = args.prime
+        vocabulary.encode(prime, "prime text")  # unknown characters: a clear error before any output
     # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
     show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str
-    _write(show(args.prime))
+    temperature = 0.8 if args.temperature is None else args.temperature
     with np.errstate(all="ignore"):   # huge weights: the sampler's own checks report what matters
-        for character in generate(model, vocabulary, args.prime, args.length, args.temperature, args.top_k,
-                                  args.argmax, args.seed):
-            _write(show(character))
-            _flush()
-    _write("\n")
+        if args.beam is not None:
+            if not prime:
+                raise ValueError("--beam continues a prime: give --prime TEXT or --prime-file FILE")
+            beams = beam_search(model, vocabulary, prime, args.length, args.beam, args.count)
+            for number, (text, score) in enumerate(beams, 1):
+                if args.count > 1:
+                    _write(f"=== beam {number} of {len(beams)}: log-probability {score:.6f} nats ===\n")
+                else:
+                    _say(f"log-probability of the continuation: {score:.6f} nats (beam width {args.beam})")
+                _write(show(shown_prime + text) + "\n")
+        elif args.count > 1:
+            texts = generate_batch(model, vocabulary, prime, args.length, args.count, temperature, args.top_k,
+                                   args.top_p, args.argmax, args.seed)
+            for number, text in enumerate(texts, 1):
+                _write(f"=== sample {number} of {args.count} ===\n{show(shown_prime + text)}\n")
+        else:
+            _write(show(shown_prime))
+            for character in generate(model, vocabulary, prime, args.length, temperature, args.top_k,
+                                      args.argmax, args.seed, top_p=args.top_p):
+                _write(show(character))
+                _flush()
+            _write("\n")
     return 0
+
+
+def _check_sampling_combination(args: argparse.Namespace) -> None:
+    """Refuse, in one line, options of `sample` that contradict each other or would change nothing."""
+    if args.prime_file is not None and args.prime:
+        raise ValueError("--prime and --prime-file both give the text to start from; give one of them")
+    shaping = [name for name, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                                        ("--top-p", args.top_p)) if value is not None]
+    if args.beam is not None:
+        given = shaping + (["--seed"] if args.seed is not None else []) + (["--argmax"] if args.argmax else [])
+        if given:
+            raise ValueError(f"--beam finds the most likely continuation under the model's own probabilities, "
+                             f"deterministically; it takes no {', '.join(given)} (those shape random sampling; "
+                             "--argmax is --beam 1)")
+        if args.count > args.beam:
+            raise ValueError(f"--count {args.count} asks for more continuations than a beam of width {args.beam} "
+                             f"keeps; give --beam {args.count} or more")
+    elif args.argmax:
+        if shaping:
+            raise ValueError(f"--argmax always takes the most likely character; {', '.join(shaping)} would change "
+                             "nothing (they shape random sampling): give one or the other")
+        if args.count > 1:
+            raise ValueError(f"--argmax is deterministic, so --count {args.count} would repeat one text; for the "
+                             f"{args.count} most likely continuations use --beam {args.count} --count {args.count}")
 
 
 def _eval(args: argparse.Namespace) -> int:

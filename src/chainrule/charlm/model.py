@@ -14,6 +14,7 @@ from ..nn import functional as F
 from .config import CELLS
 from .checkpoint import CheckpointError, load_checkpoint
 from .checkpoint_schema import limit_problem
+from .sampling import PRIME_CHUNK, check_sampling_options, draw, filter_logits, log_probabilities
 from .text import Vocabulary
 
 
@@ -163,51 +164,140 @@ def load_model(path: Any) -> tuple[CharModel, Vocabulary, dict[str, Any]]:
     return model, Vocabulary(config.vocabulary), meta
 
 
-def _choose(logits: np.ndarray, temperature: float, top_k: int | None, argmax: bool,
-            rng: np.random.Generator) -> int:
-    if argmax:
-        return int(np.argmax(logits))
-    scaled = logits.astype(np.float64) / temperature
-    if top_k is not None and top_k < scaled.size:
-        threshold = np.partition(scaled, -top_k)[-top_k]
-        scaled = np.where(scaled >= threshold, scaled, -np.inf)
-    probabilities = np.exp(scaled - scaled.max())
-    cumulative = np.cumsum(probabilities)
-    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), scaled.size - 1))
+def _select_state(state: Any, rows: np.ndarray, model: str) -> Any:
+    """The state of the batch rows `rows` (repeats allowed): every state array is [layers, batch, hidden]."""
+    return state_from_arrays([array[:, rows] for array in state_arrays(state)], model)
+
+
+def _run_prime(model: CharModel, ids: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Feed the 1-D `ids` in chunks of PRIME_CHUNK (the state carried): the logits after the last one,
+    [1, vocabulary], and the state. A chunk bounds the memory a long prime's forward takes."""
+    state = None
+    for start in range(0, len(ids), PRIME_CHUNK):
+        logits, state = model(ids[None, start:start + PRIME_CHUNK], state)
+    return logits.data[:, -1], state
+
+
+def _generate_ids(model: CharModel, vocabulary: Vocabulary, prime: str, length: int, count: int,
+                  temperature: float, top_k: int | None, top_p: float | None, argmax: bool,
+                  seed: int | None) -> Iterator[np.ndarray]:
+    """Yield, `length` times, the next id of each of `count` samples run as one batch: int64 [count]."""
+    check_sampling_options(temperature, top_k, top_p)
+    if length < 0:
+        raise ValueError(f"length must be non-negative, got {length}")
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"count must be an integer of at least 1, got {count!r}")
+    rng = np.random.default_rng(seed)
+    ids = vocabulary.encode(prime, "prime text") if prime else None
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            if ids is None:   # no prime: each sample continues a random character of its own
+                logits, state = model(rng.integers(len(vocabulary), size=count)[:, None])
+                last = logits.data[:, -1]
+            else:             # one prime: run it once, then give every sample its state
+                last, state = _run_prime(model, ids)
+                last, state = np.repeat(last, count, axis=0), _select_state(state, np.zeros(count, np.int64),
+                                                                               model.config.model)
+            for _ in range(length):
+                choice = (np.argmax(last, axis=-1) if argmax
+                          else draw(filter_logits(last, temperature, top_k, top_p), rng))
+                yield choice
+                logits, state = model(choice[:, None], state)
+                last = logits.data[:, -1]
+    finally:
+        model.train(was_training)
 
 
 def generate(model: CharModel, vocabulary: Vocabulary, prime: str = "", length: int = 500,
              temperature: float = 1.0, top_k: int | None = None, argmax: bool = False,
-             seed: int | None = None) -> Iterator[str]:
-    """Yield `length` characters, one at a time, continuing `prime` (which is not repeated).
+             seed: int | None = None, top_p: float | None = None) -> Iterator[str]:
+    """Yield `length` characters, one at a time, continuing `prime` (which is not repeated; none: a random
+    character, not shown, is continued).
 
-    Raises ValueError for a temperature that is not positive and finite, top_k < 1 or length < 0.
+    Each character is drawn from the model's distribution after the filters of `sampling.filter_logits`, in
+    the order temperature, top-k, top-p (as Hugging Face's generate and nanoGPT); `argmax` takes the most
+    likely character instead (the filters then change nothing). The same seed gives the same text.
+    Raises ValueError for a temperature that is not positive and finite, top_k < 1, top_p outside (0, 1],
+    length < 0, a prime with characters outside the vocabulary, or logits that are not finite.
 
     >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
     >>> len("".join(generate(model, Vocabulary("ab"), "a", 10, seed=0)))
     10
     """
-    if not (temperature > 0 and math.isfinite(temperature)):  # NaN fails every comparison
-        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top-k must be at least 1, got {top_k}")
+    for choice in _generate_ids(model, vocabulary, prime, length, 1, temperature, top_k, top_p, argmax, seed):
+        yield vocabulary.characters[choice[0]]
+
+
+def generate_batch(model: CharModel, vocabulary: Vocabulary, prime: str = "", length: int = 500, count: int = 1,
+                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   argmax: bool = False, seed: int | None = None) -> list[str]:
+    """`count` samples of `length` characters continuing `prime`, run through the model as one batch of
+    `count` rows: a list of `count` strings. The prime runs once; with a seed the list is reproducible, and
+    count=1 gives what `generate` gives for the same seed (a sample of a larger batch draws other random numbers,
+    one per row and step). Options and errors as `generate`'s, and ValueError for count < 1.
+
+    >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
+    >>> [len(text) for text in generate_batch(model, Vocabulary("ab"), "a", 5, count=3, seed=0)]
+    [5, 5, 5]
+    """
+    steps = list(_generate_ids(model, vocabulary, prime, length, count, temperature, top_k, top_p, argmax, seed))
+    ids = np.stack(steps, axis=1) if steps else np.zeros((count, 0), np.int64)
+    return [vocabulary.decode(row) for row in ids]
+
+
+def beam_search(model: CharModel, vocabulary: Vocabulary, prime: str, length: int, width: int,
+                count: int = 1) -> list[tuple[str, float]]:
+    """The `count` most likely continuations of `length` characters after `prime` that a beam of `width`
+    finds: a list of (text, log-probability in nats), best first.
+
+    A beam is a candidate continuation; its score is the exact sum of log p(next character | everything
+    before) under the model (log softmax in float64 of the model's logits), with no length normalisation:
+    every candidate has the same length, so normalising would not change their order. At each step every beam
+    is extended by every character and the `width` best extensions are kept (ties: the extension of the better
+    beam, then the lower character id, first), so the search is deterministic. Width 1 is greedy decoding
+    (`generate(..., argmax=True)`); a width of at least vocabulary**length tries every continuation and
+    returns the most likely one. There is no temperature, top-k or top-p: beam search maximises the model's
+    own probability. Raises ValueError for an empty prime or one with characters outside the vocabulary,
+    length < 0, width < 1, count < 1 or count > width, and for logits that are not finite.
+
+    >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
+    >>> model = CharModel(ModelConfig("ab", hidden=4, layers=1))
+    >>> best = beam_search(model, Vocabulary("ab"), "a", 6, width=1)[0][0]
+    >>> best == "".join(generate(model, Vocabulary("ab"), "a", 6, argmax=True))
+    True
+    """
+    for name, value in (("width", width), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"beam {name} must be an integer of at least 1, got {value!r}")
+    if count > width:
+        raise ValueError(f"a beam of width {width} ends with {width} candidates; {count} were asked for")
     if length < 0:
         raise ValueError(f"length must be non-negative, got {length}")
-    rng = np.random.default_rng(seed)
-    ids = vocabulary.encode(prime, "prime text") if prime else np.array([rng.integers(len(vocabulary))])
+    if not prime:
+        raise ValueError("beam search continues a prime; give one")
+    ids = vocabulary.encode(prime, "prime text")
+    size = len(vocabulary)
+    scores, sequences = np.zeros(1), np.zeros((1, 0), np.int64)
     was_training = model.training
     model.eval()
     try:
         with no_grad():
-            logits, state = model(ids[None, :])
-            last = logits.data[0, -1]
-            for _ in range(length):
-                choice = _choose(last, temperature, top_k, argmax, rng)
-                yield vocabulary.characters[choice]
-                logits, state = model(np.array([[choice]]), state)
-                last = logits.data[0, -1]
+            last, state = _run_prime(model, ids)
+            for step in range(length):
+                candidates = (scores[:, None] + log_probabilities(last)).ravel()   # [beams * vocabulary]
+                best = np.argsort(-candidates, kind="stable")[:width]
+                parents, characters = np.divmod(best, size)
+                scores = candidates[best]
+                sequences = np.concatenate([sequences[parents], characters[:, None]], axis=1)
+                if step + 1 < length:
+                    logits, state = model(characters[:, None], _select_state(state, parents, model.config.model))
+                    last = logits.data[:, -1]
     finally:
         model.train(was_training)
+    count = min(count, len(scores))   # fewer candidates than asked exist only for length 0 or a tiny vocabulary
+    return [(vocabulary.decode(sequences[i]), float(scores[i])) for i in range(count)]
 
 
 @dataclass

@@ -235,7 +235,8 @@ def find_checkpoint(target: str | Path, out: str | Path | None = None) -> tuple[
 
 
 def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: dict[str, Any], lock: RunLock,
-                   read_corpus: Callable[[str | None], tuple[str, str] | None], quiet: bool = False) -> tuple[Trainer, list[str]]:
+                   read_corpus: Callable[[str | None], tuple[str, str] | None],
+                   quiet: bool = False) -> tuple[Trainer, list[str]]:
     """A trainer that continues the run in `folder` from `checkpoint`, with the options `given` (only those
     the user gave, by TrainConfig's field names), and the notices that say what the resume changes.
 
