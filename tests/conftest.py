@@ -6,6 +6,20 @@ settings.register_profile("default", max_examples=25, deadline=None, derandomize
 settings.load_profile("default")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def corpus_cache(tmp_path_factory):
+    """Encoded corpora go to a temporary folder, never the user's ~/.cache/chainrule (subprocesses inherit it)."""
+    import os
+    folder = tmp_path_factory.mktemp("chainrule-cache")
+    previous = os.environ.get("CHAINRULE_CACHE")
+    os.environ["CHAINRULE_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["CHAINRULE_CACHE"]
+    else:
+        os.environ["CHAINRULE_CACHE"] = previous
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -262,7 +262,7 @@ def _train(args: argparse.Namespace) -> int:
         return _resume(args, given, quiet)
     config = TrainConfig(**given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
-    corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
+    corpus = _corpus(config.text, quiet)   # a wrong text path is reported before any folder is made
     lock, removed = claim_run_folder(out, fresh=True)
     with lock:
         if removed:
@@ -274,19 +274,18 @@ def _train(args: argparse.Namespace) -> int:
         return _run(trainer)
 
 
-def _corpus(text: str | None) -> tuple[str, str] | None:
-    from .text import read_text
+def _corpus(text: str | None, quiet: bool = False):
+    from .corpus import load_corpus
 
     if text is None:
         return None
-    return read_text(text), ("standard input" if text == "-" else text)
+    return load_corpus(text, progress=not quiet)   # a regular file: encoded once to the cache, memory-mapped
 
 
 def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
     from dataclasses import replace
 
     from .checkpoint import CheckpointError, load_checkpoint
-    from .text import text_digest
     from .training import TrainConfig, Trainer, claim_run_folder, resume_config, shell_word
 
     target = Path(args.resume)
@@ -319,8 +318,8 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
             raise CheckpointError(f"{checkpoint}: its training configuration is unusable ({error})") from None
         differences, corpus = [], None
         if "text" in given:
-            corpus = _corpus(given["text"])
-            if text_digest(corpus[0]) != recorded_sha:
+            corpus = _corpus(given["text"], quiet)
+            if corpus.sha256 != recorded_sha:
                 differences.append(f"TEXT_FILE {given['text']} (its content differs from the text the run was "
                                    f"trained on, {recorded_text.get('name')!r}: resume with the same text)")
         elif stored.text is not None:
@@ -330,7 +329,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
                              f"give the same text again: chainrule train TEXT_FILE --resume {shell_word(target)}")
         config, changes = resume_config(stored, given, differences)
         if corpus is None and config.text is not None:
-            corpus = _corpus(config.text)
+            corpus = _corpus(config.text, quiet)
         # the model is built with the run's dropout, which restore checks; continue_run then applies the new one
         trainer = Trainer(replace(config, dropout=stored.dropout), folder, quiet=quiet, corpus=corpus, lock=lock)
         trainer.config = config
@@ -380,11 +379,11 @@ def _sample(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .corpus import ids_in, load_corpus
     from .model import evaluate, load_model
-    from .text import read_text
 
     model, vocabulary, meta = load_model(args.checkpoint)
-    ids = vocabulary.encode(read_text(args.text), f"text file {args.text}")
+    ids = ids_in(load_corpus(args.text), vocabulary, f"text file {args.text}")
     with np.errstate(all="ignore"):   # finite but huge weights overflow: the result says inf or nan plainly
         result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))
     _write(f"characters scored: {result.characters}\n")
