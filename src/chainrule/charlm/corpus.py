@@ -198,8 +198,7 @@ def encode_file(path: str | Path, cache: str | Path | None = None, progress: boo
         corpus = _open_entry(cache / digest, name)
         if corpus is None:
             vocabulary = Vocabulary(map(chr, np.flatnonzero(seen)))
-            check = _write_entry(path, name, cache, digest, characters, vocabulary, bar)
-            if check != digest:
+            if not _write_entry(path, name, cache, digest, characters, vocabulary, bar):
                 raise ValueError(f"{name} changed while it was being encoded; encode it again once nothing "
                                  "writes to it")
             _check_unchanged(path, name, before)
@@ -232,32 +231,27 @@ def _scan(path: Path, name: str, consume, bar) -> tuple[str, int]:
     return the SHA-256 of the bytes without a leading byte-order mark, and the number of characters."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     digest = hashlib.sha256()
-    offset, characters, first = 0, 0, True
+    offset, characters = 0, 0
     with open(path, "rb") as stream:
+        # a byte-order mark marks the encoding; it is not a character of the text (as read_text drops it)
+        chunk = stream.read(len(_BOM))
+        if chunk == _BOM:
+            offset, chunk = len(_BOM), b""
+            bar.update(len(_BOM))
+        chunk += stream.read(CHUNK_BYTES)
         while True:
-            chunk = stream.read(CHUNK_BYTES)
             final = not chunk
             pending = len(decoder.getstate()[0])
-            if first and chunk:
-                # the byte-order mark marks the encoding; it is not a character of the text (as read_text)
-                skip = len(_BOM) if chunk.startswith(_BOM) else 0
-                digest.update(memoryview(chunk)[skip:])
-            else:
-                digest.update(chunk)
+            digest.update(chunk)
             if not pending and chunk.isascii():
-                # ASCII: each byte is its code point
-                code_points = np.frombuffer(chunk, dtype=np.uint8)
+                code_points = np.frombuffer(chunk, dtype=np.uint8)   # ASCII: each byte is its code point
             else:
                 try:
                     text = decoder.decode(chunk, final)
                 except UnicodeDecodeError as error:
                     raise ValueError(f"{name} is not UTF-8 text ({error.reason} at byte "
                                      f"{offset - pending + error.start})") from None
-                if first:
-                    text = text.removeprefix("\ufeff")
                 code_points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-            if first and chunk:
-                first = False
             if len(code_points):
                 consume(code_points)
             characters += len(code_points)
@@ -265,12 +259,13 @@ def _scan(path: Path, name: str, consume, bar) -> tuple[str, int]:
             bar.update(len(chunk))
             if final:
                 return digest.hexdigest(), characters
+            chunk = stream.read(CHUNK_BYTES)
 
 
 def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: int, vocabulary: Vocabulary,
-                 bar) -> str:
-    """Second pass: the ids into a temporary folder in `cache`, fsynced, renamed to `digest`. Returns the
-    second pass's SHA-256 (a file edited between the passes gives another)."""
+                 bar) -> bool:
+    """Second pass: the ids into a temporary folder in `cache`, fsynced, renamed to `digest` when this pass
+    read the same bytes as the first (its SHA-256 and length); False when it did not (the file was edited)."""
     dtype = token_dtype(len(vocabulary))
     table = np.zeros(_UNICODE_SIZE, dtype=dtype)
     table[[ord(ch) for ch in vocabulary.characters]] = np.arange(len(vocabulary), dtype=dtype)
@@ -292,8 +287,8 @@ def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: in
             check, count = _scan(path, name, append, bar)
             out.flush()
             os.fsync(out.fileno())
-        if count != characters:
-            return ""   # the caller reports the change
+        if (check, count) != (digest, characters):
+            return False   # edited between the passes: nothing is renamed; the caller reports the change
         _write_json(temporary / "vocabulary.json",
                     {"format": _FORMAT, "sha256": digest, "characters": characters, "dtype": dtype.name,
                      "vocabulary": vocabulary.characters}, atomic=False)
@@ -306,7 +301,7 @@ def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: in
             # another encoder of the same text renamed its folder first: use that one
         else:
             _fsync_folder(cache)
-        return check
+        return True
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
 
