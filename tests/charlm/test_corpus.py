@@ -42,6 +42,9 @@ def test_ids_equal_the_in_memory_encoding_for_every_chunk_size(tmp_path, monkeyp
     assert_same_as_in_memory(write(tmp_path / "a.txt", TEXT), tmp_path / "cache")
     assert_same_as_in_memory(write(tmp_path / "bom.txt", "\ufeff" + TEXT), tmp_path / "cache")
     assert_same_as_in_memory(write(tmp_path / "ascii.txt", "abc\ufeff" * 5), tmp_path / "cache")
+    # uint16 ids with ASCII-only chunks among the others
+    wide = "plain words " * 3 + "".join(chr(0x4E00 + i) for i in range(300)) + " and more ASCII at the end"
+    assert assert_same_as_in_memory(write(tmp_path / "wide.txt", wide), tmp_path / "cache").ids.dtype == np.uint16
 
 
 @given(st.text(min_size=1, max_size=200).filter(lambda t: t != "\ufeff"), st.integers(1, 9))

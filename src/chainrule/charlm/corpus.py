@@ -187,9 +187,18 @@ def encode_file(path: str | Path, cache: str | Path | None = None, progress: boo
     bar = _bar(2 * before.st_size, name, progress)
     try:
         seen = np.zeros(_UNICODE_SIZE, dtype=bool)
+        unseen = bytearray(b"\1" * 256)   # ASCII byte -> 1 until that character is seen
 
-        def collect(code_points: np.ndarray) -> None:
-            seen[code_points] = True
+        def collect(code_points: bytes | np.ndarray) -> None:
+            if isinstance(code_points, bytes):
+                # bytes.translate and `in` run at memory speed; a chunk with a new character is counted
+                if b"\1" in code_points.translate(unseen):
+                    present = np.flatnonzero(np.bincount(np.frombuffer(code_points, dtype=np.uint8), minlength=128))
+                    seen[present] = True
+                    for byte in present:
+                        unseen[byte] = 0
+            else:
+                seen[code_points] = True
 
         digest, characters = _scan(path, name, collect, bar)
         _check_unchanged(path, name, before)
@@ -227,8 +236,9 @@ def _check_unchanged(path: Path, name: str, before: os.stat_result) -> None:
 
 
 def _scan(path: Path, name: str, consume, bar) -> tuple[str, int]:
-    """Decode `path` chunk by chunk, giving each chunk's code points (a uint8 or uint32 array) to `consume`;
-    return the SHA-256 of the bytes without a leading byte-order mark, and the number of characters."""
+    """Decode `path` chunk by chunk, giving each chunk's code points to `consume` (an ASCII chunk as its bytes,
+    any other as a uint32 array); return the SHA-256 of the bytes without a leading byte-order mark, and the
+    number of characters."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     digest = hashlib.sha256()
     offset, characters = 0, 0
@@ -244,7 +254,7 @@ def _scan(path: Path, name: str, consume, bar) -> tuple[str, int]:
             pending = len(decoder.getstate()[0])
             digest.update(chunk)
             if not pending and chunk.isascii():
-                code_points = np.frombuffer(chunk, dtype=np.uint8)   # ASCII: each byte is its code point
+                code_points = chunk   # ASCII: each byte is its code point
             else:
                 try:
                     text = decoder.decode(chunk, final)
@@ -277,12 +287,19 @@ def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: in
             np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
                                                        "fortran_order": False, "shape": (characters,)})
 
-            def append(code_points: np.ndarray) -> None:
+            ascii_table = bytes(table[:128].astype(np.uint8)) + bytes(128) if dtype == np.uint8 else None
+
+            def append(code_points: bytes | np.ndarray) -> None:
                 nonlocal written
-                ids = table[code_points]
-                written += len(ids)
+                if isinstance(code_points, bytes):
+                    # an ASCII chunk: uint8 ids by bytes.translate (a 256-entry table) at memory speed
+                    ids = (code_points.translate(ascii_table) if ascii_table is not None
+                           else table[np.frombuffer(code_points, dtype=np.uint8)].tobytes())
+                else:
+                    ids = table[code_points].tobytes()
+                written += len(ids) // dtype.itemsize
                 if written <= characters:
-                    out.write(ids.tobytes())
+                    out.write(ids)
 
             check, count = _scan(path, name, append, bar)
             out.flush()
