@@ -176,7 +176,8 @@ def encode_file(path: str | Path, cache: str | Path | None = None, progress: boo
     """
     path, name = Path(path), str(path)
     cache = Path(cache) if cache is not None else cache_folder()
-    before = os.stat(path)
+    with open(path, "rb"):   # a file this user may no longer read is refused, cached or not
+        before = os.stat(path)
     index = cache / "index" / (hashlib.sha256("\0".join(
         map(str, (before.st_dev, before.st_ino, os.path.realpath(path), before.st_size, before.st_mtime_ns))
     ).encode("utf-8", "surrogatepass")).hexdigest() + ".json")
