@@ -9,7 +9,8 @@ into a fresh cache there, in a process of its own: the table gives the encoder's
 memory (ru_maxrss, the Python interpreter and NumPy included). Then a short training run on the cached corpus
 (another process) samples /proc/self/status every 20 ms and at each step: its peak RssAnon (the pages the
 kernel cannot drop, unlike the map's file-backed ones) and VmRSS. Targets (issue 19): encoding >= 50 MB/s,
-peak RSS < 300 MB at any size; RssAnon within 100 MB of the 1 MB run's.
+peak RSS < 300 MB at any size; RssAnon within 100 MB of the 1 MB run's. The rows also go to
+bench-results/corpus-KIND.json.
 """
 from __future__ import annotations
 
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated texts and caches")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
+    rows = []
     print(f"{'size':>8} {'chars':>13} {'vocab':>5} {'dtype':>6} {'encode s':>9} {'MB/s':>7} {'peak RSS':>9} "
           f"{'train s':>8} {'RssAnon':>9} {'VmRSS':>9}")
     for size_text in args.sizes.split(","):
@@ -138,11 +140,16 @@ def main() -> None:
               f"{encoded['seconds']:>9.2f} {mb / encoded['seconds']:>7.1f} {encoded['peak_rss'] / 1e6:>7.1f}MB "
               f"{trained['seconds']:>8.1f} {trained['RssAnon'] / 1e6:>7.1f}MB {trained['VmRSS'] / 1e6:>7.1f}MB",
               flush=True)
+        rows.append({"size": size, "kind": args.kind, "steps": args.steps, "encode_mb_per_s": mb / encoded["seconds"],
+                     **{f"encode_{k}": v for k, v in encoded.items()}, **{f"train_{k}": v for k, v in trained.items()}})
         if not args.keep:
             text.unlink()
             for folder in (cache, args.dir / f"run-{size}"):
                 shutil.rmtree(folder, ignore_errors=True)
     print(f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; MB = 10^6 bytes; sizes in binary units)")
+    results = Path(__file__).resolve().parent.parent / "bench-results"
+    results.mkdir(exist_ok=True)
+    (results / f"corpus-{args.kind}.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
