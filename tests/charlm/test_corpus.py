@@ -268,3 +268,14 @@ def test_eval_and_resume_use_the_cached_corpus(tmp_path, capsys):
     assert main(["train", str(edited), "--resume", str(out), "--steps", "8", "--quiet"]) != 0
     assert "its content differs from the text the run was trained on" in capsys.readouterr().err
     assert corpus_from_text("ab", "t").ids.dtype == np.int64
+
+
+def test_an_abandoned_temporary_folder_is_removed_after_a_day(tmp_path):
+    cache = tmp_path / "cache"
+    old, recent = cache / ".tmp-old", cache / ".tmp-recent"
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "ids.npy").write_bytes(b"partial")
+    os.utime(old, (1, 1))
+    assert_same_as_in_memory(write(tmp_path / "t.txt", TEXT), cache)
+    assert not old.exists() and recent.exists()   # a recent one may be a running encoder's

@@ -8,11 +8,12 @@ them to a `.npy` file. Memory stays bounded by the chunk size, whatever the file
 
 The cache lives in ``$CHAINRULE_CACHE``, else ``$XDG_CACHE_HOME/chainrule``, else ``~/.cache/chainrule``
 (folder ``corpora``). An entry is a folder named by the SHA-256 of the text (``ids.npy`` and
-``vocabulary.json``), written under a temporary name, fsynced and renamed: an interrupted encode leaves only a
-``.tmp-*`` folder that nothing reads, and of two concurrent encoders of one text the second rename fails and
-that encoder uses the first one's entry. A small index maps a file (device, inode, path, size, mtime) to its
-SHA-256, so a later run on the unchanged file neither hashes nor decodes it; an edited file (another size or
-mtime) is hashed again and, when its bytes differ, encoded again. Deleting the folder clears the cache.
+``vocabulary.json``), written under a temporary name, fsynced and renamed: an interrupted encode leaves only
+a ``.tmp-*`` folder that nothing reads (a later encode removes it after a day), and of two concurrent
+encoders of one text the second rename fails and that encoder uses the first one's entry. A small index
+maps a file (device, inode, path, size, mtime) to its SHA-256, so a later run on the unchanged file neither
+hashes nor decodes it; an edited file (another size or mtime) is hashed again and, when its bytes differ,
+encoded again. Deleting the folder clears the cache.
 
 Pipes, standard input and character devices (/dev/zero) have no size nor mtime to key a cache by: they are
 read into memory as before, up to `MAX_TEXT_BYTES` (2 GiB), and encoded without a cache.
@@ -26,6 +27,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,8 @@ CHUNK_BYTES = 4 << 20
 # One-hot input gives layer 0 a [gates, vocabulary] input matrix and a vocabulary-wide row per token: past
 # this many characters an embedding (--embedding) is the sane input.
 ONE_HOT_MAX_VOCABULARY = 4096
+# A temporary folder untouched for this long is a killed encoder's (its ids.npy is written continuously).
+ABANDONED_AFTER = 24 * 3600
 _FORMAT = 1
 _BOM = b"\xef\xbb\xbf"
 _UNICODE_SIZE = 0x110000
@@ -281,6 +285,7 @@ def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: in
     table = np.zeros(_UNICODE_SIZE, dtype=dtype)
     table[[ord(ch) for ch in vocabulary.characters]] = np.arange(len(vocabulary), dtype=dtype)
     cache.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(cache)
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
     try:
         written = 0
@@ -322,6 +327,17 @@ def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: in
         return True
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _remove_abandoned(cache: Path) -> None:
+    """Remove the temporary folders of encoders killed more than `ABANDONED_AFTER` seconds ago."""
+    now = time.time()
+    for folder in cache.glob(".tmp-*"):
+        try:
+            if now - folder.lstat().st_mtime > ABANDONED_AFTER and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _open_entry(folder: Path, name: str) -> Corpus | None:

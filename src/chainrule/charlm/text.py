@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_CORPUS_NAME = "python-reference-manual"
-# The largest text read, in bytes: far beyond what trains on a CPU, and it stops a pseudo-file (/dev/zero,
-# an endless pipe) before it fills memory. `read_text(path, limit=...)` takes another.
+# The largest text read into memory, in bytes: it stops a pseudo-file (/dev/zero, an endless pipe) before it
+# fills memory. A regular file is not read here but encoded in chunks to a cached memory map (corpus.py).
 MAX_TEXT_BYTES = 2 << 30
 _CHUNK = 16 << 20
 
