@@ -1,23 +1,20 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 from hypothesis import settings
 
+# Encoded corpora go to a temporary folder, never the user's ~/.cache/chainrule; set at import, before test
+# modules copy os.environ for the subprocesses they start.
+_CORPUS_CACHE = tempfile.mkdtemp(prefix="chainrule-test-cache-")
+os.environ["CHAINRULE_CACHE"] = _CORPUS_CACHE
+atexit.register(shutil.rmtree, _CORPUS_CACHE, True)
+
 settings.register_profile("default", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile("default")
-
-
-@pytest.fixture(autouse=True, scope="session")
-def corpus_cache(tmp_path_factory):
-    """Encoded corpora go to a temporary folder, never the user's ~/.cache/chainrule (subprocesses inherit it)."""
-    import os
-    folder = tmp_path_factory.mktemp("chainrule-cache")
-    previous = os.environ.get("CHAINRULE_CACHE")
-    os.environ["CHAINRULE_CACHE"] = str(folder)
-    yield folder
-    if previous is None:
-        del os.environ["CHAINRULE_CACHE"]
-    else:
-        os.environ["CHAINRULE_CACHE"] = previous
 
 
 @pytest.fixture
