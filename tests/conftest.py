@@ -1,6 +1,17 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 from hypothesis import settings
+
+# Encoded corpora go to a temporary folder, never the user's ~/.cache/chainrule; set at import, before test
+# modules copy os.environ for the subprocesses they start.
+_CORPUS_CACHE = tempfile.mkdtemp(prefix="chainrule-test-cache-")
+os.environ["CHAINRULE_CACHE"] = _CORPUS_CACHE
+atexit.register(shutil.rmtree, _CORPUS_CACHE, True)
 
 settings.register_profile("default", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile("default")

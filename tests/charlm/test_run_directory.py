@@ -386,6 +386,7 @@ def test_a_byte_order_mark_is_not_a_character(tmp_path):
 
 
 def test_unreadable_files_name_the_file_and_the_cause(run20, text, tmp_path, capsys, monkeypatch):
+    import chainrule.charlm.corpus
     import chainrule.charlm.text
     real_open = open
 
@@ -395,6 +396,7 @@ def test_unreadable_files_name_the_file_and_the_cause(run20, text, tmp_path, cap
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(chainrule.charlm.text, "open", refuse, raising=False)
+    monkeypatch.setattr(chainrule.charlm.corpus, "open", refuse, raising=False)   # a file is read there
     status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", tmp_path / "a")
     assert status == 2 and err.strip() == f"error: {text}: Permission denied"
     monkeypatch.undo()

@@ -311,7 +311,7 @@ def _train(args: argparse.Namespace) -> int:
         return _resume(args, given, quiet, callbacks)
     config = TrainConfig.from_options(given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
-    corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
+    corpus = _corpus(config.text, quiet)   # a wrong text path is reported before any folder is made
     lock, removed = claim_run_folder(out, fresh=True)
     with lock:
         if removed:
@@ -325,12 +325,12 @@ def _train(args: argparse.Namespace) -> int:
         return _run(trainer)
 
 
-def _corpus(text: str | None) -> tuple[str, str] | None:
-    from .text import read_text
+def _corpus(text: str | None, quiet: bool = False):
+    from .corpus import load_corpus
 
     if text is None:
         return None
-    return read_text(text), ("standard input" if text == "-" else text)
+    return load_corpus(text, progress=not quiet)   # a regular file: encoded once to the cache, memory-mapped
 
 
 def _callbacks(args: argparse.Namespace) -> list:
@@ -349,7 +349,8 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool, callbacks: list)
     with lock:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
-        trainer, notices = resume_trainer(args.resume, folder, checkpoint, given, lock, _corpus, quiet=quiet)
+        trainer, notices = resume_trainer(args.resume, folder, checkpoint, given, lock,
+                                          lambda text: _corpus(text, quiet), quiet=quiet)
         trainer.callbacks += callbacks
         _say(f"resuming {folder} at step {trainer.progress.step} from {checkpoint.name}")
         for notice in notices:
@@ -442,11 +443,11 @@ def _check_sampling_combination(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .corpus import ids_in, load_corpus
     from .model import evaluate, load_model
-    from .text import read_text
 
     model, vocabulary, meta = load_model(args.checkpoint)
-    ids = vocabulary.encode(read_text(args.text), f"text file {args.text}")
+    ids = ids_in(load_corpus(args.text), vocabulary, f"text file {args.text}")
     with np.errstate(all="ignore"):   # finite but huge weights overflow: the result says inf or nan plainly
         result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))
     _write(f"characters scored: {result.characters}\n")

@@ -10,7 +10,8 @@ from ..insight.flow import GradientFlow, format_table, gradient_flow, plot, scal
 from ..nn import functional as F
 from .config import CELLS
 from .model import load_model
-from .text import DEFAULT_CORPUS_NAME, default_corpus, read_text
+from .corpus import ids_in, load_corpus
+from .text import DEFAULT_CORPUS_NAME
 
 
 
@@ -32,19 +33,16 @@ def checkpoint_flow(path: str, text_path: str | None, seq_len: int, batch: int, 
     """
     model, vocabulary, meta = load_model(path)
     name = meta["text"]["name"]
-    if text_path is not None:
-        text = read_text(text_path)
-    elif name == DEFAULT_CORPUS_NAME:
-        text = default_corpus()
-    else:
+    if text_path is None and name != DEFAULT_CORPUS_NAME:
         raise ValueError(f"the checkpoint was trained on {name!r}; give the text with --text (a path recorded "
                          "in a checkpoint is not opened)")
-    ids = vocabulary.encode(text, f"text {text_path or name}")
+    # a text file is encoded once to the cache and memory-mapped: only the batch's rows are copied
+    ids = ids_in(load_corpus(text_path), vocabulary, f"text {text_path or name}")
     if len(ids) < seq_len + 2:
         raise ValueError(f"the text has {len(ids)} characters; --seq-len {seq_len} needs at least {seq_len + 2}")
     starts = np.random.default_rng(seed).integers(0, len(ids) - seq_len - 1, batch)
-    inputs = np.stack([ids[s:s + seq_len] for s in starts])
-    targets = np.stack([ids[s + 1:s + seq_len + 1] for s in starts])
+    inputs = np.stack([ids[s:s + seq_len] for s in starts]).astype(np.int64)
+    targets = np.stack([ids[s + 1:s + seq_len + 1] for s in starts]).astype(np.int64)
 
     def loss() -> Tensor:
         logits, _ = model(inputs)

@@ -343,8 +343,11 @@ def evaluate(model: CharModel, ids: np.ndarray, batch_size: int = 32, seq_len: i
     try:
         with no_grad():
             for start in range(0, stream_length, seq_len):
-                logits, state = model(inputs[:, start:start + seq_len], state)
-                total += float(F.cross_entropy(logits, targets[:, start:start + seq_len], reduction="sum").item())
+                # int64 copies of one batch: `ids` may be a uint8/16/32 memory map of a corpus of any size
+                batch = np.asarray(inputs[:, start:start + seq_len], dtype=np.int64)
+                logits, state = model(batch, state)
+                expected = np.asarray(targets[:, start:start + seq_len], dtype=np.int64)
+                total += float(F.cross_entropy(logits, expected, reduction="sum").item())
     finally:
         model.train(was_training)
     return Evaluation(total / targets.size, int(targets.size))

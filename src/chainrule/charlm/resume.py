@@ -21,7 +21,7 @@ from ..autograd import default_generator
 from .checkpoint import CheckpointError, load_checkpoint, unpack_run, write_atomically
 from .model import state_from_arrays
 from .run_folder import MAX_LOG_BYTES, RunLock, _read_run_file, shell_word
-from .text import text_digest
+from .corpus import Corpus
 from .training import BUDGET, Progress, TrainConfig, Trainer, _make_schedule
 
 # A resume continues one run. These options decide the model, the data stream or the optimizer's state, so a
@@ -235,7 +235,7 @@ def find_checkpoint(target: str | Path, out: str | Path | None = None) -> tuple[
 
 
 def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: dict[str, Any], lock: RunLock,
-                   read_corpus: Callable[[str | None], tuple[str, str] | None],
+                   read_corpus: Callable[[str | None], Corpus | None],
                    quiet: bool = False) -> tuple[Trainer, list[str]]:
     """A trainer that continues the run in `folder` from `checkpoint`, with the options `given` (only those
     the user gave, by TrainConfig's field names), and the notices that say what the resume changes.
@@ -260,7 +260,7 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     differences, corpus = [], None
     if "text" in given:
         corpus = read_corpus(given["text"])
-        if corpus is not None and text_digest(corpus[0]) != recorded_sha:
+        if corpus is not None and corpus.sha256 != recorded_sha:
             differences.append(f"TEXT_FILE {given['text']} (its content differs from the text the run was "
                                f"trained on, {recorded_text.get('name')!r}: resume with the same text)")
     elif stored.text is not None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_CORPUS_NAME = "python-reference-manual"
-# The largest text read, in bytes: far beyond what trains on a CPU, and it stops a pseudo-file (/dev/zero,
-# an endless pipe) before it fills memory. `read_text(path, limit=...)` takes another.
+# The largest text read into memory, in bytes: it stops a pseudo-file (/dev/zero, an endless pipe) before it
+# fills memory. A regular file is not read here but encoded in chunks to a cached memory map (corpus.py).
 MAX_TEXT_BYTES = 2 << 30
 _CHUNK = 16 << 20
 
@@ -135,6 +135,9 @@ def split_text(text: str, validation_fraction: float) -> tuple[str, str]:
 class TextStreams:
     """A text cut into `batch_size` contiguous streams, read `seq_len` characters at a time.
 
+    `ids`: [characters] integers, e.g. a read-only memory map (`corpus.Corpus.ids`); the streams are a view of
+    it (a contiguous slice reshaped, nothing copied) and `batch` returns int64 copies of one batch.
+
     Batch k of an epoch holds characters [k·T, (k+1)·T) of every stream and, as targets, the characters one
     step later; so the final hidden state of one batch is the right initial state of the next (char-rnn's
     stateful truncated BPTT).
@@ -167,4 +170,6 @@ class TextStreams:
 
     def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         start = index * self.seq_len
-        return self.streams[:, start:start + self.seq_len], self.streams[:, start + 1:start + self.seq_len + 1]
+        # int64 copies of the batch alone: `ids` may be a uint8/16/32 memory map of a corpus of any size
+        return (np.asarray(self.streams[:, start:start + self.seq_len], dtype=np.int64),
+                np.asarray(self.streams[:, start + 1:start + self.seq_len + 1], dtype=np.int64))

@@ -19,14 +19,14 @@ from ..nn import functional as F
 from . import run_folder
 from .checkpoint import CheckpointError, all_finite, open_regular_file, pack_run, save_checkpoint
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
+from .corpus import Corpus, check_input_mode, load_corpus
 from .distributed import DistributedError, current_world
 from .model import (Architecture, CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays)
 from .plots import draw_loss
 # the run folder's names, importable from here as before they had a module of their own
 from .run_folder import (LOCK_NAME, RankZeroLock, RunExists, RunInUse, RunLock, _describe_os_error,  # noqa: F401
                          _read_run_file, claim_run_folder, recordable_name, shell_word)
-from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
-                   text_digest)
+from .text import TextStreams
 
 OPTIMIZERS = {"adam": optim.Adam, "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop, "sgd": optim.SGD}
 SCHEDULES = ("constant", "step", "exponential", "cosine")
@@ -175,12 +175,6 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _load_corpus(config: TrainConfig) -> tuple[str, str]:
-    if config.text is None:
-        return default_corpus(), DEFAULT_CORPUS_NAME
-    return read_text(config.text), str(config.text)
-
-
 def _make_optimizer(config: TrainConfig, parameters: list) -> optim.Optimizer:
     return OPTIMIZERS[config.optimizer](parameters, lr=config.lr)
 
@@ -202,8 +196,10 @@ class Trainer:
     """Owns one run: model, optimizer, data streams, carried state, checkpoints in `out`."""
 
     def __init__(self, config: TrainConfig, out: str | Path, report: Callable[[str], None] = print,
-                 quiet: bool = False, corpus: tuple[str, str] | None = None, lock: RunLock | None = None) -> None:
-        """`corpus`: (text, name) already read (e.g. from standard input), instead of reading `config.text`.
+                 quiet: bool = False, corpus: Corpus | tuple[str, str] | None = None,
+                 lock: RunLock | None = None) -> None:
+        """`corpus`: a `Corpus` or (text, name) already read (e.g. from standard input), instead of reading
+        `config.text` (`corpus.load_corpus`: a regular file is encoded once to the cache and memory-mapped).
         `lock`: the run folder's lock when the caller holds it; otherwise `train` takes it."""
         self.config, self.out, self.report, self.quiet, self.lock = config, Path(out), report, quiet, lock
         self._lock_in_use: RunLock | None = lock   # the lock held while training (checked before each write)
@@ -211,23 +207,23 @@ class Trainer:
         self.world.check_batch(config.batch_size)
         if not self.world.is_root:   # rank 0 reports for the run
             self.report, self.quiet = (lambda line: None), True
-        text, self.text_name = corpus if corpus is not None else _load_corpus(config)
-        self.text_sha256 = text_digest(text)
-        self.vocabulary = Vocabulary.from_text(text)
-        train_text, val_text = split_text(text, config.val_frac)
-        if 0 < len(val_text) < 2:   # one character has no next character to predict: no validation at all
-            raise ValueError(f"--val-frac {config.val_frac} leaves {len(val_text)} character of the "
-                             f"{len(text):,}-character text for validation, and validation needs at least 2; give "
+        data = load_corpus(corpus if corpus is not None else config.text, progress=not quiet)
+        self.text_name, self.text_sha256, self.vocabulary = data.name, data.sha256, data.vocabulary
+        check_input_mode(len(self.vocabulary), config.architecture.embedding)
+        train_ids, val_ids = data.split(config.val_frac)
+        if 0 < len(val_ids) < 2:   # one character has no next character to predict: no validation at all
+            raise ValueError(f"--val-frac {config.val_frac} leaves {len(val_ids)} character of the "
+                             f"{len(data):,}-character text for validation, and validation needs at least 2; give "
                              "a larger --val-frac, or --val-frac 0 to train without validation")
         try:
-            self.train_streams = TextStreams(self.vocabulary.encode(train_text), config.batch_size, config.seq_len)
+            self.train_streams = TextStreams(train_ids, config.batch_size, config.seq_len)
         except ValueError as error:
             if not config.val_frac:
                 raise
-            raise ValueError(f"the training part of the text is {len(train_text):,} of its {len(text):,} characters "
-                             f"(--val-frac {config.val_frac} keeps {len(val_text):,} for validation), too few: "
+            raise ValueError(f"the training part of the text is {len(train_ids):,} of its {len(data):,} characters "
+                             f"(--val-frac {config.val_frac} keeps {len(val_ids):,} for validation), too few: "
                              f"{error}; or lower --val-frac") from None
-        self.val_ids = self.vocabulary.encode(val_text) if len(val_text) >= 2 else None
+        self.val_ids = val_ids if len(val_ids) >= 2 else None
         manual_seed(config.seed)
         self.model = CharModel(config.model_config(self.vocabulary.characters))
         self.world.decorrelate(default_generator())   # same initial weights, each rank its own dropout masks
