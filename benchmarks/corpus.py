@@ -57,8 +57,9 @@ def watch():
         sample()
 
 threading.Thread(target=watch, daemon=True).start()
-config = TrainConfig(text=sys.argv[1], model="lstm", hidden=128, layers=2, seq_len=64, batch_size=32,
-                     steps=int(sys.argv[3]), val_frac=0.0, eval_every=10**6, sample_every=0, seed=0)
+config = TrainConfig.from_options(dict(text=sys.argv[1], model="lstm", hidden=128, layers=2, seq_len=64,
+                                       batch_size=32, steps=int(sys.argv[3]), val_frac=0.0, eval_every=10**6,
+                                       sample_every=0, seed=0))
 trainer = Trainer(config, sys.argv[2], quiet=True, report=lambda line: None)
 original = trainer.train_streams.batch
 

@@ -227,8 +227,9 @@ def test_ids_in_another_vocabulary(tmp_path):
 def _train(config_text, corpus, out, steps=12):
     from chainrule.charlm.training import TrainConfig, Trainer
 
-    config = TrainConfig(text=config_text, model="lstm", hidden=16, layers=2, seq_len=8, batch_size=4, steps=steps,
-                         val_frac=0.1, eval_every=5, sample_every=0, seed=3)
+    config = TrainConfig.from_options(dict(text=config_text, model="lstm", hidden=16, layers=2, seq_len=8,
+                                           batch_size=4, steps=steps, val_frac=0.1, eval_every=5, sample_every=0,
+                                           seed=3))
     trainer = Trainer(config, out, quiet=True, corpus=corpus)
     progress = trainer.train()
     return trainer, progress

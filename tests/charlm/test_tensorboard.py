@@ -159,7 +159,8 @@ def test_a_run_resumed_after_an_interruption_purges_what_came_after_its_checkpoi
     resumed.callbacks.append(TensorBoardLogger(tmp_path / "tb"))
     resumed.train()
     found = events(tmp_path / "tb")
-    names = sorted({name for name, _ in found})
+    # in the order they were written: a file name's last field is a process-wide counter, which does not sort as text
+    names = sorted({name for name, _ in found}, key=lambda name: min(e.wall_time for n, e in found if n == name))
 
     def steps(name):
         return [e.step for n, e in found if n == name and any(v.tag == "train/loss" for v in e.summary.value)]

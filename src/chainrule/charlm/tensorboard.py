@@ -52,7 +52,11 @@ class TensorBoardLogger:
         if self._writer is None:
             # the first event's step: TensorBoard discards the events of this step and later ones in older
             # files (what an interrupted run logged after the checkpoint this run resumed from)
-            self._writer = self._tensorboardx.SummaryWriter(str(self.logdir), purge_step=trainer.progress.step)
+            # tensorboardX names a file by the second and the host only: a resume within the same second would
+            # overwrite the earlier file, so the name also carries the step it starts from and the process
+            self._writer = self._tensorboardx.SummaryWriter(
+                str(self.logdir), purge_step=trainer.progress.step,
+                filename_suffix=f".step{trainer.progress.step}.pid{os.getpid()}")
         return self._writer
 
     def on_step(self, trainer: Any, loss: float, gradient_norm: float | None) -> None:
