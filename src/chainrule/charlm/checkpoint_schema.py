@@ -191,6 +191,7 @@ class HistoryRecord(BaseModel):
     lr: NonNegativeFinite
     elapsed: _limited(float, "elapsed")  # type: ignore[valid-type]
     chars_per_second: NonNegativeFinite
+    losses: list[NonNegativeFinite] = []  # each step's training loss since the previous record (absent: older runs)
 
 
 class _Group(_Strict):

@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands, common)
     sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
-    sample.add_argument("--prime", default="", help="text to start from (default: a random character)")
+    sample.add_argument("--prime", default="", help="text to start from (default: \"The \" or the first of "
+                        "progress.FIXED_PRIMES the vocabulary can spell)")
     sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
     sample.add_argument("--temperature", type=_number(float, 0, low_open=True), default=0.8)
     sample.add_argument("--top-k", type=_POSITIVE)
@@ -253,6 +254,7 @@ def _terminal_safe(text: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .budget import StepPlanner, plan_for_budget
     from .training import TrainConfig, Trainer, claim_run_folder
 
     names = {f.name for f in fields(TrainConfig)}
@@ -260,6 +262,10 @@ def _train(args: argparse.Namespace) -> int:
     quiet = getattr(args, "quiet", False)
     if "resume" in args:
         return _resume(args, given, quiet)
+    plan = plan_for_budget(given)   # --minutes without a size: the model and schedule for the budget
+    if plan is not None:
+        given = {**given, **plan.options}
+        _say(plan.message)
     config = TrainConfig(**given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text)   # a wrong text path is reported before any folder is made
@@ -268,6 +274,8 @@ def _train(args: argparse.Namespace) -> int:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
+        if plan is not None and "steps" in plan.options:
+            trainer.step_planner = StepPlanner(config.minutes, config.eval_every)
         _say(f"training a {config.model} {config.layers}x{config.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")
@@ -343,6 +351,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
 
 
 def _run(trainer) -> int:
+    from .progress import closing_sample
     from .training import shell_word
 
     try:
@@ -355,6 +364,9 @@ def _run(trainer) -> int:
     out = trainer.out
     best = "" if progress.best_val_loss is None else f", best validation loss {progress.best_val_loss:.4f} nats/char"
     _say(f"done: {progress.step} steps{best}. Checkpoints in {out}; sample with: chainrule sample {shell_word(out)}")
+    if not trainer.quiet:
+        _write(_terminal_safe(closing_sample(trainer.model, trainer.vocabulary, trainer.validation_text(),
+                                             seed=trainer.config.seed)) + "\n")
     return 0
 
 
@@ -362,8 +374,10 @@ def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .model import generate, load_model
+    from .progress import fixed_prime
 
     model, vocabulary, _ = load_model(args.checkpoint)
+    args.prime = args.prime or fixed_prime(vocabulary.characters)   # prose, not what follows a random character
     vocabulary.encode(args.prime, "prime text")  # unknown characters: a clear error before any output
     # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
     show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str

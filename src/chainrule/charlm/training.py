@@ -24,7 +24,9 @@ from .checkpoint import (MAX_DESCRIPTION_BYTES, CheckpointError, all_finite, loa
                          write_atomically)
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
+from .budget import StepPlanner
 from .plots import draw_loss
+from .progress import TrainingBar
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
                    text_digest)
 
@@ -358,6 +360,7 @@ class Trainer:
         self.state_before_batch: Any = None
         self.progress = Progress()
         self.uniform_loss = math.log(len(self.vocabulary))
+        self.step_planner: StepPlanner | None = None   # set for a budget-planned run (budget.plan_for_budget)
 
     @property
     def total_steps(self) -> int | None:
@@ -632,6 +635,10 @@ class Trainer:
         finally:
             self.model.train(was_training)
 
+    def validation_text(self) -> str | None:
+        """The held-out text (decoded from its ids), or None without validation."""
+        return None if self.val_ids is None else self.vocabulary.decode(self.val_ids)
+
     def _sample(self) -> str:
         prime = self.vocabulary.decode(self.train_streams.streams[0, :1])
         return prime + "".join(generate(self.model, self.vocabulary, prime, self.config.sample_length,
@@ -651,7 +658,8 @@ class Trainer:
         record = {"step": self.progress.step, "epoch": self.progress.epoch,
                   "train_loss": float(np.mean(train_losses)) if train_losses else None,
                   "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"],
-                  "elapsed": round(self.progress.elapsed, 3), "chars_per_second": round(chars_per_second, 1)}
+                  "elapsed": round(self.progress.elapsed, 3), "chars_per_second": round(chars_per_second, 1),
+                  "losses": [round(value, 5) for value in train_losses]}   # each step's, for loss.png
         self.progress.history.append(record)
         best = self.progress.best_val_loss
         improved = val_loss is not None and (best is None or val_loss < best)
@@ -692,16 +700,13 @@ class Trainer:
             raise TrainingStopped(f"not starting: the checkpoints of this run could not be written: {error}") from None
 
     def _train(self) -> Progress:
-        from tqdm import tqdm
-
         config = self.config
         total = self.total_steps
         if total is None and config.minutes is None:
             total = self.train_streams.batches_per_epoch
         trained_before = self.progress.elapsed
         last_clock, chars_since, seconds_since, losses_since = time.perf_counter(), 0, 0.0, []
-        bar = tqdm(total=total, initial=self.progress.step, disable=self.quiet, unit="step", dynamic_ncols=True,
-                   desc="training")
+        bar = TrainingBar(config.minutes, total, self.progress.step, disable=self.quiet)
         self.model.train()
         batch = None
         try:
@@ -736,7 +741,15 @@ class Trainer:
                 seconds_since += now - last_clock
                 chars_since += inputs.size
                 losses_since.append(loss_value)
-                bar.update(1)
+                bar.advance(now - last_clock, self.progress.step, loss_value, self.optimizer.param_groups[0]["lr"],
+                            inputs.size / max(now - last_clock, 1e-9))
+                if self.step_planner is not None:
+                    planned = self.step_planner.observe(self.progress.step, now - last_clock, config.steps)
+                    if planned is not None:   # the schedule continues at this step with the new length
+                        self.config = config = replace(config, steps=planned)
+                        self._recompute_schedule()
+                        total = planned
+                        self._say(bar, self.step_planner.last_notice)
                 if self.progress.step % config.eval_every == 0:
                     record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9), batch)
                     self._show(bar, record)
@@ -766,7 +779,7 @@ class Trainer:
         if self.quiet:
             self.report(line)
         else:
-            bar.set_postfix_str(f"loss{train}{val}, {record['chars_per_second']:.0f} chars/s")
+            bar.evaluated(record)
             bar.write(line)
 
     def _plot(self) -> None:
