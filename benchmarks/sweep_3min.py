@@ -94,18 +94,16 @@ def command_time(args: argparse.Namespace) -> None:
 def command_run(args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     eval_every = max(1, args.steps // args.points)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.keep or temporary   # --keep: the run's folder stays (`chainrule sample` reads it)
         trainer = _trainer(args.name, args.steps, folder, eval_every)
         start = time.time()
         progress = trainer.train()
         wall = time.time() - start
-        with open(Path(folder) / "log.jsonl") as log:
-            steps_log = [json.loads(line) for line in log if '"loss"' in line and '"step"' in line]
     history = [{k: r[k] for k in ("step", "train_loss", "val_loss", "lr")} for r in progress.history]
     result = {"name": args.name, "options": CANDIDATES[args.name], "steps": args.steps, "history": history,
               "final_val_loss": history[-1]["val_loss"], "best_val_loss": progress.best_val_loss,
-              "wall_seconds": round(wall, 1), "threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-              "step_losses": [r["loss"] for r in steps_log]}
+              "wall_seconds": round(wall, 1), "threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result))
     print(f"{args.name}: {args.steps} steps, validation {result['final_val_loss']:.4f} (best "
           f"{result['best_val_loss']:.4f}), {wall:.0f} s wall")
@@ -161,6 +159,7 @@ def main() -> None:
     run.add_argument("name", choices=list(CANDIDATES))
     run.add_argument("--steps", type=int, required=True)
     run.add_argument("--points", type=int, default=6, help="validation evaluations along the run")
+    run.add_argument("--keep", default="", help="train into this new folder and keep it")
     table = commands.add_parser("table")
     table.add_argument("--png", default="")
     args = parser.parse_args()

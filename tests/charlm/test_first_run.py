@@ -174,7 +174,7 @@ def test_budget_pick_without_a_size():
     plan = budget.plan_for_budget({"minutes": 3.0})
     assert {k: plan.options[k] for k in budget.PLAN} == budget.PLAN
     assert plan.options["steps"] == budget.planned_steps(180, budget.PLAN_SECONDS_PER_STEP)
-    assert "picked" in plan.message and "--hidden 512" in plan.message
+    assert "picked" in plan.message and f"--hidden {budget.PLAN['hidden']}" in plan.message
 
 
 @pytest.mark.parametrize("given", [{"minutes": 3.0, "hidden": 64}, {"minutes": 3.0, "layers": 3},
@@ -187,7 +187,8 @@ def test_no_pick_when_the_user_chose_or_the_budget_is_unmeasured(given):
 
 def test_explicit_options_win_over_the_pick():
     plan = budget.plan_for_budget({"minutes": 3.0, "lr": 1e-3, "dropout": 0.0})
-    assert "lr" not in plan.options and "dropout" not in plan.options and plan.options["hidden"] == 512
+    assert "lr" not in plan.options and "dropout" not in plan.options
+    assert plan.options["hidden"] == budget.PLAN["hidden"]
     constant = budget.plan_for_budget({"minutes": 3.0, "schedule": "constant"})
     assert "schedule" not in constant.options and "steps" not in constant.options   # no schedule to fit
 
@@ -238,3 +239,10 @@ def test_planned_run_resumes_exactly(tmp_path):
     resumed = Trainer(TrainConfig(**stored["train"]), run, corpus=(TEXT, "t"))
     resumed.restore(run / "latest.json")
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_samples_during_training_continue_the_prose_prime(tmp_path, capsys):
+    config = TrainConfig(**{**SMALL, "sample_every": 5, "sample_length": 10}, steps=5)
+    Trainer(config, tmp_path / "run", corpus=(TEXT, "t")).train()
+    out = capsys.readouterr().out
+    assert "--- sample at step 5 ---\nThe quick brown fox jumps over " in out

@@ -24,11 +24,11 @@ SIZE_OPTIONS = ("model", "hidden", "layers", "embedding")
 # a step limit given: the user chose the run's length, and nothing is picked
 LENGTH_OPTIONS = ("steps", "epochs")
 # the budget's pick for budgets up to MAX_PLANNED_MINUTES (measured for 3 minutes; see BENCHMARKS.md)
-PLAN: dict[str, Any] = {"model": "lstm", "hidden": 512, "layers": 1, "dropout": 0.1, "lr": 5e-3,
+PLAN: dict[str, Any] = {"model": "lstm", "hidden": 384, "layers": 1, "dropout": 0.1, "lr": 5e-3,
                         "schedule": "cosine"}
 # seconds of one step of PLAN's model (batch 32, sequence 64) on a quiet 2-core machine: the first plan,
 # before the run's own steps are measured
-PLAN_SECONDS_PER_STEP = 0.105
+PLAN_SECONDS_PER_STEP = 0.067
 # beyond this budget the sweep measured nothing, and the default (larger) model is kept
 MAX_PLANNED_MINUTES = 10.0
 CALIBRATION_STEPS = 20
@@ -47,7 +47,7 @@ def plan_for_budget(given: dict[str, Any]) -> BudgetPlan | None:
     size option or a step limit given, or a resume.
 
     >>> plan_for_budget({"minutes": 3.0}).options["hidden"], plan_for_budget({"minutes": 3.0}).options["steps"]
-    (512, 1680)
+    (384, 2632)
     >>> plan_for_budget({"minutes": 3.0, "lr": 1e-3}).options.get("lr") is None
     True
     >>> plan_for_budget({"minutes": 3.0, "hidden": 256}) is None, plan_for_budget({"steps": 100}) is None

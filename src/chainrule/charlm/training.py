@@ -26,7 +26,7 @@ from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit
 from .model import (CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays, state_from_arrays)
 from .budget import StepPlanner
 from .plots import draw_loss
-from .progress import TrainingBar
+from .progress import TrainingBar, prose_opening
 from .text import (DEFAULT_CORPUS_NAME, TextStreams, Vocabulary, default_corpus, read_text, split_text,
                    text_digest)
 
@@ -640,7 +640,8 @@ class Trainer:
         return None if self.val_ids is None else self.vocabulary.decode(self.val_ids)
 
     def _sample(self) -> str:
-        prime = self.vocabulary.decode(self.train_streams.streams[0, :1])
+        # prose of the corpus to continue, not whatever follows the stream's first character (a table rule)
+        prime = prose_opening(self.validation_text() or "", self.vocabulary.characters)
         return prime + "".join(generate(self.model, self.vocabulary, prime, self.config.sample_length,
                                         temperature=0.8, seed=self.config.seed + self.progress.step))
 
