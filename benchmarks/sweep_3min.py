@@ -23,6 +23,7 @@ from pathlib import Path
 
 RESULTS = Path("bench-results/sweep")
 BUDGET_SECONDS = 180.0
+POINTS = 6   # validation points along a run: at 1/6, 2/6, ... of its steps
 
 # name -> TrainConfig options (the rest are TrainConfig's defaults: one-hot, dropout 0.25, seq 64, batch 32)
 CANDIDATES: dict[str, dict] = {
@@ -118,13 +119,14 @@ def command_table(args: argparse.Namespace) -> None:
             continue
         rows.append(json.loads(path.read_text()))
     rows.sort(key=lambda r: r["final_val_loss"])
-    print("| candidate | options | ms/step (best, quiet-ish) | steps in 3 min | validation loss at the end |")
-    print("|---|---|---|---|---|")
+    points = max([POINTS] + [len(r["history"]) for r in rows])
+    print("| candidate | options | steps in 3 min | " + " | ".join(f"{i}/{points}" for i in range(1, points + 1))
+          + " |")
+    print("|---|---|---|" + "---|" * points)
     for r in rows:
-        ms = times.get(r["name"], {}).get("best")
         options = ", ".join(f"{k} {v}" for k, v in r["options"].items())
-        print(f"| {r['name']} | {options} | {'' if ms is None else f'{ms * 1e3:.0f}'} | {r['steps']} | "
-              f"{r['final_val_loss']:.4f} |")
+        losses = [f"{h['val_loss']:.4f}" for h in r["history"]] + ["(not run)"] * (points - len(r["history"]))
+        print(f"| {r['name']} | {options} | {r['steps']:,} | " + " | ".join(losses) + " |")
     if args.png and rows:
         import matplotlib
         matplotlib.use("Agg")
@@ -140,7 +142,8 @@ def command_table(args: argparse.Namespace) -> None:
         axes.axhline(1.5, color="grey", linestyle=":", linewidth=1)
         axes.set_xlabel("quiet minutes (steps x the best per-step time)")
         axes.set_ylabel("validation loss (nats/char)")
-        axes.set_ylim(1.3, 2.6)
+        axes.set_ylim(1.1, 2.2)
+        axes.set_xlim(0, BUDGET_SECONDS / 60)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
         axes.set_title("3-minute budget on the Python reference manual")
@@ -158,7 +161,7 @@ def main() -> None:
     run = commands.add_parser("run")
     run.add_argument("name", choices=list(CANDIDATES))
     run.add_argument("--steps", type=int, required=True)
-    run.add_argument("--points", type=int, default=6, help="validation evaluations along the run")
+    run.add_argument("--points", type=int, default=POINTS, help="validation evaluations along the run")
     run.add_argument("--keep", default="", help="train into this new folder and keep it")
     table = commands.add_parser("table")
     table.add_argument("--png", default="")
