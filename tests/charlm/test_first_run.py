@@ -113,7 +113,9 @@ def test_loss_curves_best_is_the_lowest_validation_and_old_records_give_one_poin
     assert curves.steps.tolist() == [5, 6, 7, 8] and curves.losses.tolist() == [3.0, 2.6, 2.4, 2.2]
     assert curves.best == (7, 2.7)
     assert curves.minutes[0].tolist() == [0, 5, 7, 8] and curves.minutes[1].tolist() == [0.0, 0.1, 0.15, 0.2]
-    assert curves.smoothed[0] == 3.0 and curves.smoothed[-1] < curves.smoothed[0]
+    assert curves.smoothed.tolist() == curves.losses.tolist()   # an interval's mean is not smoothed again
+    recent = loss_curves(history[1:])
+    assert recent.smoothed[0] == 2.6 and recent.losses[-1] < recent.smoothed[-1] < recent.smoothed[0]
 
 
 def test_info_prints_losses_to_4_decimals(tmp_path, capsys):

@@ -16,8 +16,10 @@ class LossCurves:
 
     steps, losses: each step's training loss (from the records' `losses`; a record without them, written
     before they were kept, gives one point, its mean, at its step); smoothed: their exponential moving
-    average; val_steps, val_losses: the validation points; best: (step, loss) of the lowest validation loss,
-    the best checkpoint, or None; minutes: (steps, minutes) of the records, the training clock at each.
+    average (the losses themselves when a record lacks step losses); val_steps, val_losses: the validation
+    points; best: (step, loss) of the lowest validation loss, the best checkpoint, or None; minutes: (steps,
+    minutes) of the records, the training clock at each, from (0, 0) (a run's clock adds up its invocations,
+    so step 0 is minute 0).
     """
 
     steps: np.ndarray
@@ -54,8 +56,10 @@ def loss_curves(history: list[dict[str, Any]]) -> LossCurves:
     """
     steps: list[int] = []
     losses: list[float] = []
+    every_step = True
     for record in history:
         kept = record.get("losses") or []
+        every_step &= bool(kept)
         if kept:
             steps.extend(range(record["step"] - len(kept) + 1, record["step"] + 1))
             losses.extend(kept)
@@ -65,7 +69,8 @@ def loss_curves(history: list[dict[str, Any]]) -> LossCurves:
     validation = [(r["step"], r["val_loss"]) for r in history if r.get("val_loss") is not None]
     best = min(validation, key=lambda point: point[1]) if validation else None   # the first of equal lows
     array = np.asarray(losses, dtype=float)
-    return LossCurves(np.asarray(steps, dtype=int), array, smooth(array),
+    # means of whole evaluation intervals are averages already: a moving average over them would lag a whole interval
+    return LossCurves(np.asarray(steps, dtype=int), array, smooth(array) if every_step else array.copy(),
                       np.asarray([s for s, _ in validation], dtype=int), np.asarray([v for _, v in validation]),
                       best, (np.asarray([0] + [r["step"] for r in history], dtype=float),
                              np.asarray([0.0] + [r.get("elapsed", 0.0) / 60 for r in history])))
