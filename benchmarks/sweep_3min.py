@@ -119,14 +119,15 @@ def command_table(args: argparse.Namespace) -> None:
             continue
         rows.append(json.loads(path.read_text()))
     rows.sort(key=lambda r: r["final_val_loss"])
-    points = max([POINTS] + [len(r["history"]) for r in rows])
-    print("| candidate | options | steps in 3 min | " + " | ".join(f"{i}/{points}" for i in range(1, points + 1))
-          + " |")
-    print("|---|---|---|" + "---|" * points)
+    # a record at each sixth of the steps, and one at the last step when the steps are not a multiple of 6
+    print("| candidate | options | steps in 3 min | " + " | ".join(f"{i}/{POINTS}" for i in range(1, POINTS + 1))
+          + " | end |")
+    print("|---|---|---|" + "---|" * (POINTS + 1))
     for r in rows:
         options = ", ".join(f"{k} {v}" for k, v in r["options"].items())
-        losses = [f"{h['val_loss']:.4f}" for h in r["history"]] + ["(not run)"] * (points - len(r["history"]))
-        print(f"| {r['name']} | {options} | {r['steps']:,} | " + " | ".join(losses) + " |")
+        losses = [f"{h['val_loss']:.4f}" for h in r["history"][:POINTS]] + ["(not run)"] * (POINTS - len(r["history"]))
+        end = f"**{r['history'][-1]['val_loss']:.4f}**" if r["history"][-1]["step"] == r["steps"] else "(not run)"
+        print(f"| {r['name']} | {options} | {r['steps']:,} | " + " | ".join(losses) + f" | {end} |")
     if args.png and rows:
         import matplotlib
         matplotlib.use("Agg")
