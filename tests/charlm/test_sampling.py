@@ -276,7 +276,6 @@ def sample(capsys, *args):
      "it takes no --top-k, --top-p, --seed"),
     (["--prime", "RO", "--beam", "3", "--argmax"], "--argmax is --beam 1"),
     (["--prime", "RO", "--beam", "3", "--count", "4"], "give --beam 4 or more"),
-    (["--beam", "3"], "--beam continues a prime"),
     (["--argmax", "--top-p", "0.9"], "--top-p would change nothing"),
     (["--argmax", "--count", "2"], "use --beam 2 --count 2"),
     (["--prime-file", "{empty}"], "is empty"),

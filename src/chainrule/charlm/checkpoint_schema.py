@@ -192,6 +192,7 @@ class HistoryRecord(BaseModel):
     lr: NonNegativeFinite
     elapsed: _limited(float, "elapsed")  # type: ignore[valid-type]
     chars_per_second: NonNegativeFinite
+    losses: list[NonNegativeFinite] = []  # each step's training loss since the previous record (absent: older runs)
 
 
 class _Group(_Strict):
@@ -384,7 +385,10 @@ def validate_description(raw: Any) -> dict[str, Any]:
         raise CheckpointDescriptionError([("(the whole description)", "should be a JSON object",
                                            type(raw).__name__)])
     try:
-        meta = Description.model_validate(raw).model_dump()
+        validated = Description.model_validate(raw)
+        meta = validated.model_dump()
+        # a record written before the step losses were kept is read back as it is, without them
+        meta["history"] = [record.model_dump(exclude_unset=True) for record in validated.history]
     except ValidationError as error:
         raise CheckpointDescriptionError(_problems(error)) from None
     if "world_size" not in raw:   # written before MPI training: the same keys back, none added

@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands, common)
     sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
-    sample.add_argument("--prime", default="", help="text to start from (default: a random character)")
+    sample.add_argument("--prime", default="", help="text to start from (default: \"The \" or the first of "
+                        "progress.FIXED_PRIMES the vocabulary can spell)")
     sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
     _add_sampling_options(sample)
     evaluation = commands.add_parser("eval", help="loss, bits per character and perplexity on a text",
@@ -301,6 +302,7 @@ def _terminal_safe(text: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .budget import StepPlanner, plan_for_budget
     from .training import TrainConfig, Trainer, claim_run_folder
 
     names = set(TrainConfig().options())
@@ -309,6 +311,10 @@ def _train(args: argparse.Namespace) -> int:
     callbacks = _callbacks(args)   # a missing optional package is reported before anything is done
     if "resume" in args:
         return _resume(args, given, quiet, callbacks)
+    plan = plan_for_budget(given)   # --minutes without a size: the model and schedule for the budget
+    if plan is not None:
+        given = {**given, **plan.options}
+        _say(plan.message)
     config = TrainConfig.from_options(given)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text, quiet)   # a wrong text path is reported before any folder is made
@@ -318,6 +324,8 @@ def _train(args: argparse.Namespace) -> int:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
         trainer.callbacks += callbacks
+        if plan is not None and "steps" in plan.options and config.minutes is not None:
+            trainer.step_planner = StepPlanner(config.minutes, config.eval_every)
         shape = config.architecture
         _say(f"training a {shape.model} {shape.layers}x{shape.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
@@ -359,6 +367,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool, callbacks: list)
 
 
 def _run(trainer) -> int:
+    from .progress import closing_sample
     from .training import shell_word
 
     try:
@@ -371,6 +380,9 @@ def _run(trainer) -> int:
     out = trainer.out
     best = "" if progress.best_val_loss is None else f", best validation loss {progress.best_val_loss:.4f} nats/char"
     _say(f"done: {progress.step} steps{best}. Checkpoints in {out}; sample with: chainrule sample {shell_word(out)}")
+    if not trainer.quiet:
+        _write(_terminal_safe(closing_sample(trainer.model, trainer.vocabulary, trainer.validation_text(),
+                                             seed=trainer.config.seed)) + "\n")
     return 0
 
 
@@ -379,21 +391,24 @@ def _sample(args: argparse.Namespace) -> int:
 
     from .model import beam_search, generate, generate_batch, load_model
     from .sampling import read_prime
+    from .progress import fixed_prime
 
     _check_sampling_combination(args)
     model, vocabulary, _ = load_model(args.checkpoint)
     if args.prime_file is not None:
         prime, shown_prime = read_prime(args.prime_file, vocabulary), ""   # a long prime is not repeated
     else:
-        prime = shown_prime = args.prime
+        # without one, prose ("The "), not what follows a random character
+        prime = shown_prime = args.prime or fixed_prime(vocabulary.characters)
         vocabulary.encode(prime, "prime text")  # unknown characters: a clear error before any output
     # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
     show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str
     temperature = 0.8 if args.temperature is None else args.temperature
     with np.errstate(all="ignore"):   # huge weights: the sampler's own checks report what matters
         if args.beam is not None:
-            if not prime:
-                raise ValueError("--beam continues a prime: give --prime TEXT or --prime-file FILE")
+            if not prime:   # the vocabulary spells none of progress.FIXED_PRIMES
+                raise ValueError("--beam continues a prime, and this model's characters spell no default one: give "
+                                 "--prime TEXT or --prime-file FILE")
             beams = beam_search(model, vocabulary, prime, args.length, args.beam, args.count)
             for number, (text, score) in enumerate(beams, 1):
                 if args.count > 1:

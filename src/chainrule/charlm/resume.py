@@ -22,7 +22,7 @@ from .checkpoint import CheckpointError, load_checkpoint, unpack_run, write_atom
 from .model import state_from_arrays
 from .run_folder import MAX_LOG_BYTES, RunLock, _read_run_file, shell_word
 from .corpus import Corpus
-from .training import BUDGET, Progress, TrainConfig, Trainer, _make_schedule
+from .training import BUDGET, Progress, TrainConfig, Trainer
 
 # A resume continues one run. These options decide the model, the data stream or the optimizer's state, so a
 # resume that asks for other values is refused; the others may change mid-run.
@@ -162,7 +162,7 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
     if trainer.config.schedule == "cosine" and trainer.schedule is not None:
         schedule_changed |= trainer.schedule.T_max != total  # type: ignore[attr-defined]  # a CosineAnnealingLR
     if schedule_changed:
-        _recompute_schedule(trainer)
+        trainer.recompute_schedule()
     for name, (before, after) in changes.items():
         notices.append(f"{_option(name)}: {before} -> {after}")
     if schedule_changed:
@@ -175,15 +175,6 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
         trainer.save("latest")
         notices.append(f"{checkpoint.name} (step {step}) is now also {trainer.out / 'latest.json'}")
     return notices
-
-
-def _recompute_schedule(trainer: Trainer) -> None:
-    for group in trainer.optimizer.param_groups:
-        group["lr"] = trainer.config.lr
-        group.pop("initial_lr", None)   # a schedule sets it from lr; without one a group has none
-    trainer.schedule = _make_schedule(trainer.config, trainer.optimizer, trainer.total_steps)
-    if trainer.schedule is not None:
-        trainer.schedule.load_state_dict({**trainer.schedule.state_dict(), "last_epoch": trainer.progress.step})
 
 
 def _reconcile_log(trainer: Trainer, step: int) -> None:

@@ -19,10 +19,12 @@ from ..nn import functional as F
 from . import run_folder
 from .checkpoint import CheckpointError, all_finite, open_regular_file, pack_run, save_checkpoint
 from .checkpoint_schema import FORMAT, LIMITS, CheckpointDescriptionError, limit_problem, validate_description
+from .budget import StepPlanner
 from .corpus import Corpus, check_input_mode, load_corpus
 from .distributed import DistributedError, current_world
 from .model import (Architecture, CharModel, ModelConfig, detach_state, evaluate, generate, state_arrays)
 from .plots import draw_loss
+from .progress import TrainingBar, prose_opening
 # the run folder's names, importable from here as before they had a module of their own
 from .run_folder import (LOCK_NAME, RankZeroLock, RunExists, RunInUse, RunLock, _describe_os_error,  # noqa: F401
                          _read_run_file, claim_run_folder, recordable_name, shell_word)
@@ -236,6 +238,7 @@ class Trainer:
         self.uniform_loss = math.log(len(self.vocabulary))
         # observers of the run (e.g. charlm.tensorboard.TensorBoardLogger): on_step, on_evaluation, on_sample, close
         self.callbacks: list[Any] = []
+        self.step_planner: StepPlanner | None = None   # set for a budget-planned run (budget.plan_for_budget)
 
     @property
     def total_steps(self) -> int | None:
@@ -304,6 +307,16 @@ class Trainer:
     def checkpoints_on_disk(self) -> str:
         """What the run folder holds now, in a sentence (`run_folder.checkpoints_on_disk`)."""
         return run_folder.checkpoints_on_disk(self.out, self._lock_in_use)
+
+    def recompute_schedule(self) -> None:
+        """Rebuild the learning-rate schedule from the configuration (a resume's new options, or the step count
+        a time budget now allows) and continue it at the current step."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+            group.pop("initial_lr", None)   # a schedule sets it from lr; without one a group has none
+        self.schedule = _make_schedule(self.config, self.optimizer, self.total_steps)
+        if self.schedule is not None:
+            self.schedule.load_state_dict({**self.schedule.state_dict(), "last_epoch": self.progress.step})
 
     def _append_log(self, record: dict[str, Any]) -> None:
         if not self.world.is_root:
@@ -380,8 +393,13 @@ class Trainer:
         finally:
             self.model.train(was_training)
 
+    def validation_text(self) -> str | None:
+        """The held-out text (decoded from its ids), or None without validation."""
+        return None if self.val_ids is None else self.vocabulary.decode(self.val_ids)
+
     def _sample(self) -> str:
-        prime = self.vocabulary.decode(self.train_streams.streams[0, :1])
+        # prose of the corpus to continue, not whatever follows the stream's first character (a table rule)
+        prime = prose_opening(self.validation_text() or "", self.vocabulary.characters)
         return prime + "".join(generate(self.model, self.vocabulary, prime, self.config.sample_length,
                                         temperature=0.8, seed=self.config.seed + self.progress.step))
 
@@ -403,7 +421,8 @@ class Trainer:
         record = {"step": self.progress.step, "epoch": self.progress.epoch,
                   "train_loss": float(np.mean(train_losses)) if train_losses else None,
                   "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"],
-                  "elapsed": round(self.progress.elapsed, 3), "chars_per_second": round(chars_per_second, 1)}
+                  "elapsed": round(self.progress.elapsed, 3), "chars_per_second": round(chars_per_second, 1),
+                  "losses": [round(value, 5) for value in train_losses]}   # each step's, for loss.png
         self.progress.history.append(record)
         best = self.progress.best_val_loss
         improved = val_loss is not None and (best is None or val_loss < best)
@@ -447,16 +466,13 @@ class Trainer:
             raise TrainingStopped(f"not starting: the checkpoints of this run could not be written: {error}") from None
 
     def _train(self) -> Progress:
-        from tqdm import tqdm
-
         config = self.config
         total = self.total_steps
         if total is None and config.minutes is None:
             total = self.train_streams.batches_per_epoch
         trained_before = self.progress.elapsed
         last_clock, chars_since, seconds_since, losses_since = time.perf_counter(), 0, 0.0, []
-        bar = tqdm(total=total, initial=self.progress.step, disable=self.quiet, unit="step", dynamic_ncols=True,
-                   desc="training")
+        bar = TrainingBar(config.minutes, total, self.progress.step, disable=self.quiet)
         self.model.train()
         batch = None
         try:
@@ -492,7 +508,15 @@ class Trainer:
                 seconds_since += now - last_clock
                 chars_since += inputs.size * self.world.size
                 losses_since.append(loss_value)
-                bar.update(1)
+                bar.advance(now - last_clock, self.progress.step, loss_value, self.optimizer.param_groups[0]["lr"],
+                            inputs.size * self.world.size / max(now - last_clock, 1e-9))
+                if self.step_planner is not None:
+                    planned = self.step_planner.observe(self.progress.step, now - last_clock, config.steps)
+                    if planned is not None:   # the schedule continues at this step with the new length
+                        self.config = config = replace(config, steps=planned)
+                        self.recompute_schedule()
+                        total = planned
+                        self._say(bar, self.step_planner.last_notice)
                 self._notify("on_step", loss_value, norm if config.grad_clip else None)
                 if self.progress.step % config.eval_every == 0:
                     record = self._record_evaluation(losses_since, chars_since / max(seconds_since, 1e-9), batch)
@@ -529,7 +553,7 @@ class Trainer:
         if self.quiet:
             self.report(line)
         else:
-            bar.set_postfix_str(f"loss{train}{val}, {record['chars_per_second']:.0f} chars/s")
+            bar.evaluated(record)
             bar.write(line)
 
     def _plot(self) -> None:
