@@ -393,9 +393,10 @@ class Trainer:
         finally:
             self.model.train(was_training)
 
-    def validation_text(self) -> str | None:
-        """The held-out text (decoded from its ids), or None without validation."""
-        return None if self.val_ids is None else self.vocabulary.decode(self.val_ids)
+    def validation_text(self, limit: int = 1 << 16) -> str | None:
+        """The start of the held-out text, at most `limit` characters (decoded from its ids: on a memory-mapped
+        gigabyte corpus the whole of it would not fit), or None without validation."""
+        return None if self.val_ids is None else self.vocabulary.decode(self.val_ids[:limit])
 
     def _sample(self) -> str:
         # prose of the corpus to continue, not whatever follows the stream's first character (a table rule)
