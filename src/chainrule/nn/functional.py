@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import device_of, to_device
 from ..autograd.functional import split
 from ..autograd.ops import Scatter
 from ..autograd.function import Function
@@ -51,6 +52,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     # keep each element when a random 16-bit integer reaches p·65536 (p is used to within 1/65536)
     draws = np.frombuffer(default_generator().bytes(2 * x.size), dtype=np.uint16).reshape(x.shape)
+    if type(x.data) is not np.ndarray:  # drawn on the host from the one generator (the same mask on every device)
+        draws = to_device(draws, device_of(x.data))
     return Dropout.apply(x, draws, round(p * 65536), 1.0 / (1.0 - p))
 
 
@@ -62,13 +65,13 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, draws, threshold, scale):
         ctx.draws, ctx.threshold, ctx.scale = draws, threshold, scale
-        return kernel_module().apply_dropout(x, draws, threshold, scale)
+        return kernel_module(x).apply_dropout(x, draws, threshold, scale)
 
     @staticmethod
     def backward(ctx, g):
         if isinstance(g, Tensor):  # create_graph=True: record the backward as a Dropout of g
             return Dropout.apply(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
-        return kernel_module().apply_dropout(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
+        return kernel_module(g).apply_dropout(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
 
 
 # -- recurrent cells (reference) ------------------------------------------------------------------------

@@ -85,7 +85,7 @@ class FusedRNN(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, bias, mask, reverse, nonlinearity, tokens=None):
-        kernels = kernel_module()
+        kernels = kernel_module(weight_hh)
         _token_rows(ctx, projected, tokens)
         (projected, h0, weight_hh, bias), ctx.stored = _compute(projected, h0, weight_hh, bias)
         ctx.has_bias = bias is not None
@@ -126,7 +126,7 @@ class FusedLSTM(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
-        kernels = kernel_module()
+        kernels = kernel_module(weight_hh)
         _token_rows(ctx, projected, tokens)
         if tokens is not None:
             projected = np.ascontiguousarray(projected)  # its rows are read step by step; x W_ihᵀ comes F-ordered
@@ -155,7 +155,7 @@ class FusedGRU(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, bias_hh, bias_ih, mask, reverse, tokens=None):
-        kernels = kernel_module()
+        kernels = kernel_module(weight_hh)
         _token_rows(ctx, projected, tokens)
         (projected, h0, weight_hh, bias_hh, bias_ih), ctx.stored = _compute(projected, h0, weight_hh, bias_hh, bias_ih)
         ctx.has_bias_ih = bias_ih is not None

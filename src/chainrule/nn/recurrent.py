@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._kernels.device import device_of, to_device
 from ..autograd.functional import concatenate, stack, where
 from ..autograd.function import scope
 from ..autograd.tensor import Tensor
@@ -65,7 +66,7 @@ class _CellBase(Module):
 
     def _state(self, state: Any, batch: int, dtype: Any, batched: bool, what: str) -> Tensor:
         if state is None:
-            return Tensor(np.zeros((batch, self.hidden_size), dtype))
+            return Tensor(np.zeros_like(self.weight_hh.data, shape=(batch, self.hidden_size), dtype=dtype))
         expected = (batch, self.hidden_size) if batched else (self.hidden_size,)
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)}, "
@@ -254,7 +255,7 @@ class _RecurrentBase(Module):
         count = self.num_layers * self.num_directions
         expected = (count, batch, self.hidden_size) if batched else (count, self.hidden_size)
         if state is None:
-            zeros = np.zeros((batch, self.hidden_size), dtype)
+            zeros = np.zeros_like(self.weight_hh_l0.data, shape=(batch, self.hidden_size), dtype=dtype)  # its device
             return [zeros] * count
         if not isinstance(state, Tensor):
             raise TypeError(f"{type(self).__name__}: {what} must be a Tensor, got {type(state).__name__}")
@@ -328,6 +329,8 @@ class _RecurrentBase(Module):
             raise ValueError(f"{type(self).__name__}: expected a sequence length larger than 0, got an input "
                              f"with no time steps")
         mask = _lengths_mask(lengths, batch, steps)
+        if mask is not None and type(self.weight_hh_l0.data) is not np.ndarray:  # on the weights' device
+            mask = to_device(mask, device_of(self.weight_hh_l0.data))
         if mask is not None and x is not None:
             # padded inputs are replaced by 0 (a select), so an inf or NaN there reaches no real step's value
             # or gradient (dW_ih = Σ xᵀ δ would take NaN · 0 from it)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._kernels.device import device_of, scatter_add, to_device
 from ..._kernels.rows import scatter_rows
 from ..function import Function
 from ..tensor import Tensor
@@ -109,16 +110,29 @@ class Scatter(Function):
             ctx.index = index
         if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(shape) >= 1:
             return scatter_rows(g, shape, index)
-        out = np.zeros(shape, g.dtype)
+        out = np.zeros_like(g, shape=shape)  # on g's device
         if _is_basic_index(index):
             out[index] = g
         else:
-            np.add.at(out, index, g)
+            scatter_add(out, index, g)
         return out
 
     @staticmethod
     def backward(ctx, g):
         return g[ctx.index], None, None
+
+
+class ToDevice(Function):
+    """A copy of x on another device; the gradient is copied back to x's device."""
+
+    @staticmethod
+    def forward(ctx, x, device):
+        ctx.source = device_of(x)
+        return to_device(x, device)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.to(ctx.source) if isinstance(g, Tensor) else to_device(g, ctx.source)), None
 
 
 class Concatenate(Function):

@@ -1,0 +1,90 @@
+"""A stand-in "cuda" device for the tests: NumPy arrays of a subclass that remembers its GPU number.
+
+It is registered through the one place the engine asks about devices (`chainrule._kernels.device`), as
+CuPy is on a GPU machine, so the device plumbing (moving tensors, modules and optimizer state, mixed-device
+errors, host copies for checkpoints) runs in CI. It is faithful where it matters for that: an array made
+by NumPy's constructors (np.zeros, np.asarray, ...) is a plain ndarray, i.e. on the CPU, so a code path
+that leaves the device shows up as a mixed-device error or a CPU result; what it cannot show is CuPy's own
+refusals (np.asarray of a CuPy array raises, here it silently makes a CPU array).
+"""
+from __future__ import annotations
+
+import contextlib
+from types import SimpleNamespace
+
+import numpy as np
+
+from chainrule._kernels import device
+
+GPUS = 2
+
+
+class FakeCudaArray(np.ndarray):
+    """An array on stand-in GPU `gpu`; results of ufuncs and slicing stay on the GPU of their first input."""
+
+    gpu = 0
+
+    def __array_finalize__(self, obj):
+        self.gpu = getattr(obj, "gpu", _current["gpu"])
+
+    def __array_function__(self, func, types, args, kwargs):
+        # as CuPy: a NumPy function given a device array (np.concatenate, np.zeros_like, ...) computes there
+        return _rewrap(super().__array_function__(func, types, args, kwargs), self.gpu)
+
+
+def _rewrap(result, gpu):
+    if type(result) is np.ndarray:
+        result = result.view(FakeCudaArray)
+        result.gpu = gpu
+    elif isinstance(result, (tuple, list)):
+        result = type(result)(_rewrap(item, gpu) for item in result)
+    return result
+
+
+_current = {"gpu": 0}
+
+
+@contextlib.contextmanager
+def use(index):
+    previous, _current["gpu"] = _current["gpu"], index
+    try:
+        yield
+    finally:
+        _current["gpu"] = previous
+
+
+def _on_device(array):
+    out = np.array(array, copy=True).view(FakeCudaArray)
+    out.gpu = _current["gpu"]
+    return out
+
+
+def _make(name):
+    def make(*args, **kwargs):
+        return _on_device(getattr(np, name)(*args, **kwargs))
+    return make
+
+
+xp = SimpleNamespace(**{name: getattr(np, name) for name in ("matmul", "exp", "tanh", "where", "sqrt", "maximum")},
+                     asarray=lambda a, dtype=None: _on_device(np.asarray(a, dtype)),
+                     empty=_make("empty"), zeros=_make("zeros"), full=_make("full"),
+                     zeros_like=lambda a, **kw: _on_device(np.zeros_like(np.asarray(a), **kw)),
+                     ndarray=FakeCudaArray)
+
+
+def _to_host(array):
+    return np.array(array, copy=True).view(np.ndarray)
+
+
+BACKEND = device.ArrayBackend("fake-cuda", xp, FakeCudaArray, lambda a: a.gpu, use, _to_host,
+                              lambda out, index, values: np.add.at(out, index, values), lambda: GPUS)
+
+
+@contextlib.contextmanager
+def fake_cuda():
+    """Register the stand-in as the "cuda" backend for the duration."""
+    previous = device.use_cuda_backend(BACKEND)
+    try:
+        yield BACKEND
+    finally:
+        device.use_cuda_backend(previous)
