@@ -10,8 +10,6 @@ refusals (np.asarray of a CuPy array raises, here it silently makes a CPU array)
 from __future__ import annotations
 
 import contextlib
-from types import SimpleNamespace
-
 import numpy as np
 
 from chainrule._kernels import device
@@ -59,17 +57,25 @@ def _on_device(array):
     return out
 
 
-def _make(name):
-    def make(*args, **kwargs):
-        return _on_device(getattr(np, name)(*args, **kwargs))
-    return make
+class _ArrayModule:
+    """The stand-in's `cupy`: NumPy's functions, their array results placed on the current stand-in GPU."""
+
+    ndarray = FakeCudaArray
+
+    def __getattr__(self, name):
+        function = getattr(np, name)
+        if not callable(function) or isinstance(function, type):
+            return function
+
+        def on_device(*args, **kwargs):
+            return _rewrap(function(*args, **kwargs), _current["gpu"])
+        return on_device
+
+    def asarray(self, array, dtype=None):
+        return _on_device(np.asarray(array, dtype))
 
 
-xp = SimpleNamespace(**{name: getattr(np, name) for name in ("matmul", "exp", "tanh", "where", "sqrt", "maximum")},
-                     asarray=lambda a, dtype=None: _on_device(np.asarray(a, dtype)),
-                     empty=_make("empty"), zeros=_make("zeros"), full=_make("full"),
-                     zeros_like=lambda a, **kw: _on_device(np.zeros_like(np.asarray(a), **kw)),
-                     ndarray=FakeCudaArray)
+xp = _ArrayModule()
 
 
 def _to_host(array):

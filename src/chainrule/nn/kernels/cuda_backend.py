@@ -76,6 +76,7 @@ def rnn_backward(cache, weight_hh, d_output, d_h_last):
     """Shapes, dtypes and what is returned: `contract.KernelBackend.rnn_backward`."""
     states, h0, mask, reverse, nonlinearity, weight_hh_t = cache
     xp = array_module(states)
+    d_output = xp.ascontiguousarray(d_output)   # may be a broadcast (read-only) view
     steps, batch, hidden = states.shape
     deltas = xp.empty_like(states)
     carried = xp.zeros_like(d_h_last)
@@ -117,12 +118,13 @@ def lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None)
 
 def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cache=False):
     """Shapes, dtypes and what is returned: `contract.KernelBackend.lstm_backward`. The δ are written over the
-    cache's gates when `overwrite_cache` (each step reads its gates before writing its δ)."""
+    cache's gates when `overwrite_cache`, else over a copy of them."""
     gates_all, h_states, c_states, tanh_c_all, h0, c0, mask, reverse, _ = cache
     xp = array_module(gates_all)
+    d_output = xp.ascontiguousarray(d_output)   # may be a broadcast (read-only) view
     steps, batch, gate_width = gates_all.shape
     hidden = gate_width // 4
-    deltas = gates_all if overwrite_cache else xp.empty_like(gates_all)
+    deltas = gates_all if overwrite_cache else gates_all.copy()   # the kernel turns gates into δ in place
     d_c = xp.array(d_c_last, copy=True)
     carried = xp.zeros_like(d_h_last)
     product = xp.array(d_h_last, copy=True)
@@ -131,7 +133,7 @@ def lstm_backward(cache, weight_hh, d_output, d_h_last, d_c_last, overwrite_cach
     for t in time_order(steps, not reverse):
         step_mask, has_mask = _mask_args(xp, mask, t, no_mask)
         c_prev = _previous(xp, c_states, c0, t, reverse)
-        _launch(kernel, batch, hidden, deltas[t], d_c, carried, gates_all[t], c_prev, tanh_c_all[t], product,
+        _launch(kernel, batch, hidden, deltas[t], d_c, carried, c_prev, tanh_c_all[t], product,
                 d_output[t], step_mask, has_mask)
         xp.matmul(deltas[t], weight_hh, out=product)          # δ_t W_hh
     return deltas, product + carried, d_c, recurrent_weight_gradient(deltas, h_states, h0, reverse)
@@ -166,6 +168,7 @@ def gru_backward(cache, weight_hh, d_output, d_h_last):
     """Shapes, dtypes and what is returned: `contract.KernelBackend.gru_backward`."""
     gates_all, hidden_n_all, h_states, h0, mask, reverse, _ = cache
     xp = array_module(gates_all)
+    d_output = xp.ascontiguousarray(d_output)   # may be a broadcast (read-only) view
     steps, batch, gate_width = gates_all.shape
     hidden = gate_width // 3
     d_input = xp.empty_like(gates_all)

@@ -95,10 +95,12 @@ def lstm_forward_step(gates, p_t, c_prev, h_prev, c_t, tanh_c, h_t, mask, has_ma
 
 
 @cuda.jit
-def lstm_backward_step(delta, d_c, carried, gates, c_prev, tanh_c, product, d_out, mask, has_mask):
+def lstm_backward_step(delta, d_c, carried, c_prev, tanh_c, product, d_out, mask, has_mask):
     """One BPTT step: dL/dh_t = product + carried; d_c ← dL/dc_t (from step t+1) + dL/dh_t o (1 - tanh²c_t);
     δ_t = [d_c g σ'(i), d_c c_{t-1} σ'(f), d_c i (1 - g²), (dL/dh_t + d_out) tanh(c_t) σ'(o)]; then d_c ← d_c f
-    for step t-1. At padding δ_t = 0 and dL/dh, dL/dc pass on unchanged."""
+    for step t-1. At padding δ_t = 0 and dL/dh, dL/dc pass on unchanged. `delta` [B, 4H] holds the step's
+    activated gates on entry (each thread reads its unit's four before writing them): one array, so that no
+    two arguments alias each other."""
     b, j = cuda.grid(2)
     hidden = d_c.shape[1]
     if b >= d_c.shape[0] or j >= hidden:
@@ -108,8 +110,8 @@ def lstm_backward_step(delta, d_c, carried, gates, c_prev, tanh_c, product, d_ou
         delta[b, j] = delta[b, hidden + j] = delta[b, 2 * hidden + j] = delta[b, 3 * hidden + j] = 0.0
         carried[b, j] = d_h
         return
-    i, f = gates[b, j], gates[b, hidden + j]
-    g, o = gates[b, 2 * hidden + j], gates[b, 3 * hidden + j]
+    i, f = delta[b, j], delta[b, hidden + j]
+    g, o = delta[b, 2 * hidden + j], delta[b, 3 * hidden + j]
     tc = tanh_c[b, j]
     d_total = d_h + d_out[b, j]
     dc = d_c[b, j] + d_total * (o * (1 - tc * tc))
