@@ -25,12 +25,31 @@ class FakeCudaArray(np.ndarray):
     def __array_finalize__(self, obj):
         self.gpu = getattr(obj, "gpu", _current["gpu"])
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # as CuPy: host arrays (even 0-d ones) are refused as operands, and so are another GPU's arrays
+        outs = kwargs.get("out") or ()
+        for operand in (*inputs, *outs):
+            if type(operand) is np.ndarray:
+                raise TypeError(f"Unsupported type {type(operand)} (the stand-in GPU, as CuPy, refuses host "
+                                f"arrays: move them to the device first)")
+            if isinstance(operand, FakeCudaArray) and operand.gpu != self.gpu:
+                raise ValueError(f"array on stand-in GPU {operand.gpu} used with one on GPU {self.gpu}")
+        plain = [a.view(np.ndarray) if isinstance(a, FakeCudaArray) else a for a in inputs]
+        if outs:
+            kwargs["out"] = tuple(o.view(np.ndarray) for o in outs)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if outs:
+            return outs[0] if len(outs) == 1 else outs
+        return _rewrap(result, self.gpu)
+
     def __array_function__(self, func, types, args, kwargs):
         # as CuPy: a NumPy function given a device array (np.concatenate, np.zeros_like, ...) computes there
         return _rewrap(super().__array_function__(func, types, args, kwargs), self.gpu)
 
 
 def _rewrap(result, gpu):
+    if isinstance(result, np.generic):   # CuPy's reductions give 0-d device arrays, not host scalars
+        result = np.asarray(result)
     if type(result) is np.ndarray:
         result = result.view(FakeCudaArray)
         result.gpu = gpu

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._kernels.device import device_of, to_device
+from .._kernels.device import device_of, to_device, to_host
 from ..autograd.functional import concatenate, stack, where
 from ..autograd.function import scope
 from ..autograd.tensor import Tensor
@@ -154,7 +154,7 @@ def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
     """
     if lengths is None:
         return None
-    values = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    values = to_host(lengths.data) if isinstance(lengths, Tensor) else np.asarray(lengths)
     if values.ndim != 1 or values.shape[0] != batch:
         raise ValueError(f"lengths must be a vector with one length per sequence ({batch}), got shape {values.shape}")
     if values.size == 0:   # an empty batch: np.asarray([]) is float64, but there is no length to check
@@ -304,7 +304,7 @@ class _RecurrentBase(Module):
                 outputs[t] = new_states[0]
             else:
                 keep = mask[t]   # selected, not multiplied: a padded step's state may be inf
-                outputs[t] = where(keep, new_states[0], np.zeros((), x.dtype))
+                outputs[t] = where(keep, new_states[0], x.dtype.type(0))   # a scalar: fits any device
                 states = [where(keep, new, old) for new, old in zip(new_states, states)]
         return (stack(outputs), *states)
 
@@ -334,7 +334,7 @@ class _RecurrentBase(Module):
         if mask is not None and x is not None:
             # padded inputs are replaced by 0 (a select), so an inf or NaN there reaches no real step's value
             # or gradient (dW_ih = Σ xᵀ δ would take NaN · 0 from it)
-            x = where(mask, x, np.zeros((), dtype))
+            x = where(mask, x, np.dtype(dtype).type(0))
         initial = [self._initial_state(state, batch, dtype, batched, name)
                    for state, name in zip(states, state_names)]
         finals: list[list[Tensor]] = [[] for _ in state_names]
@@ -407,7 +407,7 @@ class _RecurrentBase(Module):
         direction a `Projection`: (table, ids, b), the fused node looking the rows up (and summing their gradients
         per token, in float32 for float16); or, for fewer ids than rows, ([T, B, G] projections, None, b).
         """
-        ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        ids = to_host(ids.data) if isinstance(ids, Tensor) else np.asarray(ids)
         name = type(self).__name__
         if ids.dtype.kind not in "iu" or ids.ndim != 2:
             raise TypeError(f"{name}.forward_tokens: expected a 2-D integer array of token ids, got "

@@ -87,11 +87,19 @@ def _is_basic_index(index: Any) -> bool:
     return builtins.all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
 
 
+def _index_on_device(index: Any, device: Any) -> Any:
+    if isinstance(index, tuple):
+        return tuple(to_device(i, device) if isinstance(i, np.ndarray) else i for i in index)
+    return to_device(index, device) if isinstance(index, np.ndarray) else index
+
+
 class GetItem(Function):
     """x[index]; with repeated advanced indices the gradients of the repeats are summed."""
 
     @staticmethod
     def forward(ctx, x, index):
+        if type(x) is not np.ndarray and not _is_basic_index(index):  # index arrays join x on its device
+            index = _index_on_device(index, device_of(x))
         ctx.input_shape = x.shape
         ctx.index = index
         return x[index]

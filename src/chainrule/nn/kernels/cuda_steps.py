@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 
-from numba import cuda
+from numba import config, cuda
 
-THREADS = (8, 32)   # (sequences, units) per block: a warp reads 32 consecutive units of one row
+# (sequences, units) per block: a warp reads 32 consecutive units of one row. The simulator runs a Python
+# thread per GPU thread: small blocks there, which also make small tests span several blocks.
+THREADS = (2, 4) if config.ENABLE_CUDASIM else (8, 32)
 
 
 def blocks(rows: int, columns: int) -> tuple[int, int]:
