@@ -64,7 +64,9 @@ def _scalar_power(x: Any, exponent: Any) -> Any:
             return np.reciprocal(np.sqrt(x))
         return np.power(x, exponent)
     out = np.power(x, exponent)
-    if np.size(exponent) == 1 and np.result_type(exponent).kind == "f" and float(exponent.reshape(-1)[0] if hasattr(exponent, "reshape") else exponent) == 0.5:
+    e = _data(exponent)   # read without np.asarray, which a GPU's array refuses
+    if (np.size(e) == 1 and (e.dtype.kind if hasattr(e, "dtype") else np.result_type(e).kind) == "f"
+            and float(e.reshape(-1)[0] if hasattr(e, "reshape") else e) == 0.5):
         # NumPy takes a scalar exponent 0.5 as sqrt (-0 -> -0, -inf -> NaN); a Tensor exponent follows C's
         # pow, as in PyTorch's pow(Tensor, Tensor): pow(-0, 0.5) = +0, pow(-inf, 0.5) = +inf
         kind = np.result_type(out).type   # scalars, not 0-d NumPy arrays: they combine with arrays on any device
@@ -91,9 +93,12 @@ def pow_gradients(g: Any, x: Any, y: Any, out: Any, need_x: bool = True, need_y:
         else:
             # y - 1 kept an array: NumPy turns a 0-d result into np.float64, a float, which would take the
             # Python-number (sqrt) convention at -0.5
-            minus_one = y - 1 if isinstance(y, Tensor) else np.subtract(y, 1)
-            if type(minus_one) is not np.ndarray and backend_of(minus_one) is NUMPY:
-                minus_one = np.asarray(minus_one)
+            if isinstance(y, Tensor):
+                minus_one = y - 1
+            else:
+                minus_one = np.subtract(y, 1)
+                if isinstance(minus_one, np.generic):  # (np.asarray would refuse a GPU's array)
+                    minus_one = np.asarray(minus_one)
             grad_x = _where(pow_base_blocked(y), 0, g * (y * _power(x, minus_one)))
     if need_y:
         # selected inside, then multiplied by g, as PyTorch's pow_backward_exponent (inf upstream: NaN)
