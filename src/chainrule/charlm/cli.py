@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import CELLS
+from .devices import add_device_option, use_device
 
 DEFAULT_OUT = "runs/charlm"
 
@@ -139,6 +140,7 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                         + default("sample_length"))
     output.add_argument("--seed", type=_SEED, help=default("seed").strip())
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
+    add_device_option(output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,11 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=_POSITIVE)
     sample.add_argument("--seed", type=_SEED)
     sample.add_argument("--argmax", action="store_true", help="always take the most likely character")
+    add_device_option(sample)
     evaluation = commands.add_parser("eval", help="loss, bits per character and perplexity on a text",
                                      parents=[common])
     evaluation.add_argument("checkpoint", metavar="CHECKPOINT")
     evaluation.add_argument("text", metavar="TEXT_FILE", help="a UTF-8 text file, a pipe, or - for standard input")
     evaluation.add_argument("--batch-size", type=_number(int, 1, 1 << 20), default=32)
+    add_device_option(evaluation)
     info = commands.add_parser("info", help="a checkpoint's configuration, size and training history",
                                parents=[common])
     info.add_argument("checkpoint", metavar="CHECKPOINT")
@@ -268,6 +272,7 @@ def _train(args: argparse.Namespace) -> int:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
+        use_device(trainer.model, args)
         _say(f"training a {config.model} {config.layers}x{config.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")
@@ -334,6 +339,7 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool) -> int:
         # the model is built with the run's dropout, which restore checks; continue_run then applies the new one
         trainer = Trainer(replace(config, dropout=stored.dropout), folder, quiet=quiet, corpus=corpus, lock=lock)
         trainer.config = config
+        use_device(trainer.model, args)   # before restore: the optimizer state is loaded onto the parameters' device
         trainer.restore(checkpoint)
         notices = trainer.continue_run(checkpoint, changes)
         _say(f"resuming {folder} at step {trainer.progress.step} from {checkpoint.name}")
@@ -364,6 +370,7 @@ def _sample(args: argparse.Namespace) -> int:
     from .model import generate, load_model
 
     model, vocabulary, _ = load_model(args.checkpoint)
+    use_device(model, args)
     vocabulary.encode(args.prime, "prime text")  # unknown characters: a clear error before any output
     # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
     show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str
@@ -384,6 +391,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .text import read_text
 
     model, vocabulary, meta = load_model(args.checkpoint)
+    use_device(model, args)
     ids = vocabulary.encode(read_text(args.text), f"text file {args.text}")
     with np.errstate(all="ignore"):   # finite but huge weights overflow: the result says inf or nan plainly
         result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))

@@ -98,11 +98,12 @@ def detach_state(state: Any) -> Any:
 
 
 def state_arrays(state: Any) -> list[np.ndarray]:
-    return [s.data for s in state] if isinstance(state, tuple) else [state.data]
+    """The carried state's arrays in host memory (copied from a GPU), as a checkpoint stores them."""
+    return [s.numpy() for s in state] if isinstance(state, tuple) else [state.numpy()]
 
 
-def state_from_arrays(arrays: list[np.ndarray], model: str) -> Any:
-    tensors = [Tensor(a) for a in arrays]
+def state_from_arrays(arrays: list[np.ndarray], model: str, device: Any = None) -> Any:
+    tensors = [Tensor(a) if device is None else Tensor(a).to(device) for a in arrays]
     return tuple(tensors) if model == "lstm" else tensors[0]
 
 
@@ -160,12 +161,12 @@ def generate(model: CharModel, vocabulary: Vocabulary, prime: str = "", length: 
     try:
         with no_grad():
             logits, state = model(ids[None, :])
-            last = logits.data[0, -1]
+            last = logits[0, -1].numpy()   # host memory (a copy from a GPU): the choice is made there
             for _ in range(length):
                 choice = _choose(last, temperature, top_k, argmax, rng)
                 yield vocabulary.characters[choice]
                 logits, state = model(np.array([[choice]]), state)
-                last = logits.data[0, -1]
+                last = logits[0, -1].numpy()   # host memory (a copy from a GPU): the choice is made there
     finally:
         model.train(was_training)
 

@@ -481,7 +481,7 @@ class Trainer:
         self.model.load_state_dict(model_state)
         if self.schedule is not None:
             self.schedule.load_state_dict(meta["schedule"])
-        self.state = state_from_arrays(carry, self.model.config.model) if carry else None
+        self.state = state_from_arrays(carry, self.model.config.model, self.parameters[0].device) if carry else None
         self.progress = Progress(**meta["progress"], history=meta["history"])
         default_generator().bit_generator.state = meta["rng"]
 
