@@ -71,8 +71,8 @@ def check_kernels(device, dtypes, sizes) -> None:
                     dev = gpu.rnn_forward(*on(p, h0, w, mask), reverse, nonlinearity)
                     back_cpu = numpy_backend.rnn_backward(cpu[2], w, d_out, d_h)
                     back_dev = gpu.rnn_backward(dev[2], *on(w, d_out, d_h))
-                    report(f"kernels rnn-{nonlinearity} {tag}", [_error(a, b) for a, b in
-                                                                 zip((*dev[:2], *back_dev), (*cpu[:2], *back_cpu))], dtype)
+                    pairs = zip((*dev[:2], *back_dev), (*cpu[:2], *back_cpu))
+                    report(f"kernels rnn-{nonlinearity} {tag}", [_error(a, b) for a, b in pairs], dtype)
                 p, h0, c0, w, bias = r(steps, batch, 4 * hidden), r(batch, hidden), r(batch, hidden), \
                     r(4 * hidden, hidden) / 2, r(4 * hidden)
                 cpu = numpy_backend.lstm_forward(p, h0, c0, w, bias, mask, reverse)

@@ -42,7 +42,8 @@ def test_parse_device_refuses(spec, error, words):
 
 def test_import_loads_nothing_of_the_gpu():
     code = ("import sys, chainrule as cr; from chainrule import nn, optim; cr.ones(2).to('cpu'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cupy', 'cupyx') or m.startswith('numba.cuda')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cupy', 'cupyx') "
+            "or m.startswith('numba.cuda')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -190,7 +190,8 @@ def check_same_device(arrays: Any) -> Device:
     """
     found: Device | None = None
     for array in arrays:
-        if not hasattr(array, "shape") or (type(array) is np.ndarray and array.ndim == 0) or isinstance(array, np.generic):
+        if (not hasattr(array, "shape") or isinstance(array, np.generic)
+                or (type(array) is np.ndarray and array.ndim == 0)):
             continue
         device = device_of(array)
         if found is None:

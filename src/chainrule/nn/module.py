@@ -169,8 +169,8 @@ class Module:
         >>> str(nn.Linear(2, 2).to("cpu").weight.device)
         'cpu'
         """
-        if isinstance(device_or_dtype, Device) or (isinstance(device_or_dtype, str)
-                                                   and device_or_dtype.split(":")[0].strip().lower() in ("cpu", "cuda")):
+        names_device = isinstance(device_or_dtype, str) and device_or_dtype.split(":")[0].strip().lower() in ("cpu", "cuda")
+        if isinstance(device_or_dtype, Device) or names_device:
             device = device_or_dtype
         elif device_or_dtype is not None:
             dtype = device_or_dtype

@@ -415,7 +415,8 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     backend and C-contiguous arrays of one dtype the step is one compiled pass (`kernels.adam_step`, the
     same arithmetic); otherwise NumPy's.
     """
-    if backend_name() == "numba" and type(param) is np.ndarray and _contiguous(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
+    compiled = backend_name() == "numba" and type(param) is np.ndarray   # a GPU's arrays take NumPy's formula there
+    if compiled and _contiguous(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
         from .kernels import adam_step
         adam_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
                   (exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq).reshape(-1), lr, beta1, beta2, eps,
