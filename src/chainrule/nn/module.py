@@ -169,7 +169,8 @@ class Module:
         >>> str(nn.Linear(2, 2).to("cpu").weight.device)
         'cpu'
         """
-        names_device = isinstance(device_or_dtype, str) and device_or_dtype.split(":")[0].strip().lower() in ("cpu", "cuda")
+        spec = device_or_dtype
+        names_device = isinstance(spec, str) and spec.split(":")[0].strip().lower() in ("cpu", "cuda")
         if isinstance(device_or_dtype, Device) or names_device:
             device = device_or_dtype
         elif device_or_dtype is not None:
