@@ -175,3 +175,34 @@ def test_training_on_the_stand_in_device_gives_the_cpu_numbers(cuda):
     assert all(isinstance(p.data, FakeCudaArray) and isinstance(p.grad, FakeCudaArray) for p in gpu_parameters)
     for a, b in zip(cpu_parameters, gpu_parameters):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ops whose NumPy spelling needed routing for a device (host constructors, 0-d host arrays, host index arrays)
+OPS = {
+    "pow_by_zero": lambda x: (x ** 0).sum(),
+    "pow_tensor_half": lambda x: (x.abs() ** cr.tensor([0.5], device=x.device)).sum(),
+    "pow_tensor_exponent": lambda x: (cr.full((3,), 2.0, device=x.device) ** x).sum(),
+    "relu": lambda x: x.relu().sum(),
+    "clip": lambda x: x.clip(-0.5, 0.5).sum(),
+    "mean_of_nothing": lambda x: x[0:0].mean() + x.sum(),
+    "where_host_mask": lambda x: cr.where(np.array([True, False, True]), x, x * 2).sum(),
+    "index_array": lambda x: x[np.array([2, 0, 2])].sum(),
+    "cross_entropy_ignore_none": lambda x: F.cross_entropy(x.reshape(1, 3) * cr.ones(2, 1, device=x.device),
+                                                           np.array([1, -100]), reduction="none").sum(),
+    "nll_loss": lambda x: F.nll_loss(x.reshape(1, 3).log_softmax(axis=-1), np.array([2])),
+    "embedding_rows": lambda x: (nn.Embedding(4, 3).to(x.device)(np.array([[1, 3, 1]])) * x).sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_ops_on_the_stand_in_device_match_the_cpu(name, cuda):
+    results = []
+    for device in ("cpu", "cuda"):
+        cr.manual_seed(5)
+        x = cr.tensor([0.3, -1.2, 2.0], device=device, requires_grad=True)
+        out = OPS[name](x)
+        out.backward()
+        assert out.device == x.device and x.grad is not None and device_of(x.grad) == x.device
+        results.append((out.numpy(), np.asarray(x.grad) if device == "cpu" else cuda.to_host(x.grad)))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)

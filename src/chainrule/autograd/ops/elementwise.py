@@ -89,7 +89,7 @@ def pow_gradients(g: Any, x: Any, y: Any, out: Any, need_x: bool = True, need_y:
     grad_x = grad_y = None
     if need_x:
         if isinstance(y, (int, float)) and not isinstance(y, bool):
-            grad_x = np.zeros(np.shape(_data(g)), _data(g).dtype) if y == 0 else g * (y * _power(x, y - 1))
+            grad_x = np.zeros_like(_data(g)) if y == 0 else g * (y * _power(x, y - 1))   # zeros on g's device
         else:
             # y - 1 kept an array: NumPy turns a 0-d result into np.float64, a float, which would take the
             # Python-number (sqrt) convention at -0.5
@@ -312,7 +312,7 @@ class Clip(Function):
 
     @staticmethod
     def forward(ctx, x, low, high):
-        inside = np.ones(x.shape, bool)
+        inside = np.ones_like(x, dtype=bool)   # on x's device
         if low is not None:
             inside &= x >= low
         if high is not None:

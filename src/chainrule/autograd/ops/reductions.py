@@ -35,13 +35,13 @@ class Mean(Function):
         total = np.sum(x, axis=axes, keepdims=keepdims, dtype=_accumulation_dtype(x.dtype))
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)  # integers: a float mean
         if ctx.count == 0:
-            return np.full(np.shape(total), np.nan, dtype)
+            return np.full_like(total, np.nan, dtype=dtype, shape=np.shape(total))   # on x's device
         return (total / ctx.count).astype(dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
         if ctx.count == 0:  # the input has no elements
-            return np.zeros(ctx.input_shape, _data(g).dtype), None, None
+            return np.zeros_like(_data(g), shape=ctx.input_shape), None, None   # on g's device
         count, kept_shape = ctx.count, ctx.kept_shape  # a float16 count above 65504 would be inf
         share = _in_float32_for_float16(lambda g: g.reshape(kept_shape) / count, g)
         return _broadcast_to(share, ctx.input_shape), None, None
