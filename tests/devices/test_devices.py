@@ -206,3 +206,9 @@ def test_ops_on_the_stand_in_device_match_the_cpu(name, cuda):
         results.append((out.numpy(), np.asarray(x.grad) if device == "cpu" else cuda.to_host(x.grad)))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
+
+
+def test_argmax_and_argmin_stay_on_the_device(cuda):
+    x = cr.tensor([[0.5, 2.0, -1.0], [3.0, 0.0, 1.0]], device="cuda")
+    assert x.argmax(axis=1).device == x.device and x.argmax(axis=1).tolist() == [1, 0]
+    assert x.argmin().device == x.device and x.argmin().item() == 2

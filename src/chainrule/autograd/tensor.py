@@ -78,6 +78,11 @@ def _operand(value: Any, op: str) -> Any:
                     "(expected a Tensor, a Python number or a NumPy array)")
 
 
+def _as_result(value: Any) -> Any:
+    """An array from a NumPy function's result: NumPy scalars become 0-d arrays, a GPU's arrays stay as they are."""
+    return np.asarray(value) if backend_of(value) is NUMPY else value
+
+
 def _index_operand(index: Any) -> Any:
     if isinstance(index, Tensor):
         return index.data
@@ -461,10 +466,10 @@ class Tensor:
         return bool(self.data.any())
 
     def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        return Tensor._from_array(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._from_array(_as_result(np.argmax(self.data, axis=axis, keepdims=keepdims)))
 
     def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        return Tensor._from_array(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._from_array(_as_result(np.argmin(self.data, axis=axis, keepdims=keepdims)))
 
     def softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
         return _ops.softmax(self, axis, dim=dim)

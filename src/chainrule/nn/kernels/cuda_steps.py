@@ -19,6 +19,9 @@ from numba import config, cuda
 # (sequences, units) per block: a warp reads 32 consecutive units of one row. The simulator runs a Python
 # thread per GPU thread: small blocks there, which also make small tests span several blocks.
 THREADS = (2, 4) if config.ENABLE_CUDASIM else (8, 32)
+# numba would synchronise CuPy's stream before every launch that takes CuPy arrays (CUDA array interface v3);
+# both launch on the same (default) stream, which orders the work already, so that wait buys nothing
+config.CUDA_ARRAY_INTERFACE_SYNC = False
 
 
 def blocks(rows: int, columns: int) -> tuple[int, int]:
