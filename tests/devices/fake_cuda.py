@@ -25,6 +25,11 @@ class FakeCudaArray(np.ndarray):
     def __array_finalize__(self, obj):
         self.gpu = getattr(obj, "gpu", _current["gpu"])
 
+    def __getitem__(self, index):
+        # as CuPy: an element is a 0-d device array, not a host scalar
+        item = super().__getitem__(index)
+        return _rewrap(item, self.gpu) if isinstance(item, np.generic) else item
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         # as CuPy: host arrays (even 0-d ones) are refused as operands, and so are another GPU's arrays
         outs = kwargs.get("out") or ()
@@ -43,6 +48,8 @@ class FakeCudaArray(np.ndarray):
         return _rewrap(result, self.gpu)
 
     def __array_function__(self, func, types, args, kwargs):
+        if func in (np.max, np.amax, np.min, np.amin) and "initial" in kwargs:
+            raise TypeError(f"{func.__name__}() got an unexpected keyword argument 'initial' (as CuPy's)")
         # as CuPy: a NumPy function given a device array (np.concatenate, np.zeros_like, ...) computes there
         return _rewrap(super().__array_function__(func, types, args, kwargs), self.gpu)
 

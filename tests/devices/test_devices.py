@@ -177,6 +177,12 @@ def test_training_on_the_stand_in_device_gives_the_cpu_numbers(cuda):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def _with_grad(x):
+    p = cr.ones(3, device=x.device, requires_grad=True)
+    p.grad = (x * 4).detach().data
+    return p
+
+
 # ops whose NumPy spelling needed routing for a device (host constructors, 0-d host arrays, host index arrays)
 OPS = {
     "pow_by_zero": lambda x: (x ** 0).sum(),
@@ -190,6 +196,10 @@ OPS = {
     "cross_entropy_ignore_none": lambda x: F.cross_entropy(x.reshape(1, 3) * cr.ones(2, 1, device=x.device),
                                                            np.array([1, -100]), reduction="none").sum(),
     "nll_loss": lambda x: F.nll_loss(x.reshape(1, 3).log_softmax(axis=-1), np.array([2])),
+    "softmax": lambda x: (x.softmax(axis=-1) * cr.tensor([1.0, 2.0, 3.0], device=x.device)).sum(),
+    "log_softmax": lambda x: x.log_softmax(axis=-1)[1],
+    "logsumexp": lambda x: x.logsumexp(axis=0) + x.reshape(1, 3)[0:0].logsumexp(axis=0).sum(),
+    "clip_grad_norm_inf": lambda x: x.sum() * float(nn.utils.clip_grad_norm_([_with_grad(x)], 1.0, "inf")),
     "embedding_rows": lambda x: (nn.Embedding(4, 3).to(x.device)(np.array([[1, 3, 1]])) * x).sum(),
 }
 

@@ -215,3 +215,15 @@ def empty_like_device(reference: Any, shape: tuple[int, ...], dtype: Any, fill: 
 def scatter_add(out: Any, index: Any, values: Any) -> None:
     """out[index] += values with repeated indices summed (np.add.at; cupyx.scatter_add on a GPU)."""
     backend_of(out).scatter_add(out, index, values)
+
+
+def max_or(x: Any, axis: Any, keepdims: bool, initial: float) -> Any:
+    """np.max(x, axis, keepdims=keepdims, initial=initial): the max, or `initial` over no elements. CuPy's max
+    has no `initial`: there it is the max joined with `initial` (NaN still propagates), or `initial` filled in."""
+    if type(x) is np.ndarray:
+        return np.max(x, axis=axis, keepdims=keepdims, initial=initial)
+    xp = backend_of(x).xp
+    if x.size == 0:  # the reduced shape, from an array of x's shape that holds no memory
+        shape = np.max(np.zeros(x.shape, np.int8), axis=axis, keepdims=keepdims, initial=0).shape
+        return xp.full(shape, initial, x.dtype)
+    return xp.maximum(xp.max(x, axis=axis, keepdims=keepdims), x.dtype.type(initial))

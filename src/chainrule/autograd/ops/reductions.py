@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._kernels.device import max_or
+
 from ..function import Function
 from .elementwise import _accumulation_dtype, _data, _exp, _in_float32_for_float16
 from .shape import _broadcast_to, _kept_shape
@@ -86,7 +88,7 @@ class LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdims):
         wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)
-        shift = np.max(wide, axis=axes, keepdims=True, initial=-np.inf)
+        shift = max_or(wide, axes, True, -np.inf)
         shift = np.where(np.isinf(shift), 0, shift)
         out = (np.log(np.sum(np.exp(wide - shift), axis=axes, keepdims=True)) + shift).astype(x.dtype)
         ctx.kept_shape = out.shape
@@ -107,7 +109,7 @@ class Softmax(Function):
     def forward(ctx, x, axis):
         wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
         # the max is subtracted even when infinite: a row of -inf or with +inf is NaN, as in PyTorch
-        e = np.exp(wide - np.max(wide, axis=axis, keepdims=True, initial=-np.inf))
+        e = np.exp(wide - max_or(wide, axis, True, -np.inf))
         out = (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis
@@ -125,7 +127,7 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
         wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
-        shifted = wide - np.max(wide, axis=axis, keepdims=True, initial=-np.inf)
+        shifted = wide - max_or(wide, axis, True, -np.inf)
         out = (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis
