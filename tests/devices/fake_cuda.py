@@ -10,6 +10,7 @@ refusals (np.asarray of a CuPy array raises, here it silently makes a CPU array)
 from __future__ import annotations
 
 import contextlib
+import os
 import numpy as np
 
 from chainrule._kernels import device
@@ -110,6 +111,7 @@ def _to_host(array):
 
 BACKEND = device.ArrayBackend("fake-cuda", xp, FakeCudaArray, lambda a: a.gpu, use, _to_host,
                               lambda out, index, values: np.add.at(out, index, values), lambda: GPUS)
+BACKEND.cuda_kernels = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"   # numba.cuda runs them only there
 
 
 @contextlib.contextmanager

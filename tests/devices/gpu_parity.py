@@ -5,7 +5,8 @@
 
 Checks, each printed on one line, exit status 1 if any fails:
 - kernels: `cuda_backend` against `numpy_backend` through the kernel contract (forward and backward of the
-  RNN (tanh, relu), LSTM and GRU; with and without a mask; both directions);
+  RNN (tanh, relu), LSTM and GRU; with and without a mask; both directions); the Adam step's CUDA kernel
+  against NumPy's formula (L2 and decoupled weight decay, AMSGrad);
 - layers: nn.RNN/LSTM/GRU with 1 and 2 layers, bidirectional, with `lengths`, outputs, final states and every
   parameter's gradient on the device against the same layer on the CPU;
 - training: a character model (embedding, 2-layer LSTM with dropout, head, Adam, clipping) trained for some
@@ -90,6 +91,28 @@ def check_kernels(device, dtypes, sizes) -> None:
                                               zip((*dev[:2], *back_dev), (*cpu[:2], *back_cpu))], dtype)
 
 
+def check_adam(device, dtypes) -> None:
+    """The Adam step on the device (one CUDA kernel per parameter) against NumPy's formula on the CPU."""
+    from chainrule.optim.optimizer import adam
+    rng = np.random.default_rng(2)
+    for dtype in dtypes:
+        for weight_decay, decoupled, amsgrad in ((0.0, False, False), (0.1, False, True), (0.1, True, False)):
+            arrays = [rng.standard_normal(37).astype(dtype) for _ in range(2)] + \
+                [np.abs(rng.standard_normal(37)).astype(dtype) * s for s in (0.1, 0.01, 0.02)]
+            arrays[2] = rng.standard_normal(37).astype(dtype) * 0.1   # m may be negative
+            on_device = [to_device(a, device) for a in arrays]
+            options = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=weight_decay, decoupled=decoupled,
+                           amsgrad=amsgrad)
+            for step in (1, 2, 3):
+                with np.errstate(all="ignore"):
+                    adam(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4] if amsgrad else None, step=step,
+                         **options)
+                adam(on_device[0], on_device[1], on_device[2], on_device[3], on_device[4] if amsgrad else None,
+                     step=step, **options)
+            report(f"adam {np.dtype(dtype).name} weight_decay={weight_decay} decoupled={decoupled:d} "
+                   f"amsgrad={amsgrad:d}", [_error(d, c) for d, c in zip(on_device, arrays)], dtype)
+
+
 def _layer_run(kind, device, dtype, layers, bidirectional, lengths, sizes, mode):
     steps, batch, hidden = sizes
     cr.manual_seed(1)
@@ -170,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.quick:
         check_kernels(device, (np.float64,), (3, 3, 3))
+        check_adam(device, (np.float64,))
         check_layers(device, (np.float64,), (3, 2, 3), quick=True)
         check_training(device, steps=3, hidden=8, batch=2, seq_len=6)
     else:
         check_kernels(device, (np.float64, np.float32), (7, 5, 48))
+        check_adam(device, (np.float64, np.float32))
         check_layers(device, (np.float64, np.float32), (9, 4, 32))
         check_training(device, steps=30, hidden=128, batch=16, seq_len=32)
     print(f"{'FAILED: ' + ', '.join(failures) if failures else 'all passed'} ({time.perf_counter() - started:.0f} s)")

@@ -65,8 +65,11 @@ class ArrayBackend:
 
     xp: the NumPy-like module (numpy, cupy, or a stand-in); array_type: its array class;
     device_index(array): the GPU number an array lives on; use(index): a context manager selecting a GPU;
-    to_host(array): a NumPy copy; scatter_add(out, index, values): out[index] += values, repeats summed.
+    to_host(array): a NumPy copy; scatter_add(out, index, values): out[index] += values, repeats summed;
+    cuda_kernels: whether numba.cuda kernels run on its arrays (CuPy's: yes; a stand-in's: under the simulator).
     """
+
+    cuda_kernels = True
 
     def __init__(self, name: str, xp: Any, array_type: type, device_index: Callable[[Any], int],
                  use: Callable[[int], Any], to_host: Callable[[Any], np.ndarray],

@@ -411,11 +411,21 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
         v̂ ← max(v̂, v) with AMSGrad (`max_exp_avg_sq` holds v̂), else v̂ = v,
         p ← p - lr / (1 - β1^t) · m / (√v̂ / √(1 - β2^t) + ε).
 
-    `step` is t, counted from 1. All arrays have the parameter's shape and the state's dtype. With the numba
-    backend and C-contiguous arrays of one dtype the step is one compiled pass (`kernels.adam_step`, the
-    same arithmetic); otherwise NumPy's.
+    `step` is t, counted from 1. All arrays have the parameter's shape and the state's dtype. On a GPU, with
+    C-contiguous arrays of one dtype, the step is one CUDA kernel (`cuda_kernels.adam_step`); with the numba
+    backend and such arrays on the CPU one compiled pass (`kernels.adam_step`), the same arithmetic; otherwise
+    NumPy's.
     """
-    compiled = backend_name() == "numba" and type(param) is np.ndarray   # a GPU's arrays take NumPy's formula there
+    on_gpu = type(param) is not np.ndarray and backend_of(param) is not NUMPY
+    if on_gpu and backend_of(param).cuda_kernels and all(a is None or (a.flags.c_contiguous and a.dtype == param.dtype)
+                      for a in (grad, exp_avg, exp_avg_sq, max_exp_avg_sq)):
+        from .cuda_kernels import adam_step as adam_on_gpu   # numba.cuda, loaded on first use
+        # without AMSGrad the kernel never reads max_exp_avg_sq: grad stands in (an array it does not write)
+        adam_on_gpu(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
+                    (grad if max_exp_avg_sq is None else max_exp_avg_sq).reshape(-1), lr, beta1, beta2, eps,
+                    weight_decay, decoupled, amsgrad, lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step))
+        return
+    compiled = backend_name() == "numba" and type(param) is np.ndarray
     if compiled and _contiguous(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
         from .kernels import adam_step
         adam_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
