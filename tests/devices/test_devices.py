@@ -222,3 +222,13 @@ def test_argmax_and_argmin_stay_on_the_device(cuda):
     x = cr.tensor([[0.5, 2.0, -1.0], [3.0, 0.0, 1.0]], device="cuda")
     assert x.argmax(axis=1).device == x.device and x.argmax(axis=1).tolist() == [1, 0]
     assert x.argmin().device == x.device and x.argmin().item() == 2
+
+
+def test_to_takes_a_dtype_in_first_place_and_refuses_bad_devices(cuda):
+    assert cr.ones(2).to("float64").dtype == np.float64 and cr.ones(2).to(np.float16).dtype == np.float16
+    moved = cr.ones(2).to("cuda:1", "float64")
+    assert moved.device == Device("cuda", 1) and moved.dtype == np.float64
+    with pytest.raises(ValueError, match="unknown device 'cuda:one'"):
+        cr.ones(2).to("cuda:one")
+    with pytest.raises(ValueError, match="unknown device or dtype 'gpu'"):
+        cr.ones(2).to("gpu")

@@ -253,18 +253,26 @@ class Tensor:
 
     def to(self, device: Any = None, dtype: Any = None) -> Tensor:
         """This tensor on `device` ("cpu", "cuda", "cuda:N") and/or as `dtype`; itself when nothing changes.
-        Differentiable: the gradient goes back to the source's device. `t.to("float64")`-style dtypes are
-        accepted in the first place too, as in PyTorch.
+        Differentiable: the gradient goes back to the source's device. A dtype is accepted in the first
+        place too (`t.to("float64")`, `t.to(np.float64)`), as `Module.to` takes it.
 
         Raises ValueError/TypeError for an unknown device, RuntimeError when CUDA is asked for without CuPy
         or without a GPU (the message says which, and how to install `chainrule[gpu]`).
 
         >>> import chainrule as cr
-        >>> cr.ones(2).to("cpu").device, cr.ones(2).to(dtype="float64").dtype
+        >>> cr.ones(2).to("cpu").device, cr.ones(2).to("float64").dtype
         (device(type='cpu'), dtype('float64'))
         """
-        if device is not None and not isinstance(device, (str, Device)):
-            device, dtype = None, device  # t.to(torch-style dtype)
+        names_device = isinstance(device, Device) or (isinstance(device, str)
+                                                      and device.split(":")[0].strip().lower() in ("cpu", "cuda"))
+        if device is not None and not names_device:
+            if isinstance(device, str):
+                try:
+                    resolve_dtype(device)
+                except TypeError:
+                    raise ValueError(f"unknown device or dtype {device!r}; expected 'cpu', 'cuda', 'cuda:N' or a "
+                                     "dtype such as 'float32'") from None
+            device, dtype = None, device  # t.to(dtype), as Module.to takes it
         result = self
         if dtype is not None and resolve_dtype(dtype) != self.dtype:
             result = _ops.astype(result, dtype)
