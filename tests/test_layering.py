@@ -45,7 +45,7 @@ ALLOWED = {
 }
 # what insight may import: the packages themselves, whose __init__ says what is public
 INSIGHT_SOURCES = {"chainrule.autograd", "chainrule.nn"}
-OPTIONAL_THIRD_PARTY = {"numba", "llvmlite", "safetensors", "tqdm", "matplotlib", "torch"}
+OPTIONAL_THIRD_PARTY = {"numba", "llvmlite", "safetensors", "tqdm", "matplotlib", "torch", "cupy", "cupyx"}
 # the command line loads what the command it runs needs: charlm, and the root's `__main__` that starts it
 LAZY_LOADERS = {"charlm", ""}
 

@@ -30,6 +30,8 @@ def c_ordered_copy(array: np.ndarray, dtype: Any = None, band: int = 16, out: np
     True
     """
     dtype = array.dtype if dtype is None else np.dtype(dtype)
+    if out is None and type(array) is not np.ndarray and hasattr(array, "astype"):  # a GPU's array: copied there
+        return array.astype(dtype, order="C", copy=True)
     if out is not None and (out.shape != array.shape or out.dtype != dtype or not out.flags.c_contiguous):
         raise ValueError(f"c_ordered_copy: out must be C-ordered {dtype} of shape {array.shape}, got "
                          f"{out.dtype} of shape {out.shape}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import backend_name
+from .device import NUMPY, backend_of
 
 
 def scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np.ndarray:
@@ -15,6 +16,11 @@ def scatter_rows(g: np.ndarray, shape: tuple[int, ...], index: np.ndarray) -> np
     [[0.0, 0.0], [2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]
     """
     rows = shape[0]
+    device = backend_of(g)
+    if device is not NUMPY:  # on a GPU: one atomic scatter-add (cupyx.scatter_add)
+        out = device.xp.zeros_like(g, shape=shape)
+        device.scatter_add(out, device.xp.asarray(index), g)
+        return out
     flat = index.reshape(-1) % rows if index.size and index.min() < 0 else index.reshape(-1)
     values = g.reshape(flat.size, int(np.prod(shape[1:])))  # not -1: g may have no elements
     if backend_name() == "numba" and g.dtype != np.float16:  # numba has no float16 arithmetic

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .._kernels.device import NUMPY, backend_of, empty_like_device
 from .._kernels.memory import REFERENCES_COUNTED, c_ordered_copy
 from . import function as _function
 from .function import Function, _Modes
@@ -192,8 +193,9 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
             if create_graph or len(output_grads) > 1:  # one output always has its gradient
                 for index, (shape, dtype) in enumerate(node.output_meta):
                     grad = output_grads[index]
-                    if grad is None:
-                        zeros = np.zeros(shape, dtype)
+                    if grad is None:  # zeros on the device of the output gradients that did arrive
+                        reference = next(g for g in output_grads if g is not None)
+                        zeros = empty_like_device(getattr(reference, "data", reference), shape, dtype)
                         output_grads[index] = Tensor._from_array(zeros) if create_graph else zeros
                     elif create_graph and not isinstance(grad, Tensor):
                         output_grads[index] = Tensor._from_array(np.asarray(grad))
@@ -204,7 +206,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
             if node._retained:
                 for index, tensor in node._retained.items():
                     data = output_grads[index].data if create_graph else output_grads[index]
-                    tensor.grad = np.array(data, copy=True) if tensor.grad is None else tensor.grad + data
+                    tensor.grad = data.copy() if tensor.grad is None else tensor.grad + data
             input_grads = type(node).backward(node, *output_grads)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
@@ -220,7 +222,9 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
                     if not isinstance(grad, Tensor):
                         grad = Tensor._from_array(np.asarray(grad))
                 elif type(grad) is not np.ndarray:
-                    grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+                    grad = grad.data if isinstance(grad, Tensor) else grad
+                    if backend_of(grad) is NUMPY:  # a NumPy scalar; a GPU array stays where it is
+                        grad = np.asarray(grad)
                 shape, dtype = tensor.shape, tensor.dtype
                 if grad.shape != shape:
                     grad = _reduce_to_shape(grad, shape)
@@ -319,7 +323,9 @@ def _seed_gradient(output: Any, seed: Any, create_graph: bool, what: str) -> Any
         seed_array = np.ones_like(output.data)
         return Tensor._from_array(seed_array) if create_graph else seed_array
     seed_tensor = seed if isinstance(seed, Tensor) else None
-    seed_array = seed.data if isinstance(seed, Tensor) else np.asarray(seed, dtype=output.data.dtype)
+    seed_array = seed.data if isinstance(seed, Tensor) else seed
+    if backend_of(seed_array) is NUMPY:
+        seed_array = np.asarray(seed_array, dtype=output.data.dtype)
     if seed_array.shape != output.data.shape:
         raise RuntimeError(f"{what}: expected a gradient of shape {output.shape} (the output's), "
                            f"got shape {tuple(seed_array.shape)}")

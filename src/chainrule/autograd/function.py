@@ -21,6 +21,8 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from .._kernels.device import NUMPY, backend_of, check_same_device
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the chainrule package
 
@@ -330,9 +332,12 @@ class Function:
         record = False
         arrays = []
         inputs = []  # per argument: the Tensor if it needs a gradient, else None
+        on_gpu = False
         for arg in args:
             if isinstance(arg, tensor_class):
                 arrays.append(arg.data)
+                if type(arg.data) is not np.ndarray:
+                    on_gpu = True
                 if arg._requires_grad:
                     record = True
                     # an intermediate's data is not kept alive by the graph: an Edge stands for it
@@ -342,6 +347,8 @@ class Function:
             else:
                 arrays.append(arg)
             inputs.append(None)
+        if on_gpu:  # only then can the tensors live on different devices (plain arrays, e.g. indices, may)
+            check_same_device([arg.data for arg in args if isinstance(arg, tensor_class)])
         node = cls.__new__(cls)
         try:
             result = cls.forward(node, *arrays, **kwargs)
@@ -376,7 +383,7 @@ class Function:
 
     def _arrays_of(self, results: tuple) -> tuple:
         """NumPy returns scalars for 0-d results: make them arrays, and saved references follow."""
-        arrays = tuple(np.asarray(r) for r in results)
+        arrays = tuple(np.asarray(r) if backend_of(r) is NUMPY else r for r in results)
         saved = self.saved
         if saved:
             self.saved = tuple(next((a for r, a in zip(results, arrays) if s is r), s) for s in saved)

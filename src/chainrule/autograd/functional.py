@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import NUMPY, backend_of
 from .tensor import Tensor, _operand, resolve_dtype
 from .ops import (Abs, Add, BroadcastTo, Cast, Clip, Concatenate, Div, Exp, Log, LogSoftmax, LogSumExp, MatMul, Max,
                   Maximum, Mean, Mul, Neg, Permute, Pow, Relu, Reshape, Sigmoid, Softmax, Split, Sqrt, Sub, Sum,
@@ -227,7 +228,9 @@ def where(condition: Any, x: Any, y: Any) -> Tensor:
     >>> cr.where(cr.tensor([True, False]), cr.ones(2), cr.zeros(2)).tolist()
     [1.0, 0.0]
     """
-    condition = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    condition = condition.data if isinstance(condition, Tensor) else condition
+    if backend_of(condition) is NUMPY:
+        condition = np.asarray(condition)
     if condition.dtype != np.bool_:
         raise TypeError(f"where: the condition must be boolean, got {condition.dtype}")
     return Where.apply(condition, _operand(x, "where"), _operand(y, "where"))

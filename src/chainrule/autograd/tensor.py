@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import CPU, NUMPY, Device, backend_of, cuda_backend, device_of, parse_device, to_device, to_host
 from . import function as _function
 from .engine import _seed_gradient, run_backward
 
@@ -46,7 +47,7 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     wanted = resolve_dtype(dtype)
     if isinstance(data, Tensor):
         array = data.data
-    elif isinstance(data, np.ndarray):
+    elif isinstance(data, np.ndarray) or backend_of(data) is not NUMPY:
         array = data
     else:
         if isinstance(data, str) or data is None:
@@ -69,10 +70,17 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
 def _operand(value: Any, op: str) -> Any:
     if value.__class__ in _FAST_OPERAND_TYPES or isinstance(value, (Tensor, *_OPERAND_TYPES)):
         return value
+    if backend_of(value) is not NUMPY:  # an array of a GPU's module
+        return value
     if isinstance(value, numbers.Number):
         return float(value)  # type: ignore[arg-type]  # every numbers.Number but complex converts
     raise TypeError(f"unsupported operand for {op}: Tensor and {type(value).__name__} "
                     "(expected a Tensor, a Python number or a NumPy array)")
+
+
+def _as_result(value: Any) -> Any:
+    """An array from a NumPy function's result: NumPy scalars become 0-d arrays, a GPU's arrays stay as they are."""
+    return np.asarray(value) if backend_of(value) is NUMPY else value
 
 
 def _index_operand(index: Any) -> Any:
@@ -224,13 +232,70 @@ class Tensor:
         return self.data.ndim
 
     def numpy(self) -> np.ndarray:
-        """The data as a NumPy array (shared, not copied).
+        """The data as a NumPy array: shared, not copied, on the CPU; a copy from a GPU (where PyTorch
+        raises and asks for .cpu() first).
 
         >>> import chainrule as cr
         >>> cr.ones(2).numpy()
         array([1., 1.], dtype=float32)
         """
-        return self.data
+        return to_host(self.data)
+
+    # -- devices --------------------------------------------------------------------------------------
+    @property
+    def device(self) -> Device:
+        """Where the data lives: device(type='cpu'), or device(type='cuda', index=N) for GPU N.
+
+        >>> import chainrule as cr
+        >>> str(cr.ones(2).device)
+        'cpu'
+        """
+        return CPU if type(self.data) is np.ndarray else device_of(self.data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def to(self, device: Any = None, dtype: Any = None) -> Tensor:
+        """This tensor on `device` ("cpu", "cuda", "cuda:N") and/or as `dtype`; itself when nothing changes.
+        Differentiable: the gradient goes back to the source's device. A dtype is accepted in the first
+        place too (`t.to("float64")`, `t.to(np.float64)`), as `Module.to` takes it.
+
+        Raises ValueError/TypeError for an unknown device, RuntimeError when CUDA is asked for without CuPy
+        or without a GPU (the message says which, and how to install `chainrule[gpu]`).
+
+        >>> import chainrule as cr
+        >>> cr.ones(2).to("cpu").device, cr.ones(2).to("float64").dtype
+        (device(type='cpu'), dtype('float64'))
+        """
+        names_device = isinstance(device, Device) or (isinstance(device, str)
+                                                      and device.split(":")[0].strip().lower() in ("cpu", "cuda"))
+        if device is not None and not names_device:
+            if isinstance(device, str):
+                try:
+                    resolve_dtype(device)
+                except TypeError:
+                    raise ValueError(f"unknown device or dtype {device!r}; expected 'cpu', 'cuda', 'cuda:N' or a "
+                                     "dtype such as 'float32'") from None
+            device, dtype = None, device  # t.to(dtype), as Module.to takes it
+        result = self
+        if dtype is not None and resolve_dtype(dtype) != self.dtype:
+            result = _ops.astype(result, dtype)
+        if device is not None:
+            target = parse_device(device)
+            if target.type == "cuda":
+                cuda_backend(target.index)  # the clear error when CuPy or the GPU is missing
+            if target != result.device:
+                result = _ops.ToDevice.apply(result, target)
+        return result
+
+    def cpu(self) -> Tensor:
+        """This tensor in host memory (itself when it is there already)."""
+        return self.to(CPU)
+
+    def cuda(self, device: int | None = None) -> Tensor:
+        """This tensor on GPU `device` (0 unless given)."""
+        return self.to(Device("cuda", 0 if device is None else int(device)))
 
     def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number.
@@ -245,7 +310,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return to_host(self.data).tolist()
 
     def __len__(self) -> int:
         if self.data.ndim == 0:
@@ -264,11 +329,12 @@ class Tensor:
         return int(self.item())
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return self.data if dtype is None else self.data.astype(dtype)
+        host = to_host(self.data)
+        return host if dtype is None else host.astype(dtype)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        extras = ""
+        body = np.array2string(to_host(self.data), separator=", ", prefix="tensor(")
+        extras = "" if type(self.data) is np.ndarray else f", device='{self.device}'"
         if self.data.dtype != _DEFAULT_FLOAT:
             extras += f", dtype={self.data.dtype}"
         if self._node is not None:
@@ -413,10 +479,10 @@ class Tensor:
         return bool(self.data.any())
 
     def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        return Tensor._from_array(np.asarray(np.argmax(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._from_array(_as_result(np.argmax(self.data, axis=axis, keepdims=keepdims)))
 
     def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        return Tensor._from_array(np.asarray(np.argmin(self.data, axis=axis, keepdims=keepdims)))
+        return Tensor._from_array(_as_result(np.argmin(self.data, axis=axis, keepdims=keepdims)))
 
     def softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
         return _ops.softmax(self, axis, dim=dim)
@@ -487,7 +553,7 @@ class Tensor:
 
 # -- constructors -------------------------------------------------------------------------------------
 
-def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """A new tensor holding a copy of `data`; Python floats become float32 unless `dtype` says otherwise.
 
     >>> import chainrule as cr
@@ -496,7 +562,8 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     >>> cr.tensor([0.5], dtype="float64", requires_grad=True).requires_grad
     True
     """
-    array = np.array(_as_array(data, dtype), copy=True)
+    array = _as_array(data, dtype)
+    array = array.copy() if device is None else _on(array, device, copy=True)
     return Tensor(array, requires_grad=requires_grad)
 
 
@@ -540,63 +607,78 @@ def _shape_of(shape: tuple) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+def _on(array: np.ndarray, device: Any, copy: bool = False) -> Any:
+    """`array` moved to `device` (None: where it is); a copy when `copy` even if it is there already."""
+    if device is None:
+        return array
+    target = parse_device(device)
+    if target.type == "cuda":
+        cuda_backend(target.index)
+    moved = to_device(array, target)
+    return moved.copy() if copy and moved is array else moved
+
+
 def _float_dtype(dtype: Any) -> np.dtype:
     resolved = resolve_dtype(dtype)
     return resolved if resolved is not None else _DEFAULT_FLOAT
 
 
-def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """A tensor of zeros (float32 by default).
 
     >>> import chainrule as cr
     >>> cr.zeros(2, 3).shape
     (2, 3)
     """
-    return Tensor(np.zeros(_shape_of(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(_on(np.zeros(_shape_of(shape), _float_dtype(dtype)), device), requires_grad=requires_grad)
 
 
-def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """A tensor of ones (float32 by default).
 
     >>> import chainrule as cr
     >>> cr.ones(2).tolist()
     [1.0, 1.0]
     """
-    return Tensor(np.ones(_shape_of(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(_on(np.ones(_shape_of(shape), _float_dtype(dtype)), device), requires_grad=requires_grad)
 
 
-def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_grad: bool = False,
+         device: Any = None) -> Tensor:
     """A tensor filled with one value.
 
     >>> import chainrule as cr
     >>> cr.full((2,), 7.0).tolist()
     [7.0, 7.0]
     """
-    return Tensor(np.full(_shape_of((shape,)), fill_value, _float_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(_on(np.full(_shape_of((shape,)), fill_value, _float_dtype(dtype)), device),
+                  requires_grad=requires_grad)
 
 
-def zeros_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros_like(other: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """Zeros with the shape (and dtype, unless given) of `other`.
 
     >>> import chainrule as cr
     >>> cr.zeros_like(cr.ones(3)).tolist()
     [0.0, 0.0, 0.0]
     """
-    return Tensor(np.zeros(other.shape, resolve_dtype(dtype) or other.dtype), requires_grad=requires_grad)
+    array = np.zeros(other.shape, resolve_dtype(dtype) or other.dtype)
+    return Tensor(_on(array, other.device if device is None else device), requires_grad=requires_grad)
 
 
-def ones_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(other: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """Ones with the shape (and dtype, unless given) of `other`.
 
     >>> import chainrule as cr
     >>> cr.ones_like(cr.zeros(2)).tolist()
     [1.0, 1.0]
     """
-    return Tensor(np.ones(other.shape, resolve_dtype(dtype) or other.dtype), requires_grad=requires_grad)
+    array = np.ones(other.shape, resolve_dtype(dtype) or other.dtype)
+    return Tensor(_on(array, other.device if device is None else device), requires_grad=requires_grad)
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
-           requires_grad: bool = False) -> Tensor:
+           requires_grad: bool = False, device: Any = None) -> Tensor:
     """Evenly spaced values in [start, stop); integers give int64, as in PyTorch.
 
     >>> import chainrule as cr
@@ -606,7 +688,7 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
     values = np.arange(start, stop, step) if stop is not None else np.arange(start)
     if dtype is None and values.dtype == np.float64:
         values = values.astype(_DEFAULT_FLOAT)
-    return Tensor(values, requires_grad=requires_grad, dtype=dtype)
+    return Tensor(_on(np.asarray(values, resolve_dtype(dtype)), device), requires_grad=requires_grad)
 
 
 class _RandomState:
@@ -631,7 +713,7 @@ def default_generator() -> np.random.Generator:
 
 
 def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False,
-          generator: np.random.Generator | None = None) -> Tensor:
+          generator: np.random.Generator | None = None, device: Any = None) -> Tensor:
     """Standard normal samples (float32 by default).
 
     >>> import chainrule as cr
@@ -640,11 +722,11 @@ def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False,
     """
     rng = generator or _RandomState.generator
     values = rng.standard_normal(_shape_of(shape)).astype(_float_dtype(dtype))
-    return Tensor(values, requires_grad=requires_grad)
+    return Tensor(_on(values, device), requires_grad=requires_grad)
 
 
 def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False,
-         generator: np.random.Generator | None = None) -> Tensor:
+          generator: np.random.Generator | None = None, device: Any = None) -> Tensor:
     """Uniform samples in [0, 1) (float32 by default).
 
     >>> import chainrule as cr
@@ -653,7 +735,7 @@ def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False,
     """
     rng = generator or _RandomState.generator
     values = rng.random(_shape_of(shape)).astype(_float_dtype(dtype))
-    return Tensor(values, requires_grad=requires_grad)
+    return Tensor(_on(values, device), requires_grad=requires_grad)
 
 
 _FAST_OPERAND_TYPES = _FAST_OPERAND_TYPES | {Tensor}

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import CELLS
+from .devices import add_device_option, use_device
 from .shell import SHELLS, completion_script, installed_version
 
 DEFAULT_OUT = "runs/charlm"
@@ -141,6 +142,7 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     output.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR (needs "
                         "pip install 'chainrule[tensorboard]'); a resumed run appends")
     output.add_argument("--quiet", action="store_true", help="no progress bar or samples; one line per evaluation")
+    add_device_option(output)
 
 
 def _temperature(text: str) -> float:
@@ -194,11 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "progress.FIXED_PRIMES the vocabulary can spell)")
     sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
     _add_sampling_options(sample)
+    add_device_option(sample)
     evaluation = commands.add_parser("eval", help="loss, bits per character and perplexity on a text",
                                      parents=[common])
     evaluation.add_argument("checkpoint", metavar="CHECKPOINT")
     evaluation.add_argument("text", metavar="TEXT_FILE", help="a UTF-8 text file, a pipe, or - for standard input")
     evaluation.add_argument("--batch-size", type=_number(int, 1, 1 << 20), default=32)
+    add_device_option(evaluation)
     info = commands.add_parser("info", help="a checkpoint's configuration, size and training history",
                                parents=[common])
     info.add_argument("checkpoint", metavar="CHECKPOINT")
@@ -323,6 +327,7 @@ def _train(args: argparse.Namespace) -> int:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer = Trainer(config, out, quiet=quiet, corpus=corpus, lock=lock)
+        use_device(trainer.model, args)
         trainer.callbacks += callbacks
         if plan is not None and "steps" in plan.options and config.minutes is not None:
             trainer.step_planner = StepPlanner(config.minutes, config.eval_every)
@@ -358,7 +363,8 @@ def _resume(args: argparse.Namespace, given: dict, quiet: bool, callbacks: list)
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
         trainer, notices = resume_trainer(args.resume, folder, checkpoint, given, lock,
-                                          lambda text: _corpus(text, quiet), quiet=quiet)
+                                          lambda text: _corpus(text, quiet), quiet=quiet,
+                                          prepare=lambda trainer: use_device(trainer.model, args))
         trainer.callbacks += callbacks
         _say(f"resuming {folder} at step {trainer.progress.step} from {checkpoint.name}")
         for notice in notices:
@@ -395,6 +401,7 @@ def _sample(args: argparse.Namespace) -> int:
 
     _check_sampling_combination(args)
     model, vocabulary, _ = load_model(args.checkpoint)
+    use_device(model, args)
     if args.prime_file is not None:
         prime, shown_prime = read_prime(args.prime_file, vocabulary), ""   # a long prime is not repeated
     else:
@@ -462,6 +469,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .model import evaluate, load_model
 
     model, vocabulary, meta = load_model(args.checkpoint)
+    use_device(model, args)
     ids = ids_in(load_corpus(args.text), vocabulary, f"text file {args.text}")
     with np.errstate(all="ignore"):   # finite but huge weights overflow: the result says inf or nan plainly
         result = evaluate(model, ids, args.batch_size, max(meta["train"]["seq_len"], 128))

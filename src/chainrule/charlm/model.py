@@ -139,11 +139,12 @@ def detach_state(state: Any) -> Any:
 
 
 def state_arrays(state: Any) -> list[np.ndarray]:
-    return [s.data for s in state] if isinstance(state, tuple) else [state.data]
+    """The carried state's arrays in host memory (copied from a GPU), as a checkpoint stores them."""
+    return [s.numpy() for s in state] if isinstance(state, tuple) else [state.numpy()]
 
 
-def state_from_arrays(arrays: list[np.ndarray], model: str) -> Any:
-    tensors = [Tensor(a) for a in arrays]
+def state_from_arrays(arrays: list[np.ndarray], model: str, device: Any = None) -> Any:
+    tensors = [Tensor(a) if device is None else Tensor(a).to(device) for a in arrays]
     return tuple(tensors) if model == "lstm" else tensors[0]
 
 
@@ -166,7 +167,9 @@ def load_model(path: Any) -> tuple[CharModel, Vocabulary, dict[str, Any]]:
 
 def _select_state(state: Any, rows: np.ndarray, model: str) -> Any:
     """The state of the batch rows `rows` (repeats allowed): every state array is [layers, batch, hidden]."""
-    return state_from_arrays([array[:, rows] for array in state_arrays(state)], model)
+    # indexing the tensors keeps the state on its device (a host copy would not be)
+    selected = [tensor[:, rows].detach() for tensor in (state if isinstance(state, tuple) else (state,))]
+    return tuple(selected) if model == "lstm" else selected[0]
 
 
 def _run_prime(model: CharModel, ids: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -175,7 +178,7 @@ def _run_prime(model: CharModel, ids: np.ndarray) -> tuple[np.ndarray, Any]:
     state = None
     for start in range(0, len(ids), PRIME_CHUNK):
         logits, state = model(ids[None, start:start + PRIME_CHUNK], state)
-    return logits.data[:, -1], state
+    return logits.numpy()[:, -1], state
 
 
 def _generate_ids(model: CharModel, vocabulary: Vocabulary, prime: str, length: int, count: int,
@@ -195,7 +198,7 @@ def _generate_ids(model: CharModel, vocabulary: Vocabulary, prime: str, length: 
         with no_grad():
             if ids is None:   # no prime: each sample continues a random character of its own
                 logits, state = model(rng.integers(len(vocabulary), size=count)[:, None])
-                last = logits.data[:, -1]
+                last = logits.numpy()[:, -1]
             else:             # one prime: run it once, then give every sample its state
                 last, state = _run_prime(model, ids)
                 last, state = np.repeat(last, count, axis=0), _select_state(state, np.zeros(count, np.int64),
@@ -205,7 +208,7 @@ def _generate_ids(model: CharModel, vocabulary: Vocabulary, prime: str, length: 
                           else draw(filter_logits(last, temperature, top_k, top_p), rng))
                 yield choice
                 logits, state = model(choice[:, None], state)
-                last = logits.data[:, -1]
+                last = logits.numpy()[:, -1]
     finally:
         model.train(was_training)
 
@@ -293,7 +296,7 @@ def beam_search(model: CharModel, vocabulary: Vocabulary, prime: str, length: in
                 sequences = np.concatenate([sequences[parents], characters[:, None]], axis=1)
                 if step + 1 < length:
                     logits, state = model(characters[:, None], _select_state(state, parents, model.config.model))
-                    last = logits.data[:, -1]
+                    last = logits.numpy()[:, -1]
     finally:
         model.train(was_training)
     count = min(count, len(scores))   # fewer candidates than asked exist only for length 0 or a tiny vocabulary

@@ -117,7 +117,8 @@ def restore(trainer: Trainer, path: str | Path) -> None:
     if trainer.schedule is not None:
         trainer.schedule.load_state_dict(meta["schedule"])
     carry = trainer.world.own_rows(carry, axis=1) if carry else carry   # this rank's streams
-    trainer.state = state_from_arrays(carry, trainer.model.config.model) if carry else None
+    trainer.state = (state_from_arrays(carry, trainer.model.config.model, trainer.parameters[0].device)
+                     if carry else None)
     trainer.progress = Progress(**meta["progress"], history=meta["history"])
     default_generator().bit_generator.state = meta["rng"]
     trainer.world.decorrelate(default_generator())
@@ -226,8 +227,8 @@ def find_checkpoint(target: str | Path, out: str | Path | None = None) -> tuple[
 
 
 def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: dict[str, Any], lock: RunLock,
-                   read_corpus: Callable[[str | None], Corpus | None],
-                   quiet: bool = False) -> tuple[Trainer, list[str]]:
+                   read_corpus: Callable[[str | None], Corpus | None], quiet: bool = False,
+                   prepare: Callable[[Trainer], object] | None = None) -> tuple[Trainer, list[str]]:
     """A trainer that continues the run in `folder` from `checkpoint`, with the options `given` (only those
     the user gave, by TrainConfig's field names), and the notices that say what the resume changes.
 
@@ -266,6 +267,8 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     built = replace(config, architecture=replace(config.architecture, dropout=stored.architecture.dropout))
     trainer = Trainer(built, folder, quiet=quiet, corpus=corpus, lock=lock)
     trainer.config = config
+    if prepare is not None:   # e.g. move the model to its device: the optimizer state is loaded where it lives
+        prepare(trainer)
     restore(trainer, checkpoint)
     notices = continue_run(trainer, checkpoint, changes)
     return trainer, notices

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import NUMPY, backend_of, device_of, to_device, to_host
 from ..autograd.functional import split
 from ..autograd.ops import Scatter
 from ..autograd.function import Function
@@ -51,6 +52,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     # keep each element when a random 16-bit integer reaches p·65536 (p is used to within 1/65536)
     draws = np.frombuffer(default_generator().bytes(2 * x.size), dtype=np.uint16).reshape(x.shape)
+    if type(x.data) is not np.ndarray:  # drawn on the host from the one generator (the same mask on every device)
+        draws = to_device(draws, device_of(x.data))
     return Dropout.apply(x, draws, round(p * 65536), 1.0 / (1.0 - p))
 
 
@@ -62,13 +65,13 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, draws, threshold, scale):
         ctx.draws, ctx.threshold, ctx.scale = draws, threshold, scale
-        return kernel_module().apply_dropout(x, draws, threshold, scale)
+        return kernel_module(x).apply_dropout(x, draws, threshold, scale)
 
     @staticmethod
     def backward(ctx, g):
         if isinstance(g, Tensor):  # create_graph=True: record the backward as a Dropout of g
             return Dropout.apply(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
-        return kernel_module().apply_dropout(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
+        return kernel_module(g).apply_dropout(g, ctx.draws, ctx.threshold, ctx.scale), None, None, None
 
 
 # -- recurrent cells (reference) ------------------------------------------------------------------------
@@ -145,7 +148,7 @@ def _target_array(logits_shape: tuple[int, ...], target: Any, ignore_index: int,
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{what}: ignore_index must be an integer, got {type(ignore_index).__name__} "
                         f"{ignore_index!r}")
-    target = np.asarray(target.data if isinstance(target, Tensor) else target)
+    target = to_host(target.data) if isinstance(target, Tensor) else np.asarray(to_host(target))
     if target.dtype.kind not in "iu":
         raise TypeError(f"{what}: targets must be integer class indices, got dtype {target.dtype}")
     if len(logits_shape) < 1 or target.shape != logits_shape[:-1]:
@@ -158,6 +161,11 @@ def _target_array(logits_shape: tuple[int, ...], target: Any, ignore_index: int,
         raise IndexError(f"{what}: target index {int(target[bad].flat[0])} is out of range for "
                          f"{classes} classes (expected 0..{classes - 1} or ignore_index={ignore_index})")
     return target
+
+
+def _target_on_device(target: np.ndarray, input_: Tensor) -> Any:
+    """The checked (host) targets on the input's device, where the loss indexes with them."""
+    return target if type(input_.data) is np.ndarray else to_device(target, device_of(input_.data))
 
 
 def _counted(target: np.ndarray, ignore_index: int) -> tuple[Any, int]:
@@ -176,7 +184,7 @@ def _reduce(losses: np.ndarray, reduction: str, count: int, dtype: np.dtype) -> 
         with np.errstate(invalid="ignore", divide="ignore"):
             total = total / count  # the mean of no targets is nan, as in PyTorch
     with np.errstate(over="ignore"):  # a result beyond float16's range is inf, as PyTorch gives it
-        return np.asarray(total, dtype=dtype)
+        return np.asarray(total, dtype=dtype) if backend_of(total) is NUMPY else total.astype(dtype)
 
 
 def _row_scale(g: Any, rows: Any, reduction: str, count: int) -> Any:
@@ -231,7 +239,7 @@ class CrossEntropy(Function):
             with np.errstate(over="ignore"):  # a float16 loss beyond 65504 is inf, as PyTorch gives it
                 if rows is Ellipsis:
                     return losses.astype(logits.dtype, copy=False)
-                full = np.zeros(target.shape, logits.dtype)
+                full = np.zeros_like(logits, shape=target.shape)   # on the logits' device
                 full[rows] = losses
                 return full
         return _reduce(losses, reduction, count, logits.dtype)
@@ -241,7 +249,7 @@ class CrossEntropy(Function):
         logits, probabilities = ctx.saved_tensors
         rows, target = ctx.rows, ctx.target
         if ctx.count == 0:  # nothing counted: the gradient is zero (not 0 / 0), as in PyTorch
-            return np.zeros(logits.shape, logits.dtype), None, None, None
+            return np.zeros_like(logits.data if isinstance(logits, Tensor) else logits), None, None, None
         scale = _row_scale(g, rows, ctx.reduction, ctx.count)
         if isinstance(logits, Tensor):
             # under create_graph the saved softmax would be a constant: recompute it from the logits
@@ -277,7 +285,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_i
     """
     _check_reduction(reduction)
     _floating_input(logits, "cross_entropy", "logits")
-    target = _target_array(logits.shape, target, ignore_index, "cross_entropy")
+    target = _target_on_device(_target_array(logits.shape, target, ignore_index, "cross_entropy"), logits)
     if logits.ndim == 1:  # one sample of C classes: computed as a batch of one
         loss = CrossEntropy.apply(logits.reshape(1, -1), target.reshape(1), reduction, ignore_index)
         return loss.reshape(()) if reduction == "none" else loss
@@ -297,7 +305,7 @@ class NLLLoss(Function):
         if reduction == "none":
             if rows is Ellipsis:
                 return losses
-            full = np.zeros(target.shape, log_probs.dtype)
+            full = np.zeros_like(log_probs, shape=target.shape)   # on the input's device
             full[rows] = losses
             return full
         return _reduce(losses.astype(_work_dtype(log_probs.dtype), copy=False), reduction, count,
@@ -306,11 +314,11 @@ class NLLLoss(Function):
     @staticmethod
     def backward(ctx, g):
         if ctx.count == 0:  # nothing counted: the gradient is zero (not 0 / 0), as in PyTorch
-            return np.zeros(ctx.shape, ctx.dtype), None, None, None
+            return np.zeros_like(ctx.target, shape=ctx.shape, dtype=ctx.dtype), None, None, None
         rows, target = ctx.rows, ctx.target
         scale = _row_scale(g, rows, ctx.reduction, ctx.count)
         rows_shape = target.shape[:-1] + ctx.shape[-1:]
-        minus_onehot = np.zeros(rows_shape, ctx.dtype)
+        minus_onehot = np.zeros_like(target, shape=rows_shape, dtype=ctx.dtype)   # on the targets' device
         np.put_along_axis(minus_onehot, target, -1.0, axis=-1)
         if isinstance(scale, Tensor):  # create_graph: the gradient is linear in g, so this records it
             rows_grad = scale * minus_onehot
@@ -319,7 +327,7 @@ class NLLLoss(Function):
         else:
             rows_grad = minus_onehot
             rows_grad *= scale
-        return _place_rows(rows_grad, rows, np.empty(ctx.shape, ctx.dtype)), None, None, None
+        return _place_rows(rows_grad, rows, np.empty_like(target, shape=ctx.shape, dtype=ctx.dtype)), None, None, None
 
 
 def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
@@ -338,7 +346,7 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean", ignore_ind
     """
     _check_reduction(reduction)
     _floating_input(log_probs, "nll_loss", "log_probs")
-    target = _target_array(log_probs.shape, target, ignore_index, "nll_loss")
+    target = _target_on_device(_target_array(log_probs.shape, target, ignore_index, "nll_loss"), log_probs)
     if log_probs.ndim == 1:  # one sample of C classes: computed as a batch of one
         loss = NLLLoss.apply(log_probs.reshape(1, -1), target.reshape(1), reduction, ignore_index)
         return loss.reshape(()) if reduction == "none" else loss

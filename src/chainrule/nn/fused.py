@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._kernels.device import array_module
 from .._kernels.rows import scatter_rows
 from ..autograd.function import Function, is_graph_retained
 from .kernels import kernel_module
@@ -38,7 +39,7 @@ def _compute(*arrays):
     wanted = _COMPUTE_DTYPE.get(stored)
     if wanted is None:
         return arrays, None
-    return tuple(None if a is None else np.asarray(a, wanted) for a in arrays), stored
+    return tuple(None if a is None else a.astype(wanted) for a in arrays), stored
 
 
 def _stored(dtype, *arrays):
@@ -85,7 +86,7 @@ class FusedRNN(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, bias, mask, reverse, nonlinearity, tokens=None):
-        kernels = kernel_module()
+        kernels = kernel_module(weight_hh)
         _token_rows(ctx, projected, tokens)
         (projected, h0, weight_hh, bias), ctx.stored = _compute(projected, h0, weight_hh, bias)
         ctx.has_bias = bias is not None
@@ -126,10 +127,11 @@ class FusedLSTM(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, c0, weight_hh, bias, mask, reverse, tokens=None):
-        kernels = kernel_module()
+        kernels = kernel_module(weight_hh)
         _token_rows(ctx, projected, tokens)
         if tokens is not None:
-            projected = np.ascontiguousarray(projected)  # its rows are read step by step; x W_ihᵀ comes F-ordered
+            # its rows are read step by step; x W_ihᵀ comes F-ordered (the arrays' own module: CuPy on a GPU)
+            projected = array_module(projected).ascontiguousarray(projected)
         (projected, h0, c0, weight_hh, bias), ctx.stored = _compute(projected, h0, c0, weight_hh, bias)
         states, h, c, ctx.cache = kernels.lstm_forward(projected, h0, c0, weight_hh, bias, mask, reverse, tokens)
         ctx.kernels, ctx.has_bias = kernels, bias is not None
@@ -155,7 +157,7 @@ class FusedGRU(_FusedFunction):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, bias_hh, bias_ih, mask, reverse, tokens=None):
-        kernels = kernel_module()
+        kernels = kernel_module(weight_hh)
         _token_rows(ctx, projected, tokens)
         (projected, h0, weight_hh, bias_hh, bias_ih), ctx.stored = _compute(projected, h0, weight_hh, bias_hh, bias_ih)
         ctx.has_bias_ih = bias_ih is not None

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import to_host
 from ..autograd.tensor import Tensor, default_generator
 from . import functional as F
 from .module import Module, Parameter
@@ -72,7 +73,7 @@ class Embedding(Module):
                                 .astype(np.float32))
 
     def forward(self, indices: Any) -> Tensor:
-        index = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+        index = to_host(indices.data) if isinstance(indices, Tensor) else np.asarray(indices)
         if index.dtype.kind not in "iu":
             raise TypeError(f"Embedding: indices must be integers, got dtype {index.dtype}")
         if index.size and (index.min() < 0 or index.max() >= self.num_embeddings):

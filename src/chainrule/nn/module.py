@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import Device, cuda_backend, device_of, parse_device, to_device, to_host
 from ..autograd.function import scope
 from ..autograd.tensor import Tensor, resolve_dtype
 
@@ -25,6 +26,11 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+def _host_copy(array: Any) -> np.ndarray:
+    """A NumPy copy of `array` (from a GPU: the transfer is the copy)."""
+    return array.copy() if type(array) is np.ndarray else to_host(array)
 
 
 class Module:
@@ -151,15 +157,36 @@ class Module:
             else:
                 parameter.grad[...] = 0
 
-    def to(self, dtype: Any) -> Module:
-        """Convert every floating parameter to `dtype` (in place; returns self). Gradients are dropped.
+    def to(self, device_or_dtype: Any = None, dtype: Any = None, *, device: Any = None) -> Module:
+        """Move every parameter to a device ("cpu", "cuda", "cuda:N") and/or convert every floating parameter
+        to `dtype`, in place (the Parameter objects stay the same, so an optimizer built on them follows);
+        returns self. Gradients are dropped when the dtype changes, moved with the parameter otherwise.
 
-        Raises TypeError for a dtype that is not floating (parameters must stay differentiable).
+        Raises TypeError for a dtype that is not floating (parameters must stay differentiable), ValueError
+        for an unknown device, RuntimeError when CUDA is asked for without CuPy or a GPU.
 
         >>> from chainrule import nn
         >>> nn.Linear(2, 2).to("float64").weight.dtype
         dtype('float64')
+        >>> str(nn.Linear(2, 2).to("cpu").weight.device)
+        'cpu'
         """
+        spec = device_or_dtype
+        names_device = isinstance(spec, str) and spec.split(":")[0].strip().lower() in ("cpu", "cuda")
+        if isinstance(device_or_dtype, Device) or names_device:
+            device = device_or_dtype
+        elif device_or_dtype is not None:
+            dtype = device_or_dtype
+        if device is not None:
+            target = parse_device(device)
+            if target.type == "cuda":
+                cuda_backend(target.index)  # the clear error when CuPy or the GPU is missing
+            for parameter in self.parameters():
+                if device_of(parameter.data) != target:
+                    parameter.data = to_device(parameter.data, target)
+                    parameter.grad = None if parameter.grad is None else to_device(parameter.grad, target)
+        if dtype is None:
+            return self
         wanted = resolve_dtype(dtype)
         if wanted is None or wanted.kind != "f":
             raise TypeError(f"Module.to only accepts floating dtypes (float16, float32, float64), got {dtype!r}")
@@ -183,7 +210,8 @@ class Module:
         >>> sorted(nn.Linear(2, 3).state_dict())
         ['bias', 'weight']
         """
-        return {name: parameter.data.copy() for name, parameter in self.named_parameters()}
+        # host copies whatever the device, so a checkpoint is device-neutral (PyTorch keeps the device)
+        return {name: _host_copy(parameter.data) for name, parameter in self.named_parameters()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> tuple[list[str], list[str]]:
         """Copy values into the parameters; returns (missing keys, unexpected keys).
@@ -220,7 +248,11 @@ class Module:
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
         for name, value in values.items():
-            np.copyto(own[name].data, value, casting="same_kind" if value.dtype.kind == "f" else "unsafe")
+            target = own[name].data
+            if type(target) is np.ndarray:
+                np.copyto(target, to_host(value), casting="same_kind" if value.dtype.kind == "f" else "unsafe")
+            else:  # on a GPU: the values cast on the host, then copied over
+                target[...] = to_device(to_host(value).astype(target.dtype), device_of(target))
         return missing, unexpected
 
     # -- display ----------------------------------------------------------------------------------------

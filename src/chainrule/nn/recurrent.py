@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._kernels.device import device_of, to_device, to_host
 from ..autograd.functional import concatenate, stack, where
 from ..autograd.function import scope
 from ..autograd.tensor import Tensor
@@ -65,7 +66,7 @@ class _CellBase(Module):
 
     def _state(self, state: Any, batch: int, dtype: Any, batched: bool, what: str) -> Tensor:
         if state is None:
-            return Tensor(np.zeros((batch, self.hidden_size), dtype))
+            return Tensor(np.zeros_like(self.weight_hh.data, shape=(batch, self.hidden_size), dtype=dtype))
         expected = (batch, self.hidden_size) if batched else (self.hidden_size,)
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: expected {what} of shape {list(expected)}, "
@@ -153,7 +154,7 @@ def _lengths_mask(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
     """
     if lengths is None:
         return None
-    values = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    values = to_host(lengths.data) if isinstance(lengths, Tensor) else np.asarray(lengths)
     if values.ndim != 1 or values.shape[0] != batch:
         raise ValueError(f"lengths must be a vector with one length per sequence ({batch}), got shape {values.shape}")
     if values.size == 0:   # an empty batch: np.asarray([]) is float64, but there is no length to check
@@ -263,7 +264,7 @@ class _RecurrentBase(Module):
         count = self.num_layers * self.num_directions
         expected = (count, batch, self.hidden_size) if batched else (count, self.hidden_size)
         if state is None:
-            zeros = np.zeros((batch, self.hidden_size), dtype)
+            zeros = np.zeros_like(self.weight_hh_l0.data, shape=(batch, self.hidden_size), dtype=dtype)  # its device
             return [zeros] * count
         if not isinstance(state, Tensor):
             raise TypeError(f"{type(self).__name__}: {what} must be a Tensor, got {type(state).__name__}")
@@ -312,7 +313,7 @@ class _RecurrentBase(Module):
                 outputs[t] = new_states[0]
             else:
                 keep = mask[t]   # selected, not multiplied: a padded step's state may be inf
-                outputs[t] = where(keep, new_states[0], np.zeros((), x.dtype))
+                outputs[t] = where(keep, new_states[0], x.dtype.type(0))   # a scalar: fits any device
                 states = [where(keep, new, old) for new, old in zip(new_states, states)]
         return (stack(outputs), *states)
 
@@ -337,10 +338,12 @@ class _RecurrentBase(Module):
             raise ValueError(f"{type(self).__name__}: expected a sequence length larger than 0, got an input "
                              f"with no time steps")
         mask = _lengths_mask(lengths, batch, steps)
+        if mask is not None and type(self.weight_hh_l0.data) is not np.ndarray:  # on the weights' device
+            mask = to_device(mask, device_of(self.weight_hh_l0.data))
         if mask is not None and x is not None:
             # padded inputs are replaced by 0 (a select), so an inf or NaN there reaches no real step's value
             # or gradient (dW_ih = Σ xᵀ δ would take NaN · 0 from it)
-            x = where(mask, x, np.zeros((), dtype))
+            x = where(mask, x, np.dtype(dtype).type(0))
         initial = [self._initial_state(state, batch, dtype, batched, name)
                    for state, name in zip(states, state_names)]
         finals: list[list[Tensor]] = [[] for _ in state_names]
@@ -414,7 +417,7 @@ class _RecurrentBase(Module):
         direction a `Projection`: (table, ids, b), the fused node looking the rows up (and summing their gradients
         per token, in float32 for float16); or, for fewer ids than rows, ([T, B, G] projections, None, b).
         """
-        ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        ids = to_host(ids.data) if isinstance(ids, Tensor) else np.asarray(ids)
         name = type(self).__name__
         if ids.dtype.kind not in "iu" or ids.ndim != 2:
             raise TypeError(f"{name}.forward_tokens: expected a 2-D integer array of token ids, got "

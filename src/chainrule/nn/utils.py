@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import max_or
 from ..autograd.tensor import Tensor, unique_tensors
 
 
@@ -60,7 +61,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         return Tensor(np.zeros((), np.float32))
     wide = [g.astype(np.result_type(g.dtype, np.float32), copy=False) for g in grads]
     if norm_type == math.inf:
-        total = max(float(np.abs(g).max(initial=0.0)) for g in wide)  # |g| >= 0: 0 is the max's identity
+        total = max(float(max_or(np.abs(g), None, False, 0.0)) for g in wide)  # |g| >= 0: 0 is the max's identity
     elif norm_type == 2.0:
         total = math.sqrt(sum(float(np.vdot(g, g)) for g in wide))  # BLAS dot: one pass, no temporaries
     else:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels.device import NUMPY, backend_of, device_of, to_device, to_host
 from .._kernels.backend import backend_name
 from ..autograd.tensor import Tensor, unique_tensors
 
@@ -17,6 +18,13 @@ from ..autograd.tensor import Tensor, unique_tensors
 def _state_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype an optimizer keeps a parameter's state and works its step in: at least float32."""
     return np.result_type(dtype, np.float32) if dtype.kind == "f" else dtype
+
+
+def _host_copy(value: Any) -> Any:
+    """A deep copy of a state value, arrays copied to host memory."""
+    if type(value) is np.ndarray or backend_of(value) is NUMPY:
+        return copy.deepcopy(value)
+    return to_host(value)
 
 
 def _contiguous(*arrays: Any) -> bool:
@@ -156,7 +164,9 @@ class Optimizer:
                 index_of[id(p)] = i
             position += len(indices)
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": indices})
-        state = {index_of[key]: copy.deepcopy(value) for key, value in self.state.items() if key in index_of}
+        # arrays as host copies whatever the parameters' device, so a checkpoint is device-neutral
+        state = {index_of[key]: {name: _host_copy(item) for name, item in value.items()}
+                 for key, value in self.state.items() if key in index_of}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -182,10 +192,13 @@ class Optimizer:
                 raise ValueError(f"optimizer state dict has state for unknown parameter {index}")
             restored = {}
             for name, value in values.items():
+                value = to_host(value) if backend_of(value) is not NUMPY else value
                 if isinstance(value, np.ndarray) and value.shape != p.data.shape and value.ndim:
                     raise ValueError(f"optimizer state '{name}' of parameter {index} has shape {value.shape}, "
                                      f"the parameter has shape {p.data.shape}")
-                restored[name] = value.astype(_state_dtype(p.data.dtype)) if isinstance(value, np.ndarray) else value
+                if isinstance(value, np.ndarray):  # on the parameter's device, in the state's dtype
+                    value = to_device(value.astype(_state_dtype(p.data.dtype)), device_of(p.data))
+                restored[name] = value
             new_state[id(p)] = restored
         merged = [{**group, **{k: v for k, v in saved.items() if k != "params"}}
                   for saved, group in zip(saved_groups, self.param_groups)]
@@ -398,11 +411,22 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
         v̂ ← max(v̂, v) with AMSGrad (`max_exp_avg_sq` holds v̂), else v̂ = v,
         p ← p - lr / (1 - β1^t) · m / (√v̂ / √(1 - β2^t) + ε).
 
-    `step` is t, counted from 1. All arrays have the parameter's shape and the state's dtype. With the numba
-    backend and C-contiguous arrays of one dtype the step is one compiled pass (`kernels.adam_step`, the
-    same arithmetic); otherwise NumPy's.
+    `step` is t, counted from 1. All arrays have the parameter's shape and the state's dtype. On a GPU, with
+    C-contiguous arrays of one dtype, the step is one CUDA kernel (`cuda_kernels.adam_step`); with the numba
+    backend and such arrays on the CPU one compiled pass (`kernels.adam_step`), the same arithmetic; otherwise
+    NumPy's.
     """
-    if backend_name() == "numba" and _contiguous(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
+    on_gpu = type(param) is not np.ndarray and backend_of(param) is not NUMPY
+    if on_gpu and backend_of(param).cuda_kernels and all(a is None or (a.flags.c_contiguous and a.dtype == param.dtype)
+                      for a in (grad, exp_avg, exp_avg_sq, max_exp_avg_sq)):
+        from .cuda_kernels import adam_step as adam_on_gpu   # numba.cuda, loaded on first use
+        # without AMSGrad the kernel never reads max_exp_avg_sq: grad stands in (an array it does not write)
+        adam_on_gpu(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
+                    (grad if max_exp_avg_sq is None else max_exp_avg_sq).reshape(-1), lr, beta1, beta2, eps,
+                    weight_decay, decoupled, amsgrad, lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step))
+        return
+    compiled = backend_name() == "numba" and type(param) is np.ndarray
+    if compiled and _contiguous(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
         from .kernels import adam_step
         adam_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
                   (exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq).reshape(-1), lr, beta1, beta2, eps,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._kernels.device import NUMPY, backend_of, device_of, to_device
 from ..function import Function
 from ..tensor import Tensor
 
@@ -63,10 +64,13 @@ def _scalar_power(x: Any, exponent: Any) -> Any:
             return np.reciprocal(np.sqrt(x))
         return np.power(x, exponent)
     out = np.power(x, exponent)
-    if np.size(exponent) == 1 and np.asarray(exponent).dtype.kind == "f" and float(np.asarray(exponent).flat[0]) == 0.5:
+    e = _data(exponent)   # read without np.asarray, which a GPU's array refuses
+    if (np.size(e) == 1 and (e.dtype.kind if hasattr(e, "dtype") else np.result_type(e).kind) == "f"
+            and float(e.reshape(-1)[0] if hasattr(e, "reshape") else e) == 0.5):
         # NumPy takes a scalar exponent 0.5 as sqrt (-0 -> -0, -inf -> NaN); a Tensor exponent follows C's
         # pow, as in PyTorch's pow(Tensor, Tensor): pow(-0, 0.5) = +0, pow(-inf, 0.5) = +inf
-        out = np.where(np.isneginf(x), np.asarray(np.inf, np.result_type(out)), out + np.zeros((), np.result_type(out)))
+        kind = np.result_type(out).type   # scalars, not 0-d NumPy arrays: they combine with arrays on any device
+        out = np.where(np.isneginf(x), kind(np.inf), out + kind(0))
         out = out.astype(np.result_type(x, exponent), copy=False) if isinstance(out, np.ndarray) else out
     return out
 
@@ -85,11 +89,17 @@ def pow_gradients(g: Any, x: Any, y: Any, out: Any, need_x: bool = True, need_y:
     grad_x = grad_y = None
     if need_x:
         if isinstance(y, (int, float)) and not isinstance(y, bool):
-            grad_x = np.zeros(np.shape(_data(g)), _data(g).dtype) if y == 0 else g * (y * _power(x, y - 1))
+            grad_x = np.zeros_like(_data(g)) if y == 0 else g * (y * _power(x, y - 1))   # zeros on g's device
         else:
             # y - 1 kept an array: NumPy turns a 0-d result into np.float64, a float, which would take the
             # Python-number (sqrt) convention at -0.5
-            minus_one = y - 1 if isinstance(y, Tensor) else np.asarray(np.subtract(y, 1))
+            minus_one: Tensor | np.ndarray
+            if isinstance(y, Tensor):
+                minus_one = y - 1
+            else:
+                minus_one = np.subtract(y, 1)
+                if isinstance(minus_one, np.generic):  # (np.asarray would refuse a GPU's array)
+                    minus_one = np.asarray(minus_one)
             grad_x = _where(pow_base_blocked(y), 0, g * (y * _power(x, minus_one)))
     if need_y:
         # selected inside, then multiplied by g, as PyTorch's pow_backward_exponent (inf upstream: NaN)
@@ -116,7 +126,7 @@ def sigmoid_forward(x: Any) -> Any:
 
 def relu_forward(x: Any) -> Any:
     """max(x, 0) as PyTorch's clamp_min: x where x >= 0 or NaN, so -0 stays -0 (np.maximum gives +0)."""
-    return np.where(np.less(x, 0), np.zeros((), np.result_type(x)), x)
+    return np.where(np.less(x, 0), np.result_type(x).type(0), x)   # a scalar 0: fits an array on any device
 
 
 def relu_blocked(out: Any) -> Any:
@@ -303,7 +313,7 @@ class Clip(Function):
 
     @staticmethod
     def forward(ctx, x, low, high):
-        inside = np.ones(x.shape, bool)
+        inside = np.ones_like(x, dtype=bool)   # on x's device
         if low is not None:
             inside &= x >= low
         if high is not None:
@@ -342,6 +352,9 @@ class Maximum(Function):
 class Where(Function):
     @staticmethod
     def forward(ctx, condition, x, y):
+        on_gpu = next((a for a in (x, y) if type(a) is not np.ndarray and backend_of(a) is not NUMPY), None)
+        if on_gpu is not None and type(condition) is np.ndarray:  # a host mask joins the values on their device
+            condition = to_device(condition, device_of(on_gpu))
         ctx.save_for_backward(condition)
         return np.where(condition, x, y)
 

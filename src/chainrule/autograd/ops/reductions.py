@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._kernels.device import max_or
+
 from ..function import Function
 from .elementwise import _accumulation_dtype, _data, _exp, _in_float32_for_float16
 from .shape import _broadcast_to, _kept_shape
@@ -35,13 +37,13 @@ class Mean(Function):
         total = np.sum(x, axis=axes, keepdims=keepdims, dtype=_accumulation_dtype(x.dtype))
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)  # integers: a float mean
         if ctx.count == 0:
-            return np.full(np.shape(total), np.nan, dtype)
+            return np.full_like(total, np.nan, dtype=dtype, shape=np.shape(total))   # on x's device
         return (total / ctx.count).astype(dtype, copy=False)
 
     @staticmethod
     def backward(ctx, g):
         if ctx.count == 0:  # the input has no elements
-            return np.zeros(ctx.input_shape, _data(g).dtype), None, None
+            return np.zeros_like(_data(g), shape=ctx.input_shape), None, None   # on g's device
         count, kept_shape = ctx.count, ctx.kept_shape  # a float16 count above 65504 would be inf
         share = _in_float32_for_float16(lambda g: g.reshape(kept_shape) / count, g)
         return _broadcast_to(share, ctx.input_shape), None, None
@@ -86,7 +88,7 @@ class LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdims):
         wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)
-        shift = np.max(wide, axis=axes, keepdims=True, initial=-np.inf)
+        shift = max_or(wide, axes, True, -np.inf)
         shift = np.where(np.isinf(shift), 0, shift)
         out = (np.log(np.sum(np.exp(wide - shift), axis=axes, keepdims=True)) + shift).astype(x.dtype)
         ctx.kept_shape = out.shape
@@ -107,7 +109,7 @@ class Softmax(Function):
     def forward(ctx, x, axis):
         wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
         # the max is subtracted even when infinite: a row of -inf or with +inf is NaN, as in PyTorch
-        e = np.exp(wide - np.max(wide, axis=axis, keepdims=True, initial=-np.inf))
+        e = np.exp(wide - max_or(wide, axis, True, -np.inf))
         out = (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis
@@ -125,7 +127,7 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
         wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
-        shifted = wide - np.max(wide, axis=axis, keepdims=True, initial=-np.inf)
+        shifted = wide - max_or(wide, axis, True, -np.inf)
         out = (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis

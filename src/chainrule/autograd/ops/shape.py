@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._kernels.device import device_of, scatter_add, to_device
 from ..._kernels.rows import scatter_rows
 from ..function import Function
 from ..tensor import Tensor
@@ -86,11 +87,19 @@ def _is_basic_index(index: Any) -> bool:
     return builtins.all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
 
 
+def _index_on_device(index: Any, device: Any) -> Any:
+    if isinstance(index, tuple):
+        return tuple(to_device(i, device) if isinstance(i, np.ndarray) else i for i in index)
+    return to_device(index, device) if isinstance(index, np.ndarray) else index
+
+
 class GetItem(Function):
     """x[index]; with repeated advanced indices the gradients of the repeats are summed."""
 
     @staticmethod
     def forward(ctx, x, index):
+        if type(x) is not np.ndarray and not _is_basic_index(index):  # index arrays join x on its device
+            index = _index_on_device(index, device_of(x))
         ctx.input_shape = x.shape
         ctx.index = index
         return x[index]
@@ -109,16 +118,29 @@ class Scatter(Function):
             ctx.index = index
         if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(shape) >= 1:
             return scatter_rows(g, shape, index)
-        out = np.zeros(shape, g.dtype)
+        out = np.zeros_like(g, shape=shape)  # on g's device
         if _is_basic_index(index):
             out[index] = g
         else:
-            np.add.at(out, index, g)
+            scatter_add(out, index, g)
         return out
 
     @staticmethod
     def backward(ctx, g):
         return g[ctx.index], None, None
+
+
+class ToDevice(Function):
+    """A copy of x on another device; the gradient is copied back to x's device."""
+
+    @staticmethod
+    def forward(ctx, x, device):
+        ctx.source = device_of(x)
+        return to_device(x, device)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.to(ctx.source) if isinstance(g, Tensor) else to_device(g, ctx.source)), None
 
 
 class Concatenate(Function):
