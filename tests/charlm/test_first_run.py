@@ -250,3 +250,17 @@ def test_samples_during_training_continue_the_prose_prime(tmp_path, capsys):
     Trainer(config, tmp_path / "run", corpus=(TEXT, "t")).train()
     out = capsys.readouterr().out
     assert "--- sample at step 5 ---\nThe quick brown fox jumps over " in out
+
+
+def test_a_cosine_run_resumed_with_minutes_alone_plans_its_steps(text_file, tmp_path, capsys):
+    """`--resume RUN --minutes M` (no --steps) of a cosine run: the schedule gets a length planned from the run's
+    own step time, instead of a refusal for want of one; training continues past the old end."""
+    run = tmp_path / "run"
+    assert main(["train", str(text_file), *SMALL_ARGS, "--schedule", "cosine", "--steps", "5", "--quiet",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", str(text_file), "--resume", str(run), "--minutes", "0.005", "--quiet"]) == 0
+    said = capsys.readouterr()
+    assert "planned for the cosine schedule to end with --minutes 0.005" in said.out + said.err
+    stored = json.loads((run / "latest.json").read_text())
+    assert stored["train"]["minutes"] == 0.005 and stored["train"]["steps"] > 5 and stored["step"] > 5

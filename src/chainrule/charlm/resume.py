@@ -21,6 +21,7 @@ from ..autograd import default_generator
 from .checkpoint import CheckpointError, load_checkpoint, unpack_run, write_atomically
 from .model import state_from_arrays
 from .run_folder import MAX_LOG_BYTES, RunLock, _read_run_file, shell_word
+from .budget import PLAN_SECONDS_PER_STEP, StepPlanner, planned_steps
 from .corpus import Corpus
 from .training import BUDGET, Progress, TrainConfig, Trainer
 
@@ -260,6 +261,14 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
         source = "standard input" if stored.text == "-" else repr(stored.text)
         raise ValueError(f"the run was trained on {source}; a checkpoint's recorded paths are not followed, so "
                          f"give the same text again: chainrule train TEXT_FILE --resume {shell_word(target)}")
+    planner = None
+    if stored.schedule == "cosine" and "minutes" in given and not any(n in given for n in ("steps", "epochs")):
+        # a cosine schedule needs a length in steps: plan it for the new budget from the run's own step time,
+        # and re-plan at each evaluation, as a budget-planned start does (budget.StepPlanner)
+        progress = meta["progress"]
+        per_step = progress["elapsed"] / progress["step"] if progress["step"] else PLAN_SECONDS_PER_STEP
+        given = {**given, "steps": progress["step"] + planned_steps(given["minutes"] * 60, per_step)}
+        planner = StepPlanner(given["minutes"], given.get("eval_every", stored.eval_every))
     config, changes = resume_config(stored, given, differences)
     if corpus is None and config.text is not None:
         corpus = read_corpus(config.text)
@@ -271,4 +280,8 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
         prepare(trainer)
     restore(trainer, checkpoint)
     notices = continue_run(trainer, checkpoint, changes)
+    if planner is not None:
+        trainer.step_planner = planner
+        notices.append(f"--steps {config.steps} planned for the cosine schedule to end with --minutes "
+                       f"{config.minutes:g} (re-planned at each evaluation from the measured step time)")
     return trainer, notices
