@@ -8,6 +8,7 @@ to do it itself.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -109,6 +110,9 @@ def _check_finite(node: Function, input_index: int, grad: Any) -> None:
         f"input {input_index}. That '{node.name}' was created at:\n{site}")
 
 
+_backward_ids = itertools.count(1)  # numbers each backward(), so a drawing can tell whose gradients a node kept
+
+
 def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_graph: bool,
                  create_graph: bool, capture: Sequence[Any] | None = None,
                  on_edge: Callable[[Function, int, Any], None] | None = None) -> list[Any] | None:
@@ -161,15 +165,22 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
         previous = entry[tensor._index]
         entry[tensor._index] = grad if previous is None else previous + grad
 
+    stamp = next(_backward_ids) if keep >= 0 else None
     root_nodes = []
     for tensor, grad in zip(roots, root_grads):
         send(tensor, grad)
         if tensor._node is not None:
             root_nodes.append(tensor._node)
-            if keep >= 0 and grad.size <= keep:
-                seeds = list(tensor._node.upstream_grads or (None,) * len(tensor._node.output_meta))
-                seeds[tensor._index] = np.array(grad.data if create_graph else grad, copy=True)
-                tensor._node.upstream_grads = tuple(seeds)
+            if keep >= 0:
+                node = tensor._node
+                # seeds from an earlier backward are not this one's: start afresh at the first root on the node
+                fresh = node.seeded_by is None or node.seeded_by[0] != stamp
+                seeds = [None] * len(node.output_meta) if fresh else list(node.upstream_grads or ())
+                if grad.size <= keep:
+                    seeds[tensor._index] = np.array(grad.data if create_graph else grad, copy=True)
+                node.upstream_grads = tuple(seeds)
+                # a drawing may trust kept gradients only when its output is the one root of that backward
+                node.seeded_by = (stamp, tensor._index if len(roots) == 1 else None)
 
     previous_modes = (_Modes.grad_enabled, _Modes.tensor_backward, _Modes.retain_graph)
     _Modes.grad_enabled = _Modes.tensor_backward = create_graph
@@ -177,7 +188,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], *, retain_grap
     try:
         for node in reverse_topological_order(root_nodes, parent_nodes):
             output_grads = grads.pop(node, None)
+            if stamp is not None:
+                node.backward_id = stamp
             if output_grads is None:  # every consumer sent None
+                if keep >= 0:
+                    node.downstream_grads = [None] * len(node.inputs)
                 if not retain_graph:
                     node.release()
                 continue

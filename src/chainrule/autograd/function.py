@@ -272,6 +272,10 @@ class Function:
     # `keep_gradients`); the attribute is None where no backward went.
     upstream_grads: tuple | None = None
     downstream_grads: list | None = None
+    # The number of the last backward() through the node, and (number, output index) of the last one started at
+    # it (index None when that backward had several roots): kept gradients answer for that root alone.
+    backward_id: int | None = None
+    seeded_by: tuple[int, int | None] | None = None
     # Hand-written backward that is not composed of differentiable ops (e.g. fused BPTT) sets this False.
     differentiable_backward = True
 

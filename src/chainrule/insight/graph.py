@@ -137,6 +137,7 @@ def _group_of(node: Function, collapse: Any) -> str | None:
 
 _NOT_KEPT = "not kept: draw inside keep_gradients()"
 _FREED = "unknown: graph freed"
+_ELSEWHERE = "unknown: backward started elsewhere"
 
 
 def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], collapse: Any,
@@ -149,13 +150,15 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
     missing: dict[tuple[int, int], str] = {}  # edges whose gradient cannot be shown, and why
     output_grad = None
     output_missing = ""
+    leaf_unknown = ""  # why no leaf total can be shown, where none may be
     if show_grads:
-        if output.grad_fn.downstream_grads is not None:
-            # a backward() went through this graph: show what it computed (small gradients are kept on the nodes)
+        if _kept_answer_for(output, nodes):
+            # the last backward() through this graph started at this output: show what it computed (small
+            # gradients are kept on the nodes)
             seeds = output.grad_fn.upstream_grads
             output_grad = seeds[output.output_nr] if seeds is not None else None
             if output_grad is None:
-                output_missing = "unknown: backward started elsewhere" if seeds is None else _NOT_KEPT
+                output_missing = _NOT_KEPT
             for node in nodes:
                 sent = node.downstream_grads
                 for index, source in enumerate(node.inputs):
@@ -169,11 +172,15 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
                     elif int(np.prod(source.shape)) > KEPT_GRADIENT_SIZE:
                         missing[(id(node), index)] = _NOT_KEPT
         elif any(node.saved is None for node in nodes):
-            # freed by a backward that kept nothing here (grad(), or an older graph): nothing left to compute from
-            missing = {(id(node), index): _FREED for node in nodes
+            # freed, and what was kept (if anything) belongs to another root: nothing left to compute from
+            reason = _ELSEWHERE if any(node.backward_id is not None for node in nodes) else _FREED
+            missing = {(id(node), index): reason for node in nodes
                        for index, source in enumerate(node.inputs) if source is not None}
-            output_missing = _FREED
+            output_missing = reason
+            if reason == _ELSEWHERE:  # a leaf's .grad holds another output's gradient: not this one's
+                leaf_unknown = reason
         else:
+            # never backpropagated, or kept gradients of another root: compute d(output)/d(·) afresh (seed 1)
             seed = np.ones_like(output.data)
             output_grad = seed
             leaves = [t for n in nodes for t in n.inputs if t is not None and t.grad_fn is None]
@@ -200,7 +207,8 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
                     name = names.get(id(source)) or ("parameter" if type(source).__name__ == "Parameter" else "input")
                     shape = "" if source.data.size <= 6 else f"\n{tuple(source.shape)}"
                     kind = "parameter" if type(source).__name__ == "Parameter" or id(source) in names else "leaf"
-                    total = _leaf_total(output_name, name, shares[id(source)], source.grad) if show_grads else ""
+                    total = (_leaf_total(output_name, name, shares[id(source)], source.grad, leaf_unknown)
+                             if show_grads else "")
                     graph.node(leaf_keys[id(source)], f"{name}{shape}{total}", kind)
                 start = leaf_keys[id(source)]
             else:
@@ -222,9 +230,18 @@ def _tensor_graph(output: Tensor, show_grads: bool, names: Mapping[int, str], co
     return (graph.collapsed() if collapse is not None else graph), notes
 
 
-def _leaf_total(output_name: str, leaf_name: str, shares: list[Any], grad: Any) -> str:
+def _kept_answer_for(output: Tensor, nodes: list) -> bool:
+    """Whether the gradients kept on the graph are d(output)/d(·): the last backward() through every drawn node
+    is one and the same, it had one root, and that root is `output` itself (not a later output, say)."""
+    stamp = output.grad_fn.backward_id
+    return (stamp is not None and output.grad_fn.seeded_by == (stamp, output.output_nr)
+            and all(node.backward_id == stamp for node in nodes))
+
+
+def _leaf_total(output_name: str, leaf_name: str, shares: list[Any], grad: Any, unknown: str = "") -> str:
     """The leaf's line: its total gradient, the sum of its shares (∂d/∂a = 35 = 15 + 20 for a leaf used
-    twice); where a share is unknown, the `.grad` a backward left, if any."""
+    twice); where a share is unknown, the `.grad` a backward left, if any, unless `unknown` says why that
+    `.grad` is not this output's (then the line says so and shows no number)."""
     if shares and all(share is not None for share in shares):
         total = shares[0]
         for share in shares[1:]:
@@ -233,6 +250,8 @@ def _leaf_total(output_name: str, leaf_name: str, shares: list[Any], grad: Any) 
         if len(shares) > 1 and all(np.size(share) <= 6 for share in shares):
             line += " = " + " + ".join(_format(share) for share in shares)
         return line
+    if unknown:
+        return f"\n∂{output_name}/∂{leaf_name or 'leaf'} {unknown}"
     if grad is not None:
         return f"\n.grad = {_format(grad)}"
     return ""
@@ -366,6 +385,10 @@ def draw_graph(output: Tensor | Value, path: str | Path | None = None, format: s
     After, it shows what that backward computed: the gradients of at most `KEPT_GRADIENT_SIZE` elements,
     which every backward keeps on the graph, and all of them when the backward ran inside
     `chainrule.autograd.keep_gradients()`; an edge whose gradient cannot be known any more says so.
+    Kept gradients are shown only when `output` itself was the one root of the last backward through the
+    drawn graph; after a backward from a later output (or another one) the drawing computes d(output)/d(·)
+    afresh while the graph is retained, and otherwise labels edges and leaves "unknown: backward started
+    elsewhere" (a leaf's `.grad` then holds another output's gradient, so no number is shown).
     Each leaf shows its total gradient, for a reused leaf as the sum of its shares (∂d/∂a = 35 = 15 + 20).
 
     - `format`: "svg", "png" or "dot" (default: from the path's suffix, else "svg"). SVG and PNG need
