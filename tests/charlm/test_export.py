@@ -202,3 +202,33 @@ def test_a_model_past_protobufs_limit_is_refused_with_advice(runs, monkeypatch):
 def test_an_unknown_format_is_refused(runs):
     with pytest.raises(ValueError, match="export format must be one of onnx, torch; got 'tflite'"):
         export(runs("rnn", 1, 0), "tflite")
+
+
+def test_the_exported_file_gets_a_normal_files_mode_and_the_message_names_the_checkpoint(runs, tmp_path, capsys):
+    import os
+    run = runs("rnn", 1, 0)
+    previous = os.umask(0o027)
+    try:
+        assert main(["export", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
+        assert main(["export", str(run), "--format", "torch", "--out", str(tmp_path / "m.pt")]) == 0
+    finally:
+        os.umask(previous)
+    for name in ("m.onnx", "m.pt"):   # as open(path, "w") would make it, not mkstemp's 0o600
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640
+    printed = capsys.readouterr().err
+    assert f"wrote {tmp_path / 'm.onnx'} from {run / 'best.json'}\n" in printed
+
+
+def test_a_run_without_best_says_it_used_latest_and_force_replaces_a_link_not_its_target(runs, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(runs("rnn", 1, 0), run)
+    (run / "best.json").unlink()
+    target = tmp_path / "target.onnx"
+    target.write_bytes(b"keep me")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(target)
+    assert main(["export", str(run), "--out", str(link), "--force"]) == 0
+    assert f"from {run / 'latest.json'} (no best.json)" in capsys.readouterr().err
+    assert not link.is_symlink() and target.read_bytes() == b"keep me"
+    onnx.checker.check_model(onnx.load(str(link)))

@@ -238,11 +238,30 @@ def _names_in_description(json_path: Path) -> set[str] | None:
     return {named} if isinstance(named, str) else None
 
 
+def new_file_mode(folder: bool = False) -> int:
+    """The permission bits `open(path, "w")` gives a new file (0o666 less the process's umask), or with
+    `folder` those `os.mkdir` gives a new folder (0o777 less the umask). A file or folder made under a
+    `tempfile.mkstemp`/`mkdtemp` name (created 0o600/0o700) gets these before it is renamed into place."""
+    full = 0o777 if folder else 0o666
+    try:  # Linux says the umask without changing it (no window in which another thread sees a different one)
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return full & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return full & ~mask
+
+
 def write_atomically(path: Path, payload: bytes) -> None:
-    """Replace `path` by `payload` through a temporary file beside it (.NAME.<random>.tmp), fsynced: all or nothing."""
+    """Replace `path` by `payload` through a temporary file beside it (.NAME.<random>.tmp), fsynced: all or nothing.
+    The file gets the mode a newly created one would (`new_file_mode`), not the temporary file's 0o600."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         try:
+            os.fchmod(handle, new_file_mode())
             with os.fdopen(handle, "wb") as stream:
                 stream.write(payload)
                 stream.flush()

@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", metavar="RUN", help="a run folder (its best checkpoint) or a .json file")
     export.add_argument("--format", choices=["onnx", "torch"], default="onnx", help="(default onnx)")
     export.add_argument("--out", help="file to write (default: model.onnx or model.pt in the run folder)")
-    export.add_argument("--force", action="store_true", help="replace an existing file")
+    export.add_argument("--force", action="store_true",
+                        help="replace an existing file (a symbolic link is replaced itself, not the file it points to)")
     commands.add_parser("demo", help="a short tour of the autograd engine on its sources' examples (README, Sources)",
                         parents=[common])
     completion = commands.add_parser("completion", help="print the shell completion script (bash or zsh)",
@@ -532,8 +533,8 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export
-    _say(f"wrote {export(args.checkpoint, args.format, args.out, args.force)}")
+    from .export import checkpoint_used, export
+    _say(f"wrote {export(args.checkpoint, args.format, args.out, args.force)} from {checkpoint_used(args.checkpoint)}")
     return 0
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import new_file_mode
 from .text import DEFAULT_CORPUS_NAME, Vocabulary, default_corpus, read_text
 
 CACHE_ENV = "CHAINRULE_CACHE"
@@ -288,6 +289,7 @@ def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: in
     cache.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(cache)
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
+    os.chmod(temporary, new_file_mode(folder=True))  # a normal folder's mode, not mkdtemp's 0o700
     try:
         written = 0
         with open(temporary / "ids.npy", "wb") as out:
@@ -374,6 +376,7 @@ def _write_json(path: Path, value: dict, atomic: bool = True) -> None:
         return
     descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        os.fchmod(descriptor, new_file_mode())  # a normal file's mode, not mkstemp's 0o600
         with os.fdopen(descriptor, "wb") as out:
             out.write(data)
             out.flush()

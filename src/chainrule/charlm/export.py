@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, resolve_checkpoint
+from .checkpoint import load_checkpoint, new_file_mode, resolve_checkpoint
 from .config import CELLS
 from .extras import require
 
@@ -207,12 +207,29 @@ def default_path(checkpoint: str | Path, file_format: str) -> Path:
     return resolve_checkpoint(checkpoint).parent / f"model{SUFFIXES[file_format]}"
 
 
+def checkpoint_used(checkpoint: str | Path) -> str:
+    """Which checkpoint `export` reads, for its message: "RUN/best.json", "RUN/latest.json (no best.json)" for a
+    run folder without a best checkpoint, or the JSON path given. Raises `CheckpointError` as `resolve_checkpoint`.
+
+    >>> import tempfile; run = Path(tempfile.mkdtemp()); (run / "latest.json").touch()
+    >>> checkpoint_used(run) == f"{run / 'latest.json'} (no best.json)"
+    True
+    """
+    path = resolve_checkpoint(checkpoint)
+    if Path(checkpoint).is_dir() and path.name == "latest.json":
+        return f"{path} (no best.json)"
+    return str(path)
+
+
 def export(checkpoint: str | Path, file_format: str = "onnx", out: str | Path | None = None,
            force: bool = False) -> Path:
     """Write the checkpoint's model as `file_format` ("onnx" or "torch") to `out` (default: `default_path`).
 
     An existing `out` is replaced only with `force`; the file is written under a temporary name in the same
-    folder and then moved into place, so a failed export leaves no partial file. Returns the path written.
+    folder and then moved into place, so a failed export leaves no partial file. It gets the mode a newly
+    created file gets (0o666 less the umask). With `force`, an `out` that is a symbolic link is itself replaced
+    by a regular file; the file the link pointed to is left untouched (as `mv`, not as writing through the
+    link would). Returns the path written.
     Raises ValueError for an unknown format, `ExportError` for an existing file (without `force`), a folder as
     `out`, a missing or unwritable folder; `CheckpointError`; `MissingPackage` (onnx or torch not installed).
     """
@@ -238,6 +255,7 @@ def export(checkpoint: str | Path, file_format: str = "onnx", out: str | Path | 
     except OSError as error:
         raise ExportError(f"cannot write {path}: {error.strerror or error}; choose another path with --out") from None
     try:
+        os.fchmod(descriptor, new_file_mode())  # the mode of a normally created file, not mkstemp's 0o600
         with os.fdopen(descriptor, "wb") as file:
             if file_format == "onnx":
                 file.write(payload)

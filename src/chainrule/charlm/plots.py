@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import new_file_mode
+
 
 @dataclass
 class LossCurves:
@@ -117,6 +119,7 @@ def draw_loss(history: list[dict[str, Any]], title: str, folder: Path) -> None:
         figure.tight_layout()
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".loss.png.", suffix=".tmp")
         try:
+            os.fchmod(handle, new_file_mode())  # the mode of a normally created file, not mkstemp's 0o600
             with os.fdopen(handle, "wb") as stream:
                 figure.savefig(stream, dpi=100, format="png")
             os.replace(temporary, Path(folder) / "loss.png")
