@@ -78,14 +78,37 @@ def loss_curves(history: list[dict[str, Any]]) -> LossCurves:
                              np.asarray([0.0] + [r.get("elapsed", 0.0) / 60 for r in history])))
 
 
-def draw_loss(history: list[dict[str, Any]], title: str, folder: Path) -> None:
-    """Write `folder/loss.png`: each step's training loss (faint) and its moving average, the validation
-    points, the best checkpoint marked, the step on the lower axis and the training minutes on the upper
-    (interpolated between evaluations). Written atomically (a temporary file in the folder, then renamed
-    over the old picture). Raises ImportError without matplotlib, OSError when the file cannot be written."""
+def minute_ticks(steps: np.ndarray, minutes: np.ndarray, low: float, high: float) -> list[float]:
+    """Tick values (training minutes) for the upper axis of a step axis from `low` to `high`: round values
+    (MaxNLocator), kept only where they fall at least an eighth of the axis apart in steps, so that labels
+    do not run together where the clock runs fast against the step (a start-up's first evaluation).
+
+    >>> minute_ticks(np.array([0.0, 1, 10]), np.array([0.0, 0.3, 0.4]), 0, 10)
+    [0.0, 0.4]
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    ends = np.interp([low, high], steps, minutes)
+    candidates = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(ends[0], ends[1])
+    kept: list[float] = []
+    last = None
+    for value in candidates:
+        if not ends[0] - 1e-12 <= value <= ends[1] + 1e-12:
+            continue
+        at = float(np.interp(value, minutes, steps))
+        if last is None or at - last >= (high - low) / 8:
+            kept.append(round(float(value), 10))
+            last = at
+    return kept
+
+
+def loss_figure(history: list[dict[str, Any]], title: str) -> Any:
+    """The matplotlib figure `draw_loss` writes (the caller closes it): step on the lower axis, whole steps
+    only; training minutes on the upper, at `minute_ticks`. Raises ImportError without matplotlib."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     curves = loss_curves(history)
     figure, axes = plt.subplots(figsize=(8, 4.5))
@@ -95,10 +118,13 @@ def draw_loss(history: list[dict[str, Any]], title: str, folder: Path) -> None:
             axes.plot(curves.steps, curves.smoothed, color="tab:blue", label="training (moving average)")
         if len(curves.val_steps):
             axes.plot(curves.val_steps, curves.val_losses, color="tab:orange", marker="o", markersize=4,
-                      label="validation")
+                      label="validation", zorder=3)
         if curves.best is not None:
-            axes.plot(*curves.best, marker="*", markersize=14, color="tab:red", linestyle="none",
+            # hollow and above the validation points: the best one stays visible inside its star
+            axes.plot(*curves.best, marker="*", markersize=16, markerfacecolor="none", markeredgecolor="tab:red",
+                      markeredgewidth=1.5, linestyle="none", zorder=4,
                       label=f"best checkpoint: step {curves.best[0]}, {curves.best[1]:.4f}")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are whole numbers
         steps, minutes = (np.asarray(values, dtype=float) for values in curves.minutes)
         if len(steps) >= 2 and np.all(np.diff(steps) > 0) and np.all(np.diff(minutes) > 0):
             # the clock of a run is increasing in the step: both maps are interpolations of one table
@@ -110,12 +136,28 @@ def draw_loss(history: list[dict[str, Any]], title: str, folder: Path) -> None:
 
             top = axes.secondary_xaxis("top", functions=(to_minutes, to_steps))
             top.set_xlabel("training minutes")
+            top.set_xticks(minute_ticks(steps, minutes, *axes.get_xlim()))
         axes.set_xlabel("step")
         axes.set_ylabel("loss (nats per character)")
         axes.set_title(title)
         axes.grid(alpha=0.3)
         if len(curves.steps) or len(curves.val_steps):
             axes.legend()
+    except BaseException:
+        plt.close(figure)
+        raise
+    return figure
+
+
+def draw_loss(history: list[dict[str, Any]], title: str, folder: Path) -> None:
+    """Write `folder/loss.png` (`loss_figure`): each step's training loss (faint) and its moving average, the
+    validation points, the best checkpoint marked, the step on the lower axis and the training minutes on the
+    upper (interpolated between evaluations). Written atomically (a temporary file in the folder, then renamed
+    over the old picture). Raises ImportError without matplotlib, OSError when the file cannot be written."""
+    import matplotlib.pyplot as plt
+
+    figure = loss_figure(history, title)
+    try:
         figure.tight_layout()
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".loss.png.", suffix=".tmp")
         try:
