@@ -37,6 +37,11 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _shown(value: Any) -> str:
+    """An option's value in a notice: None (a budget option not set) as "no limit", not Python's None."""
+    return "no limit" if value is None else str(value)
+
+
 def resume_config(stored: TrainConfig, given: dict[str, Any],
                   differences: list[str] | None = None) -> tuple[TrainConfig, dict[str, list[Any]]]:
     """The configuration of a resumed run, and what the resume changes: {field: [the run's, the new]}.
@@ -166,7 +171,7 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
     if schedule_changed:
         trainer.recompute_schedule()
     for name, (before, after) in changes.items():
-        notices.append(f"{_option(name)}: {before} -> {after}")
+        notices.append(f"{_option(name)}: {_shown(before)} -> {_shown(after)}")
     if schedule_changed:
         notices.append(f"learning rate at step {step}: {lr_before:.6g} -> "
                        f"{trainer.optimizer.param_groups[0]['lr']:.6g} ({trainer.config.schedule} schedule)")
@@ -181,7 +186,8 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
 
 def _reconcile_log(trainer: Trainer, step: int) -> None:
     """Make log.jsonl tell what happened up to the checkpoint's `step`, each evaluation once: drop what a
-    crashed or diverged later run logged after it (and lines cut short), add the checkpoint's evaluations
+    crashed or diverged later run logged after it (and lines cut short), and the records of resumes at `step` or
+    later (an abandoned branch: the caller appends this resume's record next), add the checkpoint's evaluations
     that a crash kept out of the log."""
     if not trainer.world.is_root:
         return
@@ -197,7 +203,8 @@ def _reconcile_log(trainer: Trainer, step: int) -> None:
             at = record.get("step", record.get("resumed_at_step"))
         except (ValueError, AttributeError):
             continue  # a line cut short by a crash
-        if isinstance(at, int) and at <= step:
+        # a resume record at the checkpoint's step or later belongs to an abandoned branch (this resume adds its own)
+        if isinstance(at, int) and (at < step or (at == step and "step" in record)):
             kept.append(line + "\n")
             if "step" in record:
                 logged.add(record["step"])
