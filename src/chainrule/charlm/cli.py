@@ -306,7 +306,7 @@ def _terminal_safe(text: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .budget import StepPlanner, plan_for_budget
+    from .budget import StepPlanner, plan_for_budget, unplanned_note
     from .training import TrainConfig, Trainer, claim_run_folder
 
     names = set(TrainConfig().options())
@@ -320,6 +320,10 @@ def _train(args: argparse.Namespace) -> int:
         given = {**given, **plan.options}
         _say(plan.message)
     config = TrainConfig.from_options(given)
+    shape = config.architecture
+    note = unplanned_note(given, f"{shape.model} {shape.layers}x{shape.hidden}")   # a budget beyond the pick
+    if note is not None:
+        _say(note)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text, quiet)   # a wrong text path is reported before any folder is made
     lock, removed = claim_run_folder(out, fresh=True)
@@ -331,7 +335,6 @@ def _train(args: argparse.Namespace) -> int:
         trainer.callbacks += callbacks
         if plan is not None and "steps" in plan.options and config.minutes is not None:
             trainer.step_planner = StepPlanner(config.minutes, config.eval_every)
-        shape = config.architecture
         _say(f"training a {shape.model} {shape.layers}x{shape.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")
