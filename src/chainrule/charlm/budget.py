@@ -77,8 +77,8 @@ def unplanned_note(given: dict[str, Any], default_model: str) -> str | None:
     would turn the pick off (a size option, a step limit, a resume): the pick covers shorter budgets only, and
     `default_model` (e.g. "lstm 2x512") is trained. None otherwise.
 
-    >>> unplanned_note({"minutes": 11.0}, "lstm 2x512")
-    '--minutes 11: the size pick covers budgets up to 10 minutes; training the default lstm 2x512 (give --hidden/--layers/--model to choose)'
+    >>> unplanned_note({"minutes": 11.0}, "lstm 2x512")  # doctest: +ELLIPSIS
+    '--minutes 11: the size pick covers budgets up to 10 minutes; training the default lstm 2x512 (give ...)'
     >>> unplanned_note({"minutes": 3.0}, "lstm 2x512") is None, unplanned_note({"minutes": 11.0, "hidden": 64}, "x")
     (True, None)
     """
@@ -135,6 +135,7 @@ class StepPlanner:
         total = step + planned_steps(left, per_step) if left > per_step else step + 1
         if total == steps:
             return None
-        self.last_notice = (f"planned --steps {'no limit' if steps is None else steps} -> {total} ({per_step * 1e3:.0f} ms per step, "
+        before = "no limit" if steps is None else steps
+        self.last_notice = (f"planned --steps {before} -> {total} ({per_step * 1e3:.0f} ms per step, "
                             f"{left:.0f} s of the budget left)")
         return total
