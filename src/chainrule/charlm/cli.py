@@ -34,15 +34,31 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
     Traceback (most recent call last):
     ...
     argparse.ArgumentTypeError: expected a finite number > 0, got 'nan'
+    >>> _number(int, 1, 2 ** 53)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a positive integer, got '0'
+    >>> _number(int, 0, 2 ** 63 - 1)("9" * 20)
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a non-negative integer of at most 2**63 - 1, got '99999999999999999999'
     """
     bounds = []
-    if low is not None and high is not None:
+    # an integer's end at 2**53 or beyond is a representation's limit (exact in JSON, a NumPy seed), not a choice:
+    # the message says "a positive integer" and names that end only to a value past it
+    unbounded = kind is int and high is not None and high >= 2 ** 53 and low in (0, 1) and not low_open
+    if unbounded:
+        bounds.append("")
+    elif low is not None and high is not None:
         bounds.append(f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}")
     elif low is not None:
         bounds.append(f"{'>' if low_open else '>='} {_bound(low)}")
     elif high is not None:
         bounds.append(f"{'<' if high_open else '<='} {_bound(high)}")
-    expected = ("an integer" if kind is int else "a finite number") + (" " + bounds[0] if bounds else "")
+    if unbounded:
+        expected = "a positive integer" if low == 1 else "a non-negative integer"
+    else:
+        expected = ("an integer" if kind is int else "a finite number") + (" " + bounds[0] if bounds else "")
 
     def parse(text: str) -> int | float:
         try:
@@ -52,11 +68,20 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
         if (not math.isfinite(value)
                 or (low is not None and (value < low or (low_open and value == low)))
                 or (high is not None and (value > high or (high_open and value == high)))):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            beyond = f" of at most {_power_of_two(high)}" if unbounded and value > high else ""
+            raise argparse.ArgumentTypeError(f"expected {expected}{beyond}, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in "invalid <type> value"
     return parse
+
+
+def _power_of_two(value: float) -> str:
+    """A representation's limit as written in code: 2**53, 2**63 - 1."""
+    value, bits = int(value), int(value).bit_length()
+    if value == 1 << (bits - 1):
+        return f"2**{bits - 1}"
+    return f"2**{bits} - 1" if value == (1 << bits) - 1 else str(value)
 
 
 def _bound(value: float) -> str:
@@ -192,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands, common)
     sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
-    sample.add_argument("--prime", default="", help="text to start from (default: \"The \" or the first of "
+    sample.add_argument("--prime", help="text to start from, not empty (default: \"The \" or the first of "
                         "progress.FIXED_PRIMES the vocabulary can spell)")
     sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
     _add_sampling_options(sample)
@@ -409,7 +434,7 @@ def _sample(args: argparse.Namespace) -> int:
         prime, shown_prime = read_prime(args.prime_file, vocabulary), ""   # a long prime is not repeated
     else:
         # without one, prose ("The "), not what follows a random character
-        prime = shown_prime = args.prime or fixed_prime(vocabulary.characters)
+        prime = shown_prime = fixed_prime(vocabulary.characters) if args.prime is None else args.prime
         vocabulary.encode(prime, "prime text")  # unknown characters: a clear error before any output
     # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
     show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str
@@ -443,7 +468,9 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _check_sampling_combination(args: argparse.Namespace) -> None:
     """Refuse, in one line, options of `sample` that contradict each other or would change nothing."""
-    if args.prime_file is not None and args.prime:
+    if args.prime == "":
+        raise ValueError("--prime is empty; give the text to start from, or leave --prime out for the default prime")
+    if args.prime_file is not None and args.prime is not None:
         raise ValueError("--prime and --prime-file both give the text to start from; give one of them")
     shaping = [name for name, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
                                         ("--top-p", args.top_p)) if value is not None]
