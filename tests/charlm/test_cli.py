@@ -215,3 +215,15 @@ print(default >= 8 << 20, tuned == 0)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize("where,problem", [("missing/flow.png", "the folder {tmp}/missing does not exist"),
+                                           ("afile/flow.png", "{tmp}/afile is not a folder"),
+                                           (".", "is a folder")])
+def test_diagnose_checks_its_out_before_computing_anything(tmp_path, where, problem):
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / where
+    result = cli("diagnose", "--compare", "rnn", "--seq-len", 5, "--out", out, check=False)
+    assert result.returncode == 2 and result.stdout == ""   # no table printed before the refusal
+    assert result.stderr == (f"error: --out {out}: {problem.format(tmp=tmp_path)}; give a file path in a folder "
+                             "you can write\n")

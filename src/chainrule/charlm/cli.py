@@ -558,7 +558,34 @@ def _info(args: argparse.Namespace) -> int:
 
 def _diagnose(args: argparse.Namespace) -> int:
     from .diagnose import run
+
+    _check_output_file("--out", args.out)   # before the gradients are computed and the table printed
     return run(args)
+
+
+def _check_output_file(option: str, path: str) -> None:
+    """ValueError naming `option` unless `path` can be written as a file: its folder exists and is writable,
+    and it is not itself a folder.
+
+    >>> _check_output_file("--out", "/proc/none/flow.png")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --out /proc/none/flow.png: the folder /proc/none does not exist; give a file path in a folder ...
+    """
+    target = Path(path)
+    folder = target.parent
+    advice = "; give a file path in a folder you can write"
+    if target.is_dir():
+        problem = "is a folder"
+    elif not folder.exists():
+        problem = f"the folder {folder} does not exist"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the folder {folder} is not writable"
+    else:
+        return
+    raise ValueError(f"{option} {path}: {problem}{advice}")
 
 
 def _export(args: argparse.Namespace) -> int:
