@@ -21,7 +21,7 @@ from ..autograd import default_generator
 from .checkpoint import CheckpointError, load_checkpoint, unpack_run, write_atomically
 from .model import state_from_arrays
 from .run_folder import MAX_LOG_BYTES, RunLock, _read_run_file, shell_word
-from .budget import PLAN_SECONDS_PER_STEP, StepPlanner, planned_steps
+from .budget import CALIBRATION_STEPS, EARLY_STEPS, PLAN_SECONDS_PER_STEP, StepPlanner, planned_steps
 from .corpus import Corpus
 from .training import BUDGET, Progress, TrainConfig, Trainer
 
@@ -271,7 +271,7 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     planner = None
     if stored.schedule == "cosine" and "minutes" in given and not any(n in given for n in ("steps", "epochs")):
         # a cosine schedule needs a length in steps: plan it for the new budget from the run's own step time,
-        # and re-plan at each evaluation, as a budget-planned start does (budget.StepPlanner)
+        # and re-plan as a budget-planned start does (budget.StepPlanner)
         progress = meta["progress"]
         per_step = progress["elapsed"] / progress["step"] if progress["step"] else PLAN_SECONDS_PER_STEP
         given = {**given, "steps": progress["step"] + planned_steps(given["minutes"] * 60, per_step)}
@@ -290,5 +290,6 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     if planner is not None:
         trainer.step_planner = planner
         notices.append(f"--steps {config.steps} planned for the cosine schedule to end with --minutes "
-                       f"{config.minutes:g} (re-planned at each evaluation from the measured step time)")
+                       f"{config.minutes:g} (re-planned after {EARLY_STEPS} and {CALIBRATION_STEPS} steps and at each "
+                       "evaluation from the measured step time)")
     return trainer, notices
