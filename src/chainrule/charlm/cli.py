@@ -68,7 +68,7 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
         if (not math.isfinite(value)
                 or (low is not None and (value < low or (low_open and value == low)))
                 or (high is not None and (value > high or (high_open and value == high)))):
-            beyond = f" of at most {_power_of_two(high)}" if unbounded and value > high else ""
+            beyond = f" of at most {_power_of_two(high)}" if unbounded and high is not None and value > high else ""
             raise argparse.ArgumentTypeError(f"expected {expected}{beyond}, got {text!r}")
         return value
 
