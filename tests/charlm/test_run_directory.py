@@ -455,6 +455,10 @@ def test_out_naming_a_file_or_an_unwritable_folder(text, tmp_path, capsys):
     assert status == 2 and f"{afile} is a file, not a folder" in err
     status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", "/sys/chainrule-run")
     assert status == 2 and "/sys/chainrule-run" in err and ("not permitted" in err or "denied" in err)
+    assert err.startswith("error: --out /sys/chainrule-run: ") and "give a folder you can write" in err
+    status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", afile / "sub")
+    assert status == 2 and err.strip() == (f"error: --out {afile / 'sub'}: Not a directory; give a folder you can "
+                                           "write (made if missing)")
 
 
 def test_a_full_disk_stops_training_and_says_the_previous_checkpoint_is_intact(text, tmp_path, capsys, monkeypatch):

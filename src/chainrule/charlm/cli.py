@@ -351,7 +351,15 @@ def _train(args: argparse.Namespace) -> int:
         _say(note)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text, quiet)   # a wrong text path is reported before any folder is made
-    lock, removed = claim_run_folder(out, fresh=True)
+    try:
+        lock, removed = claim_run_folder(out, fresh=True)
+    except OSError as error:
+        if error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        # a folder that cannot be made: say which option named it
+        where = f" ({error.filename})" if error.filename is not None and str(error.filename) != str(out) else ""
+        raise ValueError(f"--out {out}: {error.strerror or error}{where}; give a folder you can write (made if "
+                         "missing)") from None
     with lock:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
