@@ -713,7 +713,9 @@ def test_the_options_the_configurations_and_the_schema_share_each_limit(name):
         assert getattr(parser.parse_args(["train", option, str(high)]), name) == high
         with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
             parser.parse_args(["train", option, str(over)])
-        assert f"{_bound(low)}, {_bound(high)}]" in err.getvalue() and "e+" not in err.getvalue()
+        # a representation's limit (2**53) is named only to a value past it; a chosen limit as a range
+        shown = "of at most 2**53" if high >= 2 ** 53 else f"{_bound(low)}, {_bound(high)}]"
+        assert shown in err.getvalue() and "e+" not in err.getvalue()
 
 
 def _bound(value):
@@ -726,8 +728,8 @@ def test_an_option_far_past_its_limit_is_refused_by_the_parser_with_the_range():
         with pytest.raises(SystemExit) as stopped, contextlib.redirect_stderr(err):
             main(["train", option, "99999999999999999999999"])
         assert stopped.value.code == 2
-        assert f"argument {option}: expected an integer in [" in err.getvalue()
-        assert "9007199254740992]" in err.getvalue() and "Traceback" not in err.getvalue()
+        assert "integer of at most 2**53, got '99999999999999999999999'" in err.getvalue()
+        assert "9007199254740992" not in err.getvalue() and "Traceback" not in err.getvalue()
 
 
 def test_an_extra_key_in_a_history_record_is_refused(copy_of):

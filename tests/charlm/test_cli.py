@@ -82,6 +82,24 @@ def test_bad_prime_names_the_characters(trained):
     assert result.stdout == ""
 
 
+def test_an_empty_prime_is_refused_rather_than_replaced_by_the_default(trained):
+    result = cli("sample", trained, "--prime", "", check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("error: --prime is empty; give the text to start from, or leave --prime out for the "
+                             "default prime\n")
+
+
+@pytest.mark.parametrize("option,value,expected", [
+    ("--top-k", "0", "argument --top-k: expected a positive integer, got '0'"),
+    ("--seed", "-1", "argument --seed: expected a non-negative integer, got '-1'"),
+    ("--seed", str(2 ** 64), f"argument --seed: expected a non-negative integer of at most 2**63 - 1, got '{2 ** 64}'"),
+])
+def test_option_errors_say_positive_integer_not_an_internal_bound(trained, option, value, expected):
+    result = cli("sample", trained, option, value, check=False)
+    assert result.returncode == 2 and expected in result.stderr
+    assert "9007199254740992" not in result.stderr and "9223372036854775807" not in result.stderr
+
+
 def test_eval_reports_nats_bits_perplexity(trained, corpus):
     out = cli("eval", trained, corpus / "plays.txt").stdout
     values = dict(line.split(": ") for line in out.strip().splitlines())
@@ -197,3 +215,15 @@ print(default >= 8 << 20, tuned == 0)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize("where,problem", [("missing/flow.png", "the folder {tmp}/missing does not exist"),
+                                           ("afile/flow.png", "{tmp}/afile is not a folder"),
+                                           (".", "is a folder")])
+def test_diagnose_checks_its_out_before_computing_anything(tmp_path, where, problem):
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / where
+    result = cli("diagnose", "--compare", "rnn", "--seq-len", 5, "--out", out, check=False)
+    assert result.returncode == 2 and result.stdout == ""   # no table printed before the refusal
+    assert result.stderr == (f"error: --out {out}: {problem.format(tmp=tmp_path)}; give a file path in a folder "
+                             "you can write\n")

@@ -208,6 +208,16 @@ def test_train_minutes_picks_and_says_so(text_file, tmp_path, capsys, monkeypatc
     assert stored["steps"] >= 1
 
 
+def test_a_budget_beyond_the_pick_says_which_model_it_trains(text_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(budget, "MAX_PLANNED_MINUTES", 0.001)   # --minutes 0.002 is then "above" it, as 11 is
+    run = tmp_path / "run"
+    assert main(["train", str(text_file), "--minutes", "0.002", "--batch-size", "2", "--seq-len", "8", "--quiet",
+                 "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert ("--minutes 0.002: the size pick covers budgets up to 0.001 minutes; training the default lstm 2x512"
+            in err) and "picked" not in err
+
+
 def test_train_minutes_with_a_size_picks_nothing(text_file, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(text_file), *SMALL_ARGS, "--minutes", "0.002", "--quiet", "--out", str(run)]) == 0
@@ -218,10 +228,33 @@ def test_train_minutes_with_a_size_picks_nothing(text_file, tmp_path, capsys):
 
 def test_planner_replans_steps_and_the_schedule_continues():
     planner = budget.StepPlanner(minutes=1.0, eval_every=100)
-    answers = [planner.observe(step, 0.25, 500) for step in range(1, budget.CALIBRATION_STEPS + 1)]
-    assert answers[:-1] == [None] * (budget.CALIBRATION_STEPS - 1)
-    assert answers[-1] == budget.CALIBRATION_STEPS + budget.planned_steps(60 - 0.25 * budget.CALIBRATION_STEPS, 0.25)
-    assert "planned --steps 500 ->" in planner.last_notice
+    answers, steps = [], 500
+    for step in range(1, budget.CALIBRATION_STEPS + 1):
+        answers.append(planner.observe(step, 0.25, steps))
+        steps = answers[-1] or steps
+    early = budget.EARLY_STEPS
+    assert answers[early - 1] == early + budget.planned_steps(60 - 0.25 * early, 0.25)
+    assert answers[:early - 1] + answers[early:-1] == [None] * (budget.CALIBRATION_STEPS - 2)
+    # the same step time: the calibration plans the same length, so nothing changes
+    assert budget.CALIBRATION_STEPS + budget.planned_steps(60 - 0.25 * budget.CALIBRATION_STEPS, 0.25) == steps
+    assert answers[-1] is None and f"planned --steps 500 -> {steps}" in planner.last_notice
+
+
+def test_a_budget_that_ends_before_the_calibration_is_replanned_early_so_the_cosine_anneals():
+    # a slow machine: 1 s a step, a 6 s budget planned at 175 steps; without the early plan the cosine would
+    # end the run near its peak at step 6 of 175
+    planner = budget.StepPlanner(minutes=0.1, eval_every=100)
+    plans = [planner.observe(step, 1.0, 175) for step in range(1, budget.EARLY_STEPS + 1)]
+    assert plans[:-1] == [None] * (budget.EARLY_STEPS - 1)
+    assert plans[-1] == budget.EARLY_STEPS + budget.planned_steps(6 - budget.EARLY_STEPS, 1.0) == 5
+    assert "planned --steps 175 -> 5" in planner.last_notice
+
+
+def test_the_planner_counts_this_invocations_steps_and_says_no_limit_for_an_unplanned_length():
+    # a resume starts past step 20: its early plan still comes after its own third step
+    planner = budget.StepPlanner(minutes=1.0, eval_every=1000)
+    plans = [planner.observe(step, 0.5, None) for step in range(401, 401 + budget.EARLY_STEPS)]
+    assert plans[-1] is not None and "planned --steps no limit ->" in planner.last_notice
 
 
 def test_planned_run_resumes_exactly(tmp_path):

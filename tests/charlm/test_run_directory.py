@@ -218,6 +218,26 @@ def test_resume_applies_options_that_may_change_with_a_notice_and_a_log_record(r
     assert meta["train"]["lr"] == 5e-4 and meta["train"]["grad_clip"] == 1.0 and meta["model"]["dropout"] == 0.3
 
 
+def test_a_resume_from_best_drops_the_resume_record_of_the_abandoned_branch(run20, text, tmp_path, chainrule):
+    # a resume with a rate that diverges makes no better checkpoint, so best.json stays at step 20, the step of
+    # that resume's record; resuming from best.json (what the stop message advises) abandons the branch, its
+    # record included
+    run = copy_run(run20, tmp_path)
+    status, _ = chainrule("train", text, "--resume", run, "--lr", 2, "--steps", 50, check=False)
+    assert status == 1 and load_checkpoint(run / "best.json")[1]["progress"]["step"] == 20
+    chainrule("train", text, "--resume", run / "best.json", "--steps", 45)
+    resumes = [r for r in log_records(run) if "resumed_at_step" in r]
+    assert len(resumes) == 1 and resumes[0]["checkpoint"] == "best.json"
+    assert all(r.get("changed", {}).get("lr") is None for r in resumes)   # the lr 0.5 record is gone
+
+
+def test_a_budget_option_dropped_on_resume_is_shown_as_no_limit(run20, text, tmp_path, chainrule):
+    run = copy_run(run20, tmp_path)
+    chainrule("train", text, "--resume", run, "--steps", 25, "--minutes", 0.2)
+    status, err = chainrule("train", text, "--resume", run, "--steps", 30)
+    assert "--minutes: 0.2 -> no limit" in err and "None" not in err
+
+
 def test_steps_at_or_below_the_current_step_are_refused_with_a_reason(run20, text, tmp_path, chainrule):
     run = copy_run(run20, tmp_path)
     for extra in (["--steps", 20], ["--steps", 7], []):   # no budget given: the run's own --steps 20
@@ -435,6 +455,10 @@ def test_out_naming_a_file_or_an_unwritable_folder(text, tmp_path, capsys):
     assert status == 2 and f"{afile} is a file, not a folder" in err
     status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", "/sys/chainrule-run")
     assert status == 2 and "/sys/chainrule-run" in err and ("not permitted" in err or "denied" in err)
+    assert err.startswith("error: --out /sys/chainrule-run: ") and "give a folder you can write" in err
+    status, err = run_in_process(capsys, "train", text, *TINY, "--steps", 2, "--out", afile / "sub")
+    assert status == 2 and err.strip() == (f"error: --out {afile / 'sub'}: Not a directory; give a folder you can "
+                                           "write (made if missing)")
 
 
 def test_a_full_disk_stops_training_and_says_the_previous_checkpoint_is_intact(text, tmp_path, capsys, monkeypatch):

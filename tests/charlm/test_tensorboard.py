@@ -18,6 +18,8 @@ TEXT = ("ROMEO: But soft, what light through yonder window breaks?\n"
         "JULIET: O Romeo, Romeo, wherefore art thou Romeo?\n") * 30
 CONFIG = dict(model="lstm", hidden=12, layers=2, embedding=6, seq_len=8, batch_size=3, steps=6, eval_every=3,
               sample_every=3, sample_length=30, dropout=0.1, val_frac=0.1)
+TINY_TB = ["--model", "gru", "--hidden", "8", "--layers", "1", "--seq-len", "8", "--batch-size", "2",
+           "--sample-every", "0", "--quiet"]
 
 
 def events(folder):
@@ -46,7 +48,7 @@ def values(folder):
 def train(folder, logdir, **changes):
     from chainrule.charlm.tensorboard import TensorBoardLogger
 
-    trainer = Trainer(TrainConfig.from_options({**CONFIG, **changes}), folder, quiet=True, corpus=(TEXT, "plays"))
+    trainer = Trainer(TrainConfig(**{**CONFIG, **changes}), folder, quiet=True, corpus=(TEXT, "plays"))
     if logdir is not None:
         trainer.callbacks.append(TensorBoardLogger(logdir))
     trainer.train()
@@ -190,5 +192,34 @@ def test_a_file_as_the_folder_is_refused(tmp_path, capsys):
     (tmp_path / "tb").write_text("")
     assert main(["train", str(tmp_path / "plays.txt"), "--out", str(tmp_path / "run"), "--tensorboard",
                  str(tmp_path / "tb"), "--steps", "1"]) == 2
-    assert "is a file; give a folder" in capsys.readouterr().err
+    assert "--tensorboard " + str(tmp_path / "tb") + ": is a file, not a folder; give a folder you can write" in (
+        capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("logdir,cause", [("/proc/chainrule-tb", "No such file or directory"),
+                                          ("afile/sub", "Not a directory")])
+def test_a_folder_that_cannot_be_made_is_refused_naming_the_option_before_any_run_folder(tmp_path, capsys, logdir,
+                                                                                          cause):
+    (tmp_path / "plays.txt").write_text(TEXT)
+    (tmp_path / "afile").write_text("")
+    logdir = logdir if logdir.startswith("/") else str(tmp_path / logdir)
+    assert main(["train", str(tmp_path / "plays.txt"), "--out", str(tmp_path / "run"), "--tensorboard", logdir,
+                 "--steps", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: --tensorboard {logdir}: {cause}") and "give a folder you can write" in error
+    assert not (tmp_path / "run").exists()   # no run folder, no lock file
+
+
+def test_a_resume_refuses_a_bad_folder_before_touching_the_run(tmp_path, capsys):
+    (tmp_path / "plays.txt").write_text(TEXT)
+    (tmp_path / "afile").write_text("")
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "plays.txt"), "--out", str(run), *TINY_TB, "--steps", "2"]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    log = (run / "log.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "plays.txt"), "--resume", str(run), "--steps", "4", "--tensorboard",
+                 str(tmp_path / "afile" / "sub")]) == 2
+    assert "error: --tensorboard " in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before and (run / "log.jsonl").read_text() == log

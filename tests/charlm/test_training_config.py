@@ -75,6 +75,25 @@ def test_an_unknown_option_is_named(options, message):
         TrainConfig.from_options(options)
 
 
+def test_the_architecture_fields_are_keywords_of_the_constructor_over_the_default_architecture():
+    config = TrainConfig(hidden=64)
+    # the default architecture's other fields stay, dropout 0.25 included, as with the command line's --hidden 64
+    assert config.architecture == Architecture("lstm", 64, 2, 0.25, 0)
+    assert config == TrainConfig.from_options({"hidden": 64})
+    config = TrainConfig(model="gru", hidden=32, layers=1, dropout=0.0, embedding=8, seq_len=16, steps=3)
+    assert config.architecture == Architecture("gru", 32, 1, 0.0, 8) and (config.seq_len, config.steps) == (16, 3)
+    with pytest.raises(ValueError, match="hidden must be at least 1, got 0"):   # still checked by Architecture
+        TrainConfig(hidden=0)
+
+
+def test_the_constructor_refuses_an_architecture_with_its_fields_and_lists_valid_keywords():
+    with pytest.raises(TypeError, match="architecture= and hidden=, dropout=: give the model's shape one way"):
+        TrainConfig(architecture=Architecture(), hidden=64, dropout=0.1)
+    with pytest.raises(TypeError, match="unknown keyword argument 'hiden'; the valid ones are text, architecture, "
+                                        "model, hidden, layers, dropout, embedding, seq_len"):
+        TrainConfig(hiden=64)
+
+
 def test_the_architecture_must_be_one_without_a_vocabulary():
     with pytest.raises(ValueError, match="architecture must be an Architecture, got ModelConfig"):
         TrainConfig(architecture=ModelConfig("ab"))

@@ -34,15 +34,31 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
     Traceback (most recent call last):
     ...
     argparse.ArgumentTypeError: expected a finite number > 0, got 'nan'
+    >>> _number(int, 1, 2 ** 53)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a positive integer, got '0'
+    >>> _number(int, 0, 2 ** 63 - 1)("9" * 20)
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a non-negative integer of at most 2**63 - 1, got '99999999999999999999'
     """
     bounds = []
-    if low is not None and high is not None:
+    # an integer's end at 2**53 or beyond is a representation's limit (exact in JSON, a NumPy seed), not a choice:
+    # the message says "a positive integer" and names that end only to a value past it
+    unbounded = kind is int and high is not None and high >= 2 ** 53 and low in (0, 1) and not low_open
+    if unbounded:
+        bounds.append("")
+    elif low is not None and high is not None:
         bounds.append(f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}")
     elif low is not None:
         bounds.append(f"{'>' if low_open else '>='} {_bound(low)}")
     elif high is not None:
         bounds.append(f"{'<' if high_open else '<='} {_bound(high)}")
-    expected = ("an integer" if kind is int else "a finite number") + (" " + bounds[0] if bounds else "")
+    if unbounded:
+        expected = "a positive integer" if low == 1 else "a non-negative integer"
+    else:
+        expected = ("an integer" if kind is int else "a finite number") + (" " + bounds[0] if bounds else "")
 
     def parse(text: str) -> int | float:
         try:
@@ -52,11 +68,20 @@ def _number(kind: type, low: float | None = None, high: float | None = None, low
         if (not math.isfinite(value)
                 or (low is not None and (value < low or (low_open and value == low)))
                 or (high is not None and (value > high or (high_open and value == high)))):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            beyond = f" of at most {_power_of_two(high)}" if unbounded and high is not None and value > high else ""
+            raise argparse.ArgumentTypeError(f"expected {expected}{beyond}, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in "invalid <type> value"
     return parse
+
+
+def _power_of_two(value: float) -> str:
+    """A representation's limit as written in code: 2**53, 2**63 - 1."""
+    value, bits = int(value), int(value).bit_length()
+    if value == 1 << (bits - 1):
+        return f"2**{bits - 1}"
+    return f"2**{bits} - 1" if value == (1 << bits) - 1 else str(value)
 
 
 def _bound(value: float) -> str:
@@ -192,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands, common)
     sample = commands.add_parser("sample", help="generate text from a checkpoint", parents=[common])
     sample.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (its best checkpoint) or a .json file")
-    sample.add_argument("--prime", default="", help="text to start from (default: \"The \" or the first of "
+    sample.add_argument("--prime", help="text to start from, not empty (default: \"The \" or the first of "
                         "progress.FIXED_PRIMES the vocabulary can spell)")
     sample.add_argument("--length", type=_limited("sample_length"), default=500, help="characters to generate")
     _add_sampling_options(sample)
@@ -307,7 +332,7 @@ def _terminal_safe(text: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .budget import StepPlanner, plan_for_budget
+    from .budget import StepPlanner, plan_for_budget, unplanned_note
     from .training import TrainConfig, Trainer, claim_run_folder
 
     names = set(TrainConfig().options())
@@ -321,9 +346,21 @@ def _train(args: argparse.Namespace) -> int:
         given = {**given, **plan.options}
         _say(plan.message)
     config = TrainConfig.from_options(given)
+    shape = config.architecture
+    note = unplanned_note(given, f"{shape.model} {shape.layers}x{shape.hidden}")   # a budget beyond the pick
+    if note is not None:
+        _say(note)
     out = Path(getattr(args, "out", DEFAULT_OUT))
     corpus = _corpus(config.text, quiet)   # a wrong text path is reported before any folder is made
-    lock, removed = claim_run_folder(out, fresh=True)
+    try:
+        lock, removed = claim_run_folder(out, fresh=True)
+    except OSError as error:
+        if error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        # a folder that cannot be made: say which option named it
+        where = f" ({error.filename})" if error.filename is not None and str(error.filename) != str(out) else ""
+        raise ValueError(f"--out {out}: {error.strerror or error}{where}; give a folder you can write (made if "
+                         "missing)") from None
     with lock:
         if removed:
             _say(f"removed {len(removed)} file(s) left by an interrupted run: {', '.join(p.name for p in removed)}")
@@ -332,7 +369,6 @@ def _train(args: argparse.Namespace) -> int:
         trainer.callbacks += callbacks
         if plan is not None and "steps" in plan.options and config.minutes is not None:
             trainer.step_planner = StepPlanner(config.minutes, config.eval_every)
-        shape = config.architecture
         _say(f"training a {shape.model} {shape.layers}x{shape.hidden} ({trainer.model.num_parameters():,} "
              f"parameters) on {trainer.text_name}: {len(trainer.vocabulary)} characters, "
              f"{trainer.train_streams.batches_per_epoch} steps per epoch; writing to {out}")
@@ -407,7 +443,7 @@ def _sample(args: argparse.Namespace) -> int:
         prime, shown_prime = read_prime(args.prime_file, vocabulary), ""   # a long prime is not repeated
     else:
         # without one, prose ("The "), not what follows a random character
-        prime = shown_prime = args.prime or fixed_prime(vocabulary.characters)
+        prime = shown_prime = fixed_prime(vocabulary.characters) if args.prime is None else args.prime
         vocabulary.encode(prime, "prime text")  # unknown characters: a clear error before any output
     # to a terminal, control characters are shown escaped; to a file or a pipe, the text is written as it is
     show = _terminal_safe if sys.stdout is not None and sys.stdout.isatty() else str
@@ -441,7 +477,9 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _check_sampling_combination(args: argparse.Namespace) -> None:
     """Refuse, in one line, options of `sample` that contradict each other or would change nothing."""
-    if args.prime_file is not None and args.prime:
+    if args.prime == "":
+        raise ValueError("--prime is empty; give the text to start from, or leave --prime out for the default prime")
+    if args.prime_file is not None and args.prime is not None:
         raise ValueError("--prime and --prime-file both give the text to start from; give one of them")
     shaping = [name for name, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
                                         ("--top-p", args.top_p)) if value is not None]
@@ -529,7 +567,34 @@ def _info(args: argparse.Namespace) -> int:
 
 def _diagnose(args: argparse.Namespace) -> int:
     from .diagnose import run
+
+    _check_output_file("--out", args.out)   # before the gradients are computed and the table printed
     return run(args)
+
+
+def _check_output_file(option: str, path: str) -> None:
+    """ValueError naming `option` unless `path` can be written as a file: its folder exists and is writable,
+    and it is not itself a folder.
+
+    >>> _check_output_file("--out", "/proc/none/flow.png")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --out /proc/none/flow.png: the folder /proc/none does not exist; give a file path in a folder ...
+    """
+    target = Path(path)
+    folder = target.parent
+    advice = "; give a file path in a folder you can write"
+    if target.is_dir():
+        problem = "is a folder"
+    elif not folder.exists():
+        problem = f"the folder {folder} does not exist"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the folder {folder} is not writable"
+    else:
+        return
+    raise ValueError(f"{option} {path}: {problem}{advice}")
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from ..autograd import default_generator
 from .checkpoint import CheckpointError, load_checkpoint, unpack_run, write_atomically
 from .model import state_from_arrays
 from .run_folder import MAX_LOG_BYTES, RunLock, _read_run_file, shell_word
-from .budget import PLAN_SECONDS_PER_STEP, StepPlanner, planned_steps
+from .budget import CALIBRATION_STEPS, EARLY_STEPS, PLAN_SECONDS_PER_STEP, StepPlanner, planned_steps
 from .corpus import Corpus
 from .training import BUDGET, Progress, TrainConfig, Trainer
 
@@ -35,6 +35,11 @@ CHANGEABLE_ON_RESUME = ("lr", "lr_decay", "lr_decay_every", "grad_clip", "dropou
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    """An option's value in a notice: None (a budget option not set) as "no limit", not Python's None."""
+    return "no limit" if value is None else str(value)
 
 
 def resume_config(stored: TrainConfig, given: dict[str, Any],
@@ -166,7 +171,7 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
     if schedule_changed:
         trainer.recompute_schedule()
     for name, (before, after) in changes.items():
-        notices.append(f"{_option(name)}: {before} -> {after}")
+        notices.append(f"{_option(name)}: {_shown(before)} -> {_shown(after)}")
     if schedule_changed:
         notices.append(f"learning rate at step {step}: {lr_before:.6g} -> "
                        f"{trainer.optimizer.param_groups[0]['lr']:.6g} ({trainer.config.schedule} schedule)")
@@ -181,7 +186,8 @@ def continue_run(trainer: Trainer, checkpoint: str | Path, changes: dict[str, li
 
 def _reconcile_log(trainer: Trainer, step: int) -> None:
     """Make log.jsonl tell what happened up to the checkpoint's `step`, each evaluation once: drop what a
-    crashed or diverged later run logged after it (and lines cut short), add the checkpoint's evaluations
+    crashed or diverged later run logged after it (and lines cut short), and the records of resumes at `step` or
+    later (an abandoned branch: the caller appends this resume's record next), add the checkpoint's evaluations
     that a crash kept out of the log."""
     if not trainer.world.is_root:
         return
@@ -197,7 +203,8 @@ def _reconcile_log(trainer: Trainer, step: int) -> None:
             at = record.get("step", record.get("resumed_at_step"))
         except (ValueError, AttributeError):
             continue  # a line cut short by a crash
-        if isinstance(at, int) and at <= step:
+        # a resume record at the checkpoint's step or later belongs to an abandoned branch (this resume adds its own)
+        if isinstance(at, int) and (at < step or (at == step and "step" in record)):
             kept.append(line + "\n")
             if "step" in record:
                 logged.add(record["step"])
@@ -264,7 +271,7 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     planner = None
     if stored.schedule == "cosine" and "minutes" in given and not any(n in given for n in ("steps", "epochs")):
         # a cosine schedule needs a length in steps: plan it for the new budget from the run's own step time,
-        # and re-plan at each evaluation, as a budget-planned start does (budget.StepPlanner)
+        # and re-plan as a budget-planned start does (budget.StepPlanner)
         progress = meta["progress"]
         per_step = progress["elapsed"] / progress["step"] if progress["step"] else PLAN_SECONDS_PER_STEP
         given = {**given, "steps": progress["step"] + planned_steps(given["minutes"] * 60, per_step)}
@@ -283,5 +290,6 @@ def resume_trainer(target: str | Path, folder: Path, checkpoint: Path, given: di
     if planner is not None:
         trainer.step_planner = planner
         notices.append(f"--steps {config.steps} planned for the cosine schedule to end with --minutes "
-                       f"{config.minutes:g} (re-planned at each evaluation from the measured step time)")
+                       f"{config.minutes:g} (re-planned after {EARLY_STEPS} and {CALIBRATION_STEPS} steps and at each "
+                       "evaluation from the measured step time)")
     return trainer, notices

@@ -32,19 +32,35 @@ from .extras import require
 FLOW_STREAMS = 4   # batch rows the gradient-flow picture is measured on: a picture, not a statistic
 
 
+def _make_writable_folder(logdir: Path) -> None:
+    """Make `logdir` (and its parents) if missing; ValueError naming --tensorboard when that fails or the
+    folder is not writable, so the option is refused before a run folder is claimed."""
+    advice = "; give a folder you can write (made if missing)"
+    if logdir.exists() and not logdir.is_dir():
+        raise ValueError(f"--tensorboard {logdir}: is a file, not a folder{advice}")
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        cause = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename is not None and str(error.filename) != str(logdir) else ""
+        raise ValueError(f"--tensorboard {logdir}: {cause}{where}{advice}") from None
+    if not os.access(logdir, os.W_OK | os.X_OK):
+        raise ValueError(f"--tensorboard {logdir}: permission denied{advice}")
+
+
 class TensorBoardLogger:
     """A training callback (`Trainer.callbacks`) writing scalars, histograms, samples and the gradient-flow
     picture to `logdir` (see the module's text).
 
-    Raises `MissingPackage` at construction, before any training, when tensorboardX is not installed. The
-    folder and its event file are made at the first event, so a run refused before training leaves nothing.
+    At construction, before any training or run folder: raises `MissingPackage` when tensorboardX is not
+    installed, and makes `logdir` (with its parents) or raises ValueError naming --tensorboard when it cannot
+    be made or written. The event file is made at the first event.
     """
 
     def __init__(self, logdir: str | Path) -> None:
         self._tensorboardx = require("tensorboardX", "tensorboard", "--tensorboard")
         self.logdir = Path(logdir)
-        if self.logdir.exists() and not self.logdir.is_dir():
-            raise ValueError(f"--tensorboard {logdir} is a file; give a folder (made if missing)")
+        _make_writable_folder(self.logdir)
         self._writer: Any = None
         self._no_picture: str | None = None   # why the gradient-flow image is not drawn, once known
 

@@ -39,18 +39,36 @@ class TrainingStopped(RuntimeError):
     not be written. The message says which checkpoints the run folder holds (none may have been written)."""
 
 
+def _default_architecture() -> Architecture:
+    """The command line's default shape: a larger model than a bare Architecture's, with dropout."""
+    return Architecture(hidden=512, dropout=0.25)
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run (stored in each checkpoint, as `options()`).
 
     `architecture`: the model's shape (cell, hidden, layers, dropout, embedding), checked by `Architecture`;
-    the vocabulary comes from the text, and `model_config` joins the two. `from_options` builds a configuration
-    from options by name, the architecture's among them, as the command line and a checkpoint give them.
-    Raises ValueError for a value of the wrong type or out of range.
+    the vocabulary comes from the text, and `model_config` joins the two. The architecture's fields may be given
+    as keyword arguments instead (`TrainConfig(hidden=64)`): they replace those of the default architecture
+    (lstm 2x512, dropout 0.25, as the command line's --hidden 64 does). `from_options` builds a configuration
+    from a mapping of options by name, as the command line and a checkpoint give them.
+    Raises ValueError for a value of the wrong type or out of range; TypeError for an unknown keyword (the
+    message lists the valid ones), or for `architecture=` given together with one of its fields.
 
-    >>> config = TrainConfig.from_options({"model": "gru", "hidden": 64, "seq_len": 32})
-    >>> config.architecture.hidden, config.seq_len, config.options()["layers"]
-    (64, 32, 2)
+    >>> config = TrainConfig(model="gru", hidden=64, seq_len=32)
+    >>> config.architecture.hidden, config.architecture.dropout, config.seq_len, config.options()["layers"]
+    (64, 0.25, 32, 2)
+    >>> TrainConfig.from_options({"model": "gru", "hidden": 64, "seq_len": 32}) == config
+    True
+    >>> TrainConfig(hiden=64)
+    Traceback (most recent call last):
+    ...
+    TypeError: TrainConfig got an unknown keyword argument 'hiden'; the valid ones are text, architecture, model, ...
+    >>> TrainConfig(architecture=Architecture(), hidden=64)
+    Traceback (most recent call last):
+    ...
+    TypeError: TrainConfig got architecture= and hidden=: give the model's shape one way, ...
     >>> TrainConfig(seq_len=2.5)
     Traceback (most recent call last):
     ...
@@ -58,8 +76,7 @@ class TrainConfig:
     """
 
     text: str | None = None          # path of a UTF-8 text; None: the Python reference manual
-    # the command line's defaults: a larger model than a bare Architecture's, with dropout
-    architecture: Architecture = field(default_factory=lambda: Architecture(hidden=512, dropout=0.25))
+    architecture: Architecture = field(default_factory=_default_architecture)
     seq_len: int = 64
     batch_size: int = 32
     optimizer: str = "adam"
@@ -148,6 +165,30 @@ class TrainConfig:
                 values[item.name] = getattr(self, item.name)
         return values
 
+
+_DATACLASS_INIT = TrainConfig.__init__
+
+
+def _init_with_architecture_fields(self: TrainConfig, *args: Any, **kwargs: Any) -> None:
+    """TrainConfig's constructor: the dataclass's, taking the architecture's fields by name as well."""
+    shape_names = [f.name for f in fields(Architecture)]
+    own_names = [f.name for f in fields(TrainConfig)]
+    unknown = [name for name in kwargs if name not in own_names and name not in shape_names]
+    if unknown:
+        valid = own_names[:2] + shape_names + own_names[2:]
+        raise TypeError(f"TrainConfig got an unknown keyword argument {', '.join(map(repr, unknown))}; the valid "
+                        f"ones are {', '.join(valid)}")
+    chosen = {name: kwargs.pop(name) for name in shape_names if name in kwargs}
+    if chosen:
+        if "architecture" in kwargs or len(args) > own_names.index("architecture"):
+            raise TypeError(f"TrainConfig got architecture= and {'=, '.join(chosen)}=: give the model's shape one "
+                            "way, an Architecture or its fields by name")
+        # the fields given replace those of the default architecture (the command line's, with dropout)
+        kwargs["architecture"] = replace(_default_architecture(), **chosen)
+    _DATACLASS_INIT(self, *args, **kwargs)
+
+
+setattr(TrainConfig, "__init__", _init_with_architecture_fields)  # noqa: B010  # mypy: no method assignment
 
 BUDGET = ("steps", "epochs", "minutes")   # None: no limit of that kind
 # the type each option of TrainConfig must have (a float option takes an integer too, as Python's numbers do)
