@@ -145,28 +145,27 @@ def test_an_interrupted_encode_leaves_nothing_a_later_run_trusts(tmp_path, monke
     assert_same_as_in_memory(path, cache)
 
 
-def test_a_temporary_folder_left_by_a_killed_encoder_is_not_trusted(tmp_path):
+def test_a_damaged_entry_is_set_aside_and_encoded_again(tmp_path, capsys):
+    """B1: a damaged entry (here without ids.npy) once blocked its text for good (the rename onto it failed)."""
     path = write(tmp_path / "t.txt", TEXT)
     cache = tmp_path / "cache"
     digest = text_digest(TEXT)
-    (cache / digest).mkdir(parents=True)   # an entry that does not hold together (no ids.npy): not used
+    (cache / digest).mkdir(parents=True)
     (cache / digest / "vocabulary.json").write_text('{"format": 1}')
-    with pytest.raises(OSError, match="could not be read back"):
-        encode_file(path, cache, progress=False)   # the rename fails onto the broken entry; it is not trusted
-    (cache / digest / "vocabulary.json").unlink()
-    (cache / digest).rmdir()
     assert_same_as_in_memory(path, cache)
+    assert "damaged (vocabulary.json of another format)" in capsys.readouterr().err
+    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_a_text_that_changes_while_it_is_encoded_is_refused(tmp_path, monkeypatch):
     path = write(tmp_path / "t.txt", TEXT)
     original = corpus_module._write_entry
 
-    def edit_between_passes(path_, name, cache, digest, characters, vocabulary, bar):
+    def edit_between_passes(path_, name, cache, digest, characters, vocabulary, fingerprint, bar):
         stat = os.stat(path_)
         write(path_, TEXT.replace("a", "b"))          # same size
         os.utime(path_, ns=(stat.st_atime_ns, stat.st_mtime_ns))   # and the same mtime: the digest tells
-        return original(path_, name, cache, digest, characters, vocabulary, bar)
+        return original(path_, name, cache, digest, characters, vocabulary, fingerprint, bar)
 
     monkeypatch.setattr(corpus_module, "_write_entry", edit_between_passes)
     with pytest.raises(ValueError, match="changed while it was being encoded"):
