@@ -11,9 +11,17 @@ The cache lives in ``$CHAINRULE_CACHE``, else ``$XDG_CACHE_HOME/chainrule``, els
 ``vocabulary.json``), written under a temporary name, fsynced and renamed: an interrupted encode leaves only
 a ``.tmp-*`` folder that nothing reads (a later encode removes it after a day), and of two concurrent
 encoders of one text the second rename fails and that encoder uses the first one's entry. A small index
-maps a file (device, inode, path, size, mtime) to its SHA-256, so a later run on the unchanged file neither
-hashes nor decodes it; an edited file (another size or mtime) is hashed again and, when its bytes differ,
-encoded again. Deleting the folder clears the cache.
+maps a file (device, inode, path, size, mtime, ctime) to its SHA-256, so a later run on the unchanged file
+neither hashes nor decodes it; an edited file (another size, mtime or ctime: any write moves the ctime, which
+touch cannot set back) is hashed again and, when its bytes differ, encoded again. Deleting the folder clears
+the cache.
+
+The cache is untrusted input, like a checkpoint. The index is only a hint: an entry records its source's size
+and fingerprint (`_fingerprint`: the SHA-256 of its first and last MiB), checked on every use. An entry is
+validated when opened (vocabulary in strictly increasing code-point order, a 1-D unsigned ids.npy of the
+recorded length, every id below the vocabulary's size, checked a chunk at a time); symbolic links inside the
+cache are refused, never read through. A damaged entry is set aside (removed) with a one-line notice and the
+text encoded again; failing to write the index after a good encode is a warning, not an error.
 
 Pipes, standard input and character devices (/dev/zero) have no size nor mtime to key a cache by: they are
 read into memory as before, up to `MAX_TEXT_BYTES` (2 GiB), and encoded without a cache.
