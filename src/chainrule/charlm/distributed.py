@@ -326,9 +326,9 @@ def run_on_every_rank(main: Callable[[], int]) -> int:
     end the whole job with MPI_Abort so that no rank waits forever for this one. Two failures every rank knows
     of end without MPI_Abort, each rank returning the same status: one before the first collective (the ranks
     learn it at that collective, `World.meet`; rank 0's line, or the failing rank's when rank 0 was ready), and
-    the same error raised on every rank from one collective's result (`check_same`, `check_identical`). Rank 0 speaks for the run;
-    the others keep standard output quiet and hold back standard error, which they print (each line prefixed
-    with the rank) only when they fail. Without a launcher this is `main()`."""
+    the same error raised on every rank from one collective's result (`check_same`, `check_identical`).
+    Rank 0 speaks for the run; the others keep standard output quiet and hold back standard error, which they
+    print (each line prefixed with the rank) only when they fail. Without a launcher this is `main()`."""
     try:
         world = current_world()
     except DistributedError as error:
