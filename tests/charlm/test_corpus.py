@@ -1,6 +1,8 @@
 """The memory-mapped corpus: ids identical to the in-memory encoding (any chunking), the cache's keys and
 atomicity, bad input, and training / evaluation on the map bit-identical to training on the text in memory."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,28 +147,27 @@ def test_an_interrupted_encode_leaves_nothing_a_later_run_trusts(tmp_path, monke
     assert_same_as_in_memory(path, cache)
 
 
-def test_a_temporary_folder_left_by_a_killed_encoder_is_not_trusted(tmp_path):
+def test_a_damaged_entry_is_set_aside_and_encoded_again(tmp_path, capsys):
+    """B1: a damaged entry (here without ids.npy) once blocked its text for good (the rename onto it failed)."""
     path = write(tmp_path / "t.txt", TEXT)
     cache = tmp_path / "cache"
     digest = text_digest(TEXT)
-    (cache / digest).mkdir(parents=True)   # an entry that does not hold together (no ids.npy): not used
+    (cache / digest).mkdir(parents=True)
     (cache / digest / "vocabulary.json").write_text('{"format": 1}')
-    with pytest.raises(OSError, match="could not be read back"):
-        encode_file(path, cache, progress=False)   # the rename fails onto the broken entry; it is not trusted
-    (cache / digest / "vocabulary.json").unlink()
-    (cache / digest).rmdir()
     assert_same_as_in_memory(path, cache)
+    assert "damaged (vocabulary.json of another (older?) format)" in capsys.readouterr().err
+    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_a_text_that_changes_while_it_is_encoded_is_refused(tmp_path, monkeypatch):
     path = write(tmp_path / "t.txt", TEXT)
     original = corpus_module._write_entry
 
-    def edit_between_passes(path_, name, cache, digest, characters, vocabulary, bar):
+    def edit_between_passes(path_, name, cache, digest, characters, vocabulary, fingerprint, bar):
         stat = os.stat(path_)
         write(path_, TEXT.replace("a", "b"))          # same size
         os.utime(path_, ns=(stat.st_atime_ns, stat.st_mtime_ns))   # and the same mtime: the digest tells
-        return original(path_, name, cache, digest, characters, vocabulary, bar)
+        return original(path_, name, cache, digest, characters, vocabulary, fingerprint, bar)
 
     monkeypatch.setattr(corpus_module, "_write_entry", edit_between_passes)
     with pytest.raises(ValueError, match="changed while it was being encoded"):
@@ -280,3 +281,163 @@ def test_an_abandoned_temporary_folder_is_removed_after_a_day(tmp_path):
     os.utime(old, (1, 1))
     assert_same_as_in_memory(write(tmp_path / "t.txt", TEXT), cache)
     assert not old.exists() and recent.exists()   # a recent one may be a running encoder's
+
+
+# -- the cache is untrusted input ---------------------------------------------------------------------------
+
+def entry_of(cache: Path, text: str) -> Path:
+    return cache / text_digest(text)
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_seen_by_its_ctime(tmp_path):
+    """A1: `sed -i` then `touch -r` keeps size and mtime; st_ctime_ns (which touch cannot set) still moves."""
+    path = write(tmp_path / "a.txt", "hello there")
+    cache = tmp_path / "cache"
+    encode_file(path, cache, progress=False)
+    before = os.stat(path)
+    write(path, "hQllo thQrQ")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    if after.st_ctime_ns == before.st_ctime_ns:
+        pytest.skip("this file system's ctime did not move")
+    again = encode_file(path, cache, progress=False)
+    assert again.vocabulary.decode(again.ids) == "hQllo thQrQ"
+
+
+def test_an_index_pointing_at_another_texts_entry_is_not_trusted(tmp_path, capsys):
+    """A2: the index is a hint; an entry made from other bytes (size or fingerprint) is not served."""
+    cache = tmp_path / "cache"
+    a, b = write(tmp_path / "a.txt", "aaaa bbbb"), write(tmp_path / "b.txt", "some other text entirely")
+    encode_file(a, cache, progress=False)
+    encode_file(b, cache, progress=False)
+    for index in (cache / "index").glob("*.json"):
+        index.write_text('{"sha256": "%s"}' % text_digest("some other text entirely"))
+    served = encode_file(a, cache, progress=False)
+    assert served.vocabulary.decode(served.ids) == "aaaa bbbb" and served.sha256 == text_digest("aaaa bbbb")
+    # the same size, the same first and last bytes would pass the fingerprint; a different size never does
+    assert "made from another text" in capsys.readouterr().err
+    # b's entry was set aside only as a hint for a; b itself is still served right
+    assert encode_file(b, cache, progress=False).sha256 == text_digest("some other text entirely")
+
+
+def rewrite_meta(entry: Path, **changes) -> None:
+    meta = json.loads((entry / "vocabulary.json").read_text())
+    meta.update(changes)
+    (entry / "vocabulary.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("vocabulary", ["cba", "acb", "aab", ""])
+def test_a_vocabulary_out_of_code_point_order_is_damage(tmp_path, capsys, vocabulary):
+    """A3: a reordered or repeated vocabulary would decode every id to another character."""
+    path = write(tmp_path / "t.txt", "abcabc")
+    cache = tmp_path / "cache"
+    encode_file(path, cache, progress=False)
+    rewrite_meta(entry_of(cache, "abcabc"), vocabulary=vocabulary)
+    again = encode_file(path, cache, progress=False)
+    assert again.vocabulary.characters == "abc" and again.vocabulary.decode(again.ids) == "abcabc"
+    assert "damaged" in capsys.readouterr().err
+
+
+def test_ids_past_the_vocabulary_are_damage(tmp_path, capsys, monkeypatch):
+    """A4: an id past the vocabulary, anywhere in ids.npy, is found on open (chunk by chunk), not mid-run."""
+    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 3)
+    path = write(tmp_path / "t.txt", "abcabcabca")
+    cache = tmp_path / "cache"
+    encode_file(path, cache, progress=False)
+    ids = entry_of(cache, "abcabcabca") / "ids.npy"
+    data = bytearray(ids.read_bytes())
+    data[-1] = 7   # the last id, in the last chunk
+    ids.write_bytes(bytes(data))
+    again = encode_file(path, cache, progress=False)
+    assert again.ids.tolist() == [0, 1, 2] * 3 + [0]
+    assert "ids past the vocabulary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "pickled", "not json", "not utf-8", "2-D"])
+def test_every_kind_of_unreadable_entry_is_damage_not_a_failure(tmp_path, capsys, damage):
+    """B2: a 0-byte ids.npy gave EOFError ("an unexpected failure"); any read error means a damaged entry."""
+    path = write(tmp_path / "t.txt", "abcabc")
+    cache = tmp_path / "cache"
+    encode_file(path, cache, progress=False)
+    entry = entry_of(cache, "abcabc")
+    if damage == "empty":
+        (entry / "ids.npy").write_bytes(b"")
+    elif damage == "truncated":
+        (entry / "ids.npy").write_bytes((entry / "ids.npy").read_bytes()[:-2])
+    elif damage == "pickled":
+        np.save(entry / "ids.npy", np.array([0, 1, 2, 0, 1, 2], dtype=object), allow_pickle=True)
+    elif damage == "not json":
+        (entry / "vocabulary.json").write_text("{")
+    elif damage == "not utf-8":
+        (entry / "vocabulary.json").write_bytes(b"\xff\xfe")
+    else:
+        np.save(entry / "ids.npy", np.zeros((2, 3), dtype=np.uint8))
+    again = encode_file(path, cache, progress=False)
+    assert again.vocabulary.decode(again.ids) == "abcabc"
+    assert "damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("link", ["entry", "ids.npy", "vocabulary.json", "index folder", "index file"])
+def test_symbolic_links_in_the_cache_are_never_read_through(tmp_path, capsys, link):
+    """C1: a link inside the cache (to another text's entry or outside the cache) is refused, not followed."""
+    cache = tmp_path / "cache"
+    path = write(tmp_path / "t.txt", "abcabc")
+    other = write(tmp_path / "o.txt", "xyzzyx")
+    encode_file(other, tmp_path / "elsewhere", progress=False)
+    outside = entry_of(tmp_path / "elsewhere", "xyzzyx")
+    encode_file(path, cache, progress=False)
+    entry = entry_of(cache, "abcabc")
+    if link in ("entry", "ids.npy", "vocabulary.json"):
+        target = entry if link == "entry" else entry / link
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.symlink_to(outside if link == "entry" else outside / link)
+    elif link == "index folder":
+        shutil.move(cache / "index", tmp_path / "index-outside")
+        (cache / "index").symlink_to(tmp_path / "index-outside")
+    else:
+        (index,) = (cache / "index").glob("*.json")
+        encode_file(other, cache, progress=False)   # the hint outside names an entry the cache holds
+        index.unlink()
+        (tmp_path / "hint.json").write_text('{"sha256": "%s"}' % text_digest("xyzzyx"))
+        index.symlink_to(tmp_path / "hint.json")
+    again = encode_file(path, cache, progress=False)
+    assert again.vocabulary.decode(again.ids) == "abcabc"
+    # the entry outside the cache is neither served nor removed
+    assert (outside / "ids.npy").exists() and (outside / "vocabulary.json").exists()
+    if link == "index folder":
+        assert "could not record" in capsys.readouterr().err   # not written through the link
+
+
+def test_cache_location_errors_name_the_cache_and_its_variable(tmp_path, capsys):
+    """D: a cache under a file gave a bare "Not a directory"."""
+    path = write(tmp_path / "t.txt", "abcabc")
+    afile = write(tmp_path / "afile", "x")
+    with pytest.raises(OSError, match=r"corpus cache .*\$CHAINRULE_CACHE"):
+        encode_file(path, afile / "corpora", progress=False)
+
+
+def test_a_failed_index_write_after_a_good_encode_is_a_warning(tmp_path, capsys):
+    """D: "corpora/index: File exists" after a successful encode ended the run."""
+    path = write(tmp_path / "t.txt", "abcabc")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    write(cache / "index", "not a folder")
+    corpus = encode_file(path, cache, progress=False)
+    assert corpus.vocabulary.decode(corpus.ids) == "abcabc"
+    err = capsys.readouterr().err
+    assert "warning: could not record" in err and "$CHAINRULE_CACHE" in err
+
+
+def test_entry_folders_get_the_usual_mode_for_a_shared_cache(tmp_path):
+    """D: mkdtemp's 0700 made a shared cache's entries unreadable to the group."""
+    path = write(tmp_path / "t.txt", "abcabc")
+    cache = tmp_path / "cache"
+    mask = os.umask(0o022)
+    try:
+        encode_file(path, cache, progress=False)
+    finally:
+        os.umask(mask)
+    assert entry_of(cache, "abcabc").stat().st_mode & 0o777 == 0o755
+    (index,) = (cache / "index").glob("*.json")
+    assert index.stat().st_mode & 0o777 == 0o644

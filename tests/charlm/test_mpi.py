@@ -167,14 +167,34 @@ def test_two_ranks_resume_exactly_and_one_process_continues_their_run(text, tmp_
 
 @needs_mpi
 def test_a_batch_size_the_ranks_cannot_share_ends_the_job_with_the_reason(text, tmp_path):
+    """M: an error every rank meets before the first collective is rank 0's one line and status 2 on every
+    rank, not MPICH's MPI_Abort line with another rank's prefixed copy."""
     result = run("-m", "chainrule", "train", text, *SMALL, "--batch-size", "7", "--steps", "2", "--out",
                  tmp_path / "run", ranks=2)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "--batch-size 7 is the global batch" in result.stderr and "Give a multiple of 2" in result.stderr
+    assert "MPI_Abort" not in result.stderr and "[rank" not in result.stderr
+    assert result.stderr.count("error:") == 1
 
 
 @needs_mpi
-@pytest.mark.parametrize("failure", ["raises", "diverged"])
+def test_ranks_that_read_other_texts_are_stopped_naming_the_rank(text, tmp_path):
+    """A5: a rank given another file (other bytes) or other options once trained apart silently."""
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT.replace("e", "Q"), encoding="utf-8")
+    command = [sys.executable, "-m", "chainrule", "train"]
+    tail = [*SMALL, "--steps", "2", "--out", str(tmp_path / "run")]
+    for second in ([str(other), *tail], [str(text), *tail, "--lr", "0.01"]):
+        result = subprocess.run([MPIEXEC, "-n", "1", *command, str(text), *tail, ":", "-n", "1", *command,
+                                 *second], capture_output=True, text=True, env=environment(), timeout=240)
+        assert result.returncode == 2, result.stderr
+        assert "MPI process 1 (of 2) would train on other data or another model than process 0" in result.stderr
+        assert ("text_sha256, vocabulary differ" if second[0] == str(other) else "its lr differs") in result.stderr
+        assert "MPI_Abort" not in result.stderr
+
+
+@needs_mpi
+@pytest.mark.parametrize("failure", ["raises", "raises in set-up", "diverged"])
 def test_a_failing_rank_ends_the_whole_job_promptly_with_its_message(failure):
     script = textwrap.dedent(f"""
         import numpy as np
@@ -182,9 +202,12 @@ def test_a_failing_rank_ends_the_whole_job_promptly_with_its_message(failure):
 
         def main():
             world = current_world()
-            if {failure!r} == "raises":
+            if {failure!r} in ("raises", "raises in set-up"):
+                if {failure!r} == "raises":
+                    world.mean(0.0)   # past the first collective: a failure of one rank aborts the job
                 if world.rank == 1:
                     raise ValueError("rank one cannot read its shard")
+                world.mean(0.0)
                 world.comm.Barrier()   # rank 0 waits for rank 1 forever, unless the job is aborted
             else:
                 world.check_identical({{"weight": np.array([1.0, 2.0 + world.rank])}})
@@ -196,8 +219,10 @@ def test_a_failing_rank_ends_the_whole_job_promptly_with_its_message(failure):
     result = run("-c", script, ranks=2, timeout=60)
     assert time.monotonic() - start < 30
     assert result.returncode != 0
-    if failure == "raises":
+    if failure != "diverged":
         assert "[rank 1]" in result.stderr and "ValueError: rank one cannot read its shard" in result.stderr
+        # before the first collective every rank learns of it there: the same status, no MPI_Abort
+        assert ("MPI_Abort" in result.stderr) == (failure == "raises")
     else:
         assert "the weights of the 2 MPI processes differ" in result.stderr
 

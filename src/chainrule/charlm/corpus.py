@@ -11,9 +11,17 @@ The cache lives in ``$CHAINRULE_CACHE``, else ``$XDG_CACHE_HOME/chainrule``, els
 ``vocabulary.json``), written under a temporary name, fsynced and renamed: an interrupted encode leaves only
 a ``.tmp-*`` folder that nothing reads (a later encode removes it after a day), and of two concurrent
 encoders of one text the second rename fails and that encoder uses the first one's entry. A small index
-maps a file (device, inode, path, size, mtime) to its SHA-256, so a later run on the unchanged file neither
-hashes nor decodes it; an edited file (another size or mtime) is hashed again and, when its bytes differ,
-encoded again. Deleting the folder clears the cache.
+maps a file (device, inode, path, size, mtime, ctime) to its SHA-256, so a later run on the unchanged file
+neither hashes nor decodes it; an edited file (another size, mtime or ctime: any write moves the ctime, which
+touch cannot set back) is hashed again and, when its bytes differ, encoded again. Deleting the folder clears
+the cache.
+
+The cache is untrusted input, like a checkpoint. The index is only a hint: an entry records its source's size
+and fingerprint (`_fingerprint`: the SHA-256 of its first and last MiB), checked on every use. An entry is
+validated when opened (vocabulary in strictly increasing code-point order, a 1-D unsigned ids.npy of the
+recorded length, every id below the vocabulary's size, checked a chunk at a time); symbolic links inside the
+cache are refused, never read through. A damaged entry is set aside (removed) with a one-line notice and the
+text encoded again; failing to write the index after a good encode is a warning, not an error.
 
 Pipes, standard input and character devices (/dev/zero) have no size nor mtime to key a cache by: they are
 read into memory as before, up to `MAX_TEXT_BYTES` (2 GiB), and encoded without a cache.
@@ -21,11 +29,13 @@ read into memory as before, up to `MAX_TEXT_BYTES` (2 GiB), and encoded without 
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,7 +53,9 @@ CHUNK_BYTES = 4 << 20
 ONE_HOT_MAX_VOCABULARY = 4096
 # A temporary folder untouched for this long is a killed encoder's (its ids.npy is written continuously).
 ABANDONED_AFTER = 24 * 3600
-_FORMAT = 1
+_FORMAT = 2   # 2: the entry records its source's size and fingerprint
+# bytes hashed at each end of a file to tie a cache entry to it (`_fingerprint`)
+FINGERPRINT_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 _UNICODE_SIZE = 0x110000
 
@@ -183,13 +195,18 @@ def encode_file(path: str | Path, cache: str | Path | None = None, progress: boo
     cache = Path(cache) if cache is not None else cache_folder()
     with open(path, "rb"):   # a file this user may no longer read is refused, cached or not
         before = os.stat(path)
-    index = cache / "index" / (hashlib.sha256("\0".join(
-        map(str, (before.st_dev, before.st_ino, os.path.realpath(path), before.st_size, before.st_mtime_ns))
-    ).encode("utf-8", "surrogatepass")).hexdigest() + ".json")
-    digest = _read_index(index)
-    corpus = _open_entry(cache / digest, name) if digest else None
-    if corpus is not None:
-        return corpus
+    # st_ctime_ns changes on every write and cannot be set back (touch sets mtime only)
+    index = cache / "index" / (hashlib.sha256("\0".join(map(str, (
+        before.st_dev, before.st_ino, os.path.realpath(path), before.st_size, before.st_mtime_ns,
+        before.st_ctime_ns))).encode("utf-8", "surrogatepass")).hexdigest() + ".json")
+    digest = _read_index(cache, index)
+    if digest:
+        # the index is a hint: the entry must describe this file's bytes (size and fingerprint)
+        found = _open_entry(cache / digest, name, _fingerprint(path))
+        if isinstance(found, Corpus):
+            return found
+        if found is not None:
+            _set_aside(cache, digest, found)
     bar = _bar(2 * before.st_size, name, progress)
     try:
         seen = np.zeros(_UNICODE_SIZE, dtype=bool)
@@ -210,20 +227,86 @@ def encode_file(path: str | Path, cache: str | Path | None = None, progress: boo
         _check_unchanged(path, name, before)
         if not characters:
             raise ValueError(f"{name} is empty")
-        corpus = _open_entry(cache / digest, name)
-        if corpus is None:
+        fingerprint = _fingerprint(path)
+        found = _open_entry(cache / digest, name, fingerprint)
+        if not isinstance(found, Corpus):
+            if found is not None:
+                _set_aside(cache, digest, found)
             vocabulary = Vocabulary(map(chr, np.flatnonzero(seen)))
-            if not _write_entry(path, name, cache, digest, characters, vocabulary, bar):
+            if not _write_entry(path, name, cache, digest, characters, vocabulary, fingerprint, bar):
                 raise ValueError(f"{name} changed while it was being encoded; encode it again once nothing "
                                  "writes to it")
             _check_unchanged(path, name, before)
-            corpus = _open_entry(cache / digest, name)
-            if corpus is None:
-                raise OSError(f"the encoded corpus of {name} in {cache / digest} could not be read back")
+            found = _open_entry(cache / digest, name, fingerprint)
+            if not isinstance(found, Corpus):
+                raise OSError(f"the encoded corpus of {name} in the corpus cache {cache / digest} could not be "
+                              f"read back ({found or 'missing'}); {_CACHE_ADVICE}")
+        corpus = found
     finally:
         bar.close()
-    _write_json(index, {"sha256": digest})
+    try:
+        _refuse_links(cache, index)
+        _write_json(index, {"sha256": digest})
+    except OSError as error:
+        # the encode itself succeeded: a later run only hashes the text again
+        _notice(f"warning: could not record {name} in the corpus cache index {index.parent} ({_reason(error)}); "
+                f"the next run hashes the text again. {_CACHE_ADVICE}")
     return corpus
+
+
+_CACHE_ADVICE = (f"the corpus cache is ${CACHE_ENV}/corpora, by default $XDG_CACHE_HOME/chainrule/corpora or "
+                 f"~/.cache/chainrule/corpora: point ${CACHE_ENV} at a writable folder, or remove the damaged one")
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error) if isinstance(error, OSError) else str(error)
+
+
+def _notice(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _cache_error(cache: Path, what: str, error: OSError) -> OSError:
+    """An OSError naming the corpus cache, the variable that moves it and what to do."""
+    return OSError(error.errno, f"cannot {what} the corpus cache {cache} ({_reason(error)}); {_CACHE_ADVICE}")
+
+
+def _refuse_links(cache: Path, path: Path) -> None:
+    """Raise OSError when `path` or a folder between `cache` and it is a symbolic link (never written through)."""
+    here = path
+    while here != cache and cache in here.parents:
+        if here.is_symlink():
+            raise OSError(errno.ELOOP, f"{here} is a symbolic link")
+        here = here.parent
+
+
+def _fingerprint(path: Path) -> tuple[int, str]:
+    """The byte size of `path` without a leading byte-order mark and the SHA-256 of its first and last
+    `FINGERPRINT_BYTES` (of those bytes): what ties a cache entry to a file at the cost of two reads."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        start = len(_BOM) if stream.read(len(_BOM)) == _BOM else 0
+        stream.seek(start)
+        digest.update(stream.read(FINGERPRINT_BYTES))
+        tail = max(start, size - FINGERPRINT_BYTES)
+        stream.seek(tail)
+        digest.update(stream.read(FINGERPRINT_BYTES))
+    return size - start, digest.hexdigest()
+
+
+def _set_aside(cache: Path, digest: str, reason: str) -> None:
+    """Remove the damaged entry `digest` (renamed aside first, so that no reader finds it half removed)."""
+    _notice(f"note: the corpus cache entry {cache / digest} is damaged ({reason}); encoding the text again")
+    aside = cache / f".tmp-damaged-{digest}-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        os.rename(cache / digest, aside)
+    except OSError:
+        return   # gone already (another run set it aside), or the cache is read-only: the rename below says so
+    if aside.is_symlink() or not aside.is_dir():
+        aside.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _bar(total: int, name: str, progress: bool):
@@ -280,16 +363,23 @@ def _scan(path: Path, name: str, consume, bar) -> tuple[str, int]:
 
 
 def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: int, vocabulary: Vocabulary,
-                 bar) -> bool:
+                 fingerprint: tuple[int, str], bar) -> bool:
     """Second pass: the ids into a temporary folder in `cache`, fsynced, renamed to `digest` when this pass
     read the same bytes as the first (its SHA-256 and length); False when it did not (the file was edited)."""
     dtype = token_dtype(len(vocabulary))
     table = np.zeros(_UNICODE_SIZE, dtype=dtype)
     table[[ord(ch) for ch in vocabulary.characters]] = np.arange(len(vocabulary), dtype=dtype)
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cache_error(cache, "create", error) from None
     _remove_abandoned(cache)
-    temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
-    os.chmod(temporary, new_file_mode(folder=True))  # a normal folder's mode, not mkdtemp's 0o700
+    try:
+        temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
+        # mkdtemp makes a private (0700) folder; an entry gets a folder's usual mode so that a cache is shared
+        os.chmod(temporary, new_file_mode(folder=True))
+    except OSError as error:
+        raise _cache_error(cache, "write into", error) from None
     try:
         written = 0
         with open(temporary / "ids.npy", "wb") as out:
@@ -317,13 +407,14 @@ def _write_entry(path: Path, name: str, cache: Path, digest: str, characters: in
             return False   # edited between the passes: nothing is renamed; the caller reports the change
         _write_json(temporary / "vocabulary.json",
                     {"format": _FORMAT, "sha256": digest, "characters": characters, "dtype": dtype.name,
+                     "source_bytes": fingerprint[0], "fingerprint": fingerprint[1],
                      "vocabulary": vocabulary.characters}, atomic=False)
         _fsync_folder(temporary)
         try:
             os.rename(temporary, cache / digest)
-        except OSError:
-            if not (cache / digest).is_dir():
-                raise
+        except OSError as error:
+            if not (cache / digest).is_dir() or (cache / digest).is_symlink():
+                raise _cache_error(cache, "write into", error) from None
             # another encoder of the same text renamed its folder first: use that one
         else:
             _fsync_folder(cache)
@@ -343,26 +434,81 @@ def _remove_abandoned(cache: Path) -> None:
             continue
 
 
-def _open_entry(folder: Path, name: str) -> Corpus | None:
-    """The cache entry in `folder` as a Corpus, or None when there is none or it does not hold together."""
+def _open_entry(folder: Path, name: str, fingerprint: tuple[int, str]) -> Corpus | str | None:
+    """The cache entry in `folder` as a Corpus; None when there is none; else what is wrong with it (a damaged
+    or tampered entry, or one made from other bytes than `fingerprint` describes). Symbolic links are refused,
+    never read through."""
     try:
-        meta = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-        ids = np.load(folder / "ids.npy", mmap_mode="r")
-        vocabulary = Vocabulary(meta["vocabulary"])
-        if (meta["format"] != _FORMAT or meta["sha256"] != folder.name or ids.shape != (meta["characters"],)
-                or ids.dtype != token_dtype(len(vocabulary))):
+        if not os.path.lexists(folder):
             return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return "not a folder (a symbolic link or a file)"
+        meta = json.loads(_read_no_follow(folder / "vocabulary.json").decode("utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            return "vocabulary.json of another (older?) format"
+        characters = meta["vocabulary"]
+        if not (isinstance(characters, str) and characters):
+            return "its vocabulary is not a string of characters"
+        points = [ord(ch) for ch in characters]
+        # encoding sorts the vocabulary by code point: any other order (or a repeat) mis-decodes every id
+        if any(a >= b for a, b in zip(points, points[1:])):
+            return "its vocabulary is not in strictly increasing code-point order"
+        vocabulary = Vocabulary(characters)
+        if meta["sha256"] != folder.name:
+            return "its recorded SHA-256 is not its folder's name"
+        if (meta.get("source_bytes"), meta.get("fingerprint")) != fingerprint:
+            return "it was made from another text than this file"
+        ids = _map_ids(folder / "ids.npy")
+        if ids.shape != (meta["characters"],) or ids.dtype != token_dtype(len(vocabulary)):
+            return "ids.npy does not match vocabulary.json"
+        # an id past the vocabulary would fail (or mis-decode) mid-run: checked once, a chunk at a time
+        for start in range(0, len(ids), CHUNK_BYTES):
+            if int(ids[start:start + CHUNK_BYTES].max()) >= len(vocabulary):
+                return "ids.npy holds ids past the vocabulary"
+    except (OSError, ValueError, KeyError, TypeError, EOFError, IndexError, AttributeError,
+            OverflowError, SyntaxError) as error:
+        return f"{type(error).__name__}: {error}"
     return Corpus(ids, vocabulary, meta["sha256"], name)
 
 
-def _read_index(index: Path) -> str | None:
+def _read_no_follow(path: Path) -> bytes:
+    """The bytes of the regular file `path`; OSError when it is a symbolic link or not a regular file."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        return stream.read()
+
+
+def _map_ids(path: Path) -> np.memmap:
+    """`path`, a .npy file of a 1-D C-order array, as a read-only memory map, opened without following a
+    symbolic link (np.load would follow one); ValueError for a damaged header."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        version = np.lib.format.read_magic(stream)
+        if version != (1, 0):
+            raise ValueError(f"npy format {version}, not 1.0")
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        if fortran_order or len(shape) != 1 or dtype.hasobject or dtype.kind != "u":
+            raise ValueError(f"a {dtype} array of shape {shape}, not 1-D unsigned ids")
+        offset = stream.tell()
+        if os.fstat(stream.fileno()).st_size != offset + shape[0] * dtype.itemsize:
+            raise ValueError("its size does not match its header")
+        if shape[0] == 0:
+            raise ValueError("no ids")
+        return np.memmap(stream, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def _read_index(cache: Path, index: Path) -> str | None:
     try:
-        digest = json.loads(index.read_text(encoding="utf-8"))["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        _refuse_links(cache, index)
+        digest = json.loads(_read_no_follow(index).decode("utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
-    return digest if isinstance(digest, str) and len(digest) == 64 and digest.isalnum() else None
+    return digest if isinstance(digest, str) and len(digest) == 64 and all(
+        c in "0123456789abcdef" for c in digest) else None
 
 
 def _write_json(path: Path, value: dict, atomic: bool = True) -> None:

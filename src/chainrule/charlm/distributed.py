@@ -12,6 +12,8 @@ operations are no-ops.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import traceback
@@ -27,6 +29,15 @@ LAUNCHERS = (
     ("PMIX_RANK", "SLURM_STEP_NUM_TASKS", "srun --mpi=pmix"),
     ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "srun"),
 )
+
+
+class PeerFailedInSetUp(Exception):
+    """Another rank failed before the first collective: every rank learnt it at that collective, and this one
+    ends with the same `status` (the failing rank reports why)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        super().__init__(f"rank(s) {[r for r, s in enumerate(statuses) if s]} failed while setting up")
+        self.statuses = statuses
 
 
 class DistributedError(ValueError):
@@ -68,6 +79,11 @@ class World:
     def __init__(self, rank: int, size: int, comm: Any = None) -> None:
         self.rank, self.size, self.comm = rank, size, comm
         self._buffer: np.ndarray | None = None
+        # the first collective gathers every rank's set-up status, so that an error all ranks (or one) met
+        # before it ends the job with each rank's own status, not MPI_Abort
+        self.met = False
+        # set when a collective's result raised the same error on every rank (each knows; nothing to abort)
+        self.failed_together = False
 
     @classmethod
     def alone(cls) -> World:
@@ -102,11 +118,48 @@ class World:
         rows = self.rows(batch[0].shape[0])
         return batch[0][rows], batch[1][rows]
 
+    # -- set-up ------------------------------------------------------------------------------------------
+    def meet(self, status: int = 0) -> list[int]:
+        """The first collective of a run: gather every rank's set-up `status` (0: ready). A ready rank raises
+        `PeerFailedInSetUp` when another one failed; called by every collective before its own work (and by
+        `run_on_every_rank` for a rank that failed before any)."""
+        if self.size == 1 or self.met:
+            return [status]
+        self.met = True
+        statuses = [int(s) for s in self.comm.allgather(int(status))]
+        if any(statuses) and not status:
+            raise PeerFailedInSetUp(statuses)
+        return statuses
+
+    def check_same(self, description: Mapping[str, Any]) -> None:
+        """Raise `DistributedError` on every rank when the ranks' `description` (the text's SHA-256, its
+        vocabulary, the options that fix the model and the data) differ from rank 0's: one allgather of the
+        SHA-256 of its JSON; on a difference, the differing keys are gathered to name them."""
+        if self.size == 1:
+            return
+        self.meet()
+        encoded = json.dumps(description, sort_keys=True, default=str).encode("utf-8", "surrogatepass")
+        digests = self.comm.allgather(hashlib.sha256(encoded).hexdigest())
+        others = [rank for rank, digest in enumerate(digests) if digest != digests[0]]
+        if not others:
+            return
+        descriptions = self.comm.allgather(json.loads(json.dumps(description, sort_keys=True, default=str)))
+        rank = others[0]
+        keys = sorted(key for key in set(descriptions[0]) | set(descriptions[rank])
+                      if descriptions[0].get(key) != descriptions[rank].get(key))
+        self.failed_together = True
+        raise DistributedError(
+            f"MPI process {rank} (of {self.size}) would train on other data or another model than process 0: "
+            f"its {', '.join(keys)} differ{'s' if len(keys) == 1 else ''}"
+            + (f" (and {len(others) - 1} more process(es) differ)" if len(others) > 1 else "")
+            + ". Give every process the same text file (the same bytes) and the same options")
+
     # -- the step ----------------------------------------------------------------------------------------
     def mean(self, value: float) -> float:
         """The mean over ranks of a float (each rank's loss on its equal share: the global batch's loss)."""
         if self.size == 1:
             return value
+        self.meet()
         total = np.array([value], dtype=np.float64)
         self.comm.Allreduce(self._mpi().IN_PLACE, total, op=self._mpi().SUM)
         return float(total[0] / self.size)
@@ -117,6 +170,7 @@ class World:
         back. A parameter without a gradient counts as a zero gradient (it gets the mean of the others')."""
         if self.size == 1:
             return
+        self.meet()
         total = sum(int(p.data.size) for p in parameters)
         dtype = np.result_type(*[p.data.dtype for p in parameters])
         if self._buffer is None or self._buffer.size != total or self._buffer.dtype != dtype:
@@ -147,6 +201,7 @@ class World:
         and sum of squares of all of them, reduced MIN and MAX."""
         if self.size == 1:
             return
+        self.meet()
         checksum = np.zeros(2, dtype=np.float64)
         for value in arrays.values():
             flat = np.asarray(value, dtype=np.float64).ravel()
@@ -156,6 +211,7 @@ class World:
         self.comm.Allreduce(mpi.IN_PLACE, low, op=mpi.MIN)
         self.comm.Allreduce(mpi.IN_PLACE, high, op=mpi.MAX)
         if not np.array_equal(low, high, equal_nan=True):
+            self.failed_together = True
             raise DistributedError(
                 f"the weights of the {self.size} MPI processes differ (checksums from {low[0]!r} to {high[0]!r}); "
                 "they must stay identical. A process used other code, another NumPy/BLAS build, or a different "
@@ -172,6 +228,7 @@ class World:
         Unequal shares (a short text with fewer streams) are weighted exactly by their characters."""
         if self.size == 1:
             return evaluate(ids, batch_size)[0]
+        self.meet()
         streams = max(1, min(batch_size, (len(ids) - 1) // 2))   # as the one-process evaluation clamps it
         length = (len(ids) - 1) // streams
         bounds = np.linspace(0, streams, self.size + 1).round().astype(int)
@@ -188,6 +245,7 @@ class World:
         """Each array's global form: the ranks' equal row shares along `axis`, concatenated in rank order."""
         if self.size == 1:
             return arrays
+        self.meet()
         gathered = []
         for array in arrays:
             parts = self.comm.allgather(np.ascontiguousarray(array))
@@ -207,6 +265,7 @@ class World:
         in rank 0's state, so a resume that derives it again continues exactly."""
         if self.size == 1:
             return
+        self.meet()
         state = self.comm.bcast(generator.bit_generator.state, root=0)
         bit_generator = type(generator.bit_generator)()
         bit_generator.state = state
@@ -264,9 +323,12 @@ def current_world() -> World:
 
 def run_on_every_rank(main: Callable[[], int]) -> int:
     """Run `main` on this rank; when it fails (an exception, or a non-zero status after printing its message),
-    end the whole job with MPI_Abort so that no rank waits forever for this one. Rank 0 speaks for the run;
-    the others keep standard output quiet and hold back standard error, which they print (each line prefixed
-    with the rank) only when they fail. Without a launcher this is `main()`."""
+    end the whole job with MPI_Abort so that no rank waits forever for this one. Two failures every rank knows
+    of end without MPI_Abort, each rank returning the same status: one before the first collective (the ranks
+    learn it at that collective, `World.meet`; rank 0's line, or the failing rank's when rank 0 was ready), and
+    the same error raised on every rank from one collective's result (`check_same`, `check_identical`).
+    Rank 0 speaks for the run; the others keep standard output quiet and hold back standard error, which they
+    print (each line prefixed with the rank) only when they fail. Without a launcher this is `main()`."""
     try:
         world = current_world()
     except DistributedError as error:
@@ -282,9 +344,19 @@ def run_on_every_rank(main: Callable[[], int]) -> int:
         status = main()
     except SystemExit as ended:
         status = ended.code if isinstance(ended.code, int) else (0 if ended.code is None else 1)
+    except PeerFailedInSetUp as peer:
+        return max(peer.statuses)   # the failing rank says why; every rank ends with the same status
     except BaseException:
         traceback.print_exc()
         status = 1
+    if status and not world.met:
+        # failed before any collective: the others learn it at their first one (no MPI_Abort, no lost line)
+        statuses = world.meet(status)
+        if held is not None and statuses[0] == 0:
+            held.release(f"[rank {world.rank}] ")   # rank 0 did not fail: this rank's line is the reason
+        return max(statuses)
+    if status and world.failed_together:
+        return status   # every rank raised the same error from one collective's result; rank 0 printed it
     if status:
         if held is not None:
             held.release(f"[rank {world.rank}] ")

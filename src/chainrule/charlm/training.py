@@ -253,6 +253,9 @@ class Trainer:
         data = load_corpus(corpus if corpus is not None else config.text, progress=not quiet)
         self.text_name, self.text_sha256, self.vocabulary = data.name, data.sha256, data.vocabulary
         check_input_mode(len(self.vocabulary), config.architecture.embedding)
+        # ranks that read other bytes or other options would train apart silently
+        self.world.check_same({"text_sha256": data.sha256, "vocabulary": self.vocabulary.characters,
+                               **{k: v for k, v in asdict(config).items() if k != "text"}})
         train_ids, val_ids = data.split(config.val_frac)
         if 0 < len(val_ids) < 2:   # one character has no next character to predict: no validation at all
             raise ValueError(f"--val-frac {config.val_frac} leaves {len(val_ids)} character of the "
