@@ -462,13 +462,29 @@ def _open_entry(folder: Path, name: str, fingerprint: tuple[int, str]) -> Corpus
         if ids.shape != (meta["characters"],) or ids.dtype != token_dtype(len(vocabulary)):
             return "ids.npy does not match vocabulary.json"
         # an id past the vocabulary would fail (or mis-decode) mid-run: checked once, a chunk at a time
-        for start in range(0, len(ids), CHUNK_BYTES):
-            if int(ids[start:start + CHUNK_BYTES].max()) >= len(vocabulary):
-                return "ids.npy holds ids past the vocabulary"
+        if _largest_id(folder / "ids.npy", ids) >= len(vocabulary):
+            return "ids.npy holds ids past the vocabulary"
     except (OSError, ValueError, KeyError, TypeError, EOFError, IndexError, AttributeError,
             OverflowError, SyntaxError) as error:
         return f"{type(error).__name__}: {error}"
     return Corpus(ids, vocabulary, meta["sha256"], name)
+
+
+def _largest_id(path: Path, ids: np.memmap) -> int:
+    """The largest id in `path` (the file `ids` maps), read a chunk at a time into one buffer: a scan through
+    the map would leave every page of a gigabyte file resident in this process."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        largest, size = 0, ids.dtype.itemsize
+        for start in range(0, len(ids), CHUNK_BYTES):
+            count = min(CHUNK_BYTES, len(ids) - start)
+            data = os.pread(descriptor, count * size, ids.offset + start * size)
+            if len(data) != count * size:
+                raise ValueError("ids.npy is shorter than its header says")
+            largest = max(largest, int(np.frombuffer(data, dtype=ids.dtype).max()))
+        return largest
+    finally:
+        os.close(descriptor)
 
 
 def _read_no_follow(path: Path) -> bytes:
