@@ -441,3 +441,18 @@ def test_entry_folders_get_the_usual_mode_for_a_shared_cache(tmp_path):
     assert entry_of(cache, "abcabc").stat().st_mode & 0o777 == 0o755
     (index,) = (cache / "index").glob("*.json")
     assert index.stat().st_mode & 0o777 == 0o644
+
+
+def test_validation_of_a_long_held_out_part_scores_a_fixed_prefix(tmp_path, monkeypatch):
+    """A gigabyte text's validation part would take minutes at every evaluation: a prefix of
+    MAX_VALIDATION_CHARACTERS is scored, the same each time, and the run says so once."""
+    from chainrule.charlm import training
+
+    monkeypatch.setattr(training, "MAX_VALIDATION_CHARACTERS", 500)
+    said = []
+    config = training.TrainConfig(hidden=8, layers=1, seq_len=8, batch_size=2, steps=2, eval_every=2,
+                                  sample_every=0, val_frac=0.5)
+    trainer = training.Trainer(config, tmp_path / "run", report=said.append, quiet=True,
+                               corpus=(TEXT * 10, "plays"))
+    assert len(trainer.val_ids) == 500
+    assert any("validation scores the first 500 of the" in line for line in said)

@@ -1,6 +1,7 @@
-"""`chainrule export`: ONNX (run by onnxruntime) and TorchScript files give chainrule's own predictions."""
+"""`chainrule export`: ONNX files (run by onnxruntime) and PyTorch weights files give chainrule's own predictions."""
 import json
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -129,18 +130,17 @@ def test_torch_format_rebuilds_pytorch_modules_that_predict_the_same(runs, tmp_p
     run = runs(cell, 2, embedding)
     path = export(run, "torch", tmp_path / "model.pt")
     ids = torch.from_numpy(np.random.default_rng(2).integers(0, 20, (2, 7)))
-    # the recipe of chainrule.charlm.export's text, plain PyTorch
-    saved = torch.load(path, weights_only=True)
-    weights, hidden, size = saved["state_dict"], saved["hidden"], len(saved["vocabulary"])
-    embedding = torch.nn.Embedding.from_pretrained(weights["embedding.weight"])
-    rnn = getattr(torch.nn, saved["cell"])(weights["embedding.weight"].shape[1], hidden,
-                                           num_layers=saved["layers"], batch_first=True)
-    rnn.load_state_dict({k[4:]: v for k, v in weights.items() if k.startswith("rnn.")})
-    head = torch.nn.Linear(hidden, size)
-    head.load_state_dict({k[5:]: v for k, v in weights.items() if k.startswith("head.")})
+    # the recipe of chainrule.charlm.export's text, run as it is written there (plain PyTorch)
+    import chainrule.charlm.export as module
+
+    lines = module.__doc__.splitlines()
+    start = next(i for i, line in enumerate(lines) if "saved = torch.load(" in line)
+    end = next(i for i, line in enumerate(lines) if "logits = head(output)" in line)
+    recipe = textwrap.dedent("\n".join(lines[start:end + 1])).replace('"model.pt"', repr(str(path)))
+    namespace = {"torch": torch, "ids": ids}
     with torch.no_grad():
-        output, state = rnn(embedding(ids))
-        logits = head(output)
+        exec(recipe, namespace)
+    saved, logits, state = namespace["saved"], namespace["logits"], namespace["state"]
     want, states, vocabulary = chainrule_run(run, ids.numpy())
     np.testing.assert_allclose(logits.numpy(), want, atol=1e-5, rtol=1e-5)
     for got, expected in zip(state if isinstance(state, tuple) else (state,), states, strict=True):

@@ -66,6 +66,8 @@ def limit_problem(name: str, value: float) -> str | None:
 
 
 def _bound(value: float) -> str:
+    if value == 2 ** 53:   # a representation's limit (the largest integer a float holds exactly), not a choice
+        return "2**53"
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 

@@ -30,6 +30,8 @@ from .run_folder import (LOCK_NAME, RankZeroLock, RunExists, RunInUse, RunLock, 
                          _read_run_file, claim_run_folder, recordable_name, shell_word)
 from .text import TextStreams
 
+# characters of the held-out part scored at each evaluation, at most (a prefix, the same every time)
+MAX_VALIDATION_CHARACTERS = 1 << 21
 OPTIMIZERS = {"adam": optim.Adam, "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop, "sgd": optim.SGD}
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 
@@ -270,6 +272,11 @@ class Trainer:
                              f"(--val-frac {config.val_frac} keeps {len(val_ids):,} for validation), too few: "
                              f"{error}; or lower --val-frac") from None
         self.val_ids = val_ids if len(val_ids) >= 2 else None
+        if self.val_ids is not None and len(self.val_ids) > MAX_VALIDATION_CHARACTERS:
+            # every evaluation scores the same prefix: on a gigabyte text the whole part would take minutes
+            self.report(f"validation scores the first {MAX_VALIDATION_CHARACTERS:,} of the {len(self.val_ids):,} "
+                        "held-out characters at each evaluation (chainrule eval RUN TEXT scores a whole text)")
+            self.val_ids = self.val_ids[:MAX_VALIDATION_CHARACTERS]
         manual_seed(config.seed)
         self.model = CharModel(config.model_config(self.vocabulary.characters))
         self.world.decorrelate(default_generator())   # same initial weights, each rank its own dropout masks
