@@ -22,14 +22,11 @@ import sys
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rnn import ROWS, SEQ_LEN, VOCABULARY, ChainruleModel, TorchModel  # noqa: E402
+import rnn  # noqa: E402
+from rnn import ROWS  # noqa: E402
 
 import chainrule as cr  # noqa: E402
-from chainrule import nn, optim  # noqa: E402
-from chainrule.nn import functional as F  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -37,23 +34,13 @@ GPU_ROWS = [*ROWS[:-1], ("lstm", 512, 2, 256)]   # the batch-1 row of rnn.py mea
 
 
 def chainrule_step(cell, hidden, layers, batch, device) -> Callable[[], None]:
-    cr.manual_seed(0)
-    model = ChainruleModel(cell, hidden, layers).to(device)
-    parameters = list(model.parameters())
-    optimizer = optim.Adam(parameters, lr=1e-3)
-    rng = np.random.default_rng(0)
-    inputs, targets = rng.integers(0, VOCABULARY, (batch, SEQ_LEN)), rng.integers(0, VOCABULARY, (batch, SEQ_LEN))
-    synchronize = _synchronize(device)
+    """rnn.py's chainrule training step on `device`, waiting for the GPU's work to end."""
+    step, synchronize = rnn.chainrule_step(cell, hidden, layers, batch, device=device), _synchronize(device)
 
-    def step() -> None:
-        logits, _ = model(inputs)
-        loss = F.cross_entropy(logits, targets)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(parameters, 5.0)
-        optimizer.step()
+    def synchronized() -> None:
+        step()
         synchronize()
-    return step
+    return synchronized
 
 
 def _synchronize(device) -> Callable[[], None]:
@@ -64,23 +51,13 @@ def _synchronize(device) -> Callable[[], None]:
 
 
 def torch_step(cell, hidden, layers, batch) -> Callable[[], None]:
-    torch.manual_seed(0)
-    model = TorchModel(cell, hidden, layers).cuda()
-    parameters = list(model.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=1e-3)
-    rng = np.random.default_rng(0)
-    inputs = torch.tensor(rng.integers(0, VOCABULARY, (batch, SEQ_LEN))).cuda()
-    targets = torch.tensor(rng.integers(0, VOCABULARY, (batch, SEQ_LEN))).cuda()
+    """rnn.py's PyTorch training step on CUDA, waiting for the GPU's work to end."""
+    step = rnn.torch_step(cell, hidden, layers, batch, device="cuda")
 
-    def step() -> None:
-        logits, _ = model(inputs)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCABULARY), targets.reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 5.0)
-        optimizer.step()
+    def synchronized() -> None:
+        step()
         torch.cuda.synchronize()
-    return step
+    return synchronized
 
 
 def median_time(step: Callable[[], None], repeats: int, warmup: int = 3) -> float:

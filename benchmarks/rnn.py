@@ -77,9 +77,10 @@ class TorchModel(torch.nn.Module):
         return self.head(output), state
 
 
-def chainrule_step(cell: str, hidden: int, layers: int, batch: int, seq_len: int = SEQ_LEN) -> Callable[[], None]:
+def chainrule_step(cell: str, hidden: int, layers: int, batch: int, seq_len: int = SEQ_LEN,
+                   device: str = "cpu") -> Callable[[], None]:
     cr.manual_seed(0)
-    model = ChainruleModel(cell, hidden, layers)
+    model = ChainruleModel(cell, hidden, layers).to(device)
     parameters = list(model.parameters())
     optimizer = optim.Adam(parameters, lr=1e-3)
     rng = np.random.default_rng(0)
@@ -95,14 +96,15 @@ def chainrule_step(cell: str, hidden: int, layers: int, batch: int, seq_len: int
     return step
 
 
-def torch_step(cell: str, hidden: int, layers: int, batch: int, seq_len: int = SEQ_LEN) -> Callable[[], None]:
+def torch_step(cell: str, hidden: int, layers: int, batch: int, seq_len: int = SEQ_LEN,
+               device: str = "cpu") -> Callable[[], None]:
     torch.manual_seed(0)
-    model = TorchModel(cell, hidden, layers)
+    model = TorchModel(cell, hidden, layers).to(device)
     parameters = list(model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=1e-3)
     rng = np.random.default_rng(0)
-    inputs = torch.tensor(rng.integers(0, VOCABULARY, (batch, seq_len)))
-    targets = torch.tensor(rng.integers(0, VOCABULARY, (batch, seq_len)))
+    inputs = torch.tensor(rng.integers(0, VOCABULARY, (batch, seq_len)), device=device)
+    targets = torch.tensor(rng.integers(0, VOCABULARY, (batch, seq_len)), device=device)
 
     def step() -> None:
         logits, _ = model(inputs)
