@@ -102,14 +102,19 @@ class LogSumExp(Function):
         return g.reshape(ctx.kept_shape) * _exp(x - out.reshape(ctx.kept_shape)), None, None
 
 
+def _shifted_by_max(x: np.ndarray, axis: int) -> np.ndarray:
+    """x - max(x) along `axis` (kept), float16 widened to float32: what softmax and log-softmax exponentiate.
+    The max is subtracted even when infinite: a row of -inf, or one holding +inf, is NaN, as in PyTorch."""
+    wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)
+    return wide - max_or(wide, axis, True, -np.inf)
+
+
 class Softmax(Function):
     """The softmax node: dS/dx applied to g is S ⊙ (g - Σ g S)."""
 
     @staticmethod
     def forward(ctx, x, axis):
-        wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
-        # the max is subtracted even when infinite: a row of -inf or with +inf is NaN, as in PyTorch
-        e = np.exp(wide - max_or(wide, axis, True, -np.inf))
+        e = np.exp(_shifted_by_max(x, axis))
         out = (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis
@@ -126,8 +131,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
-        wide = x.astype(_accumulation_dtype(x.dtype) or x.dtype, copy=False)  # float16 in float32
-        shifted = wide - max_or(wide, axis, True, -np.inf)
+        shifted = _shifted_by_max(x, axis)
         out = (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
         ctx.save_for_backward(out)
         ctx.axis = axis
